@@ -1,0 +1,22 @@
+//! tcptrace's kernel programs.
+//!
+//! Each program is thin: it reads the fields an event needs, at offsets user
+//! space took from this kernel's tracefs format files, into a
+//! [`WireEvent`](tracer_common::WireEvent) and submits it to one ring buffer
+//! without waking the reader (user space drains on a short timer). One file
+//! per hook family.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod emit;
+mod retrans;
+mod state;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects any path that
+    // could get here. Kept for the compiler.
+    loop {}
+}

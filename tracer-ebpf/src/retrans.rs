@@ -1,0 +1,69 @@
+//! Retransmissions: data, FIN and SYN segments, and SYN-ACKs.
+//!
+//! match-tracepoint: tcp:tcp_retransmit_skb
+//!   (skbaddr, skaddr, state, sport, dport, family, saddr[4], daddr[4],
+//!    saddr_v6[16], daddr_v6[16], err); `state` since 4.16, `family` since
+//!   5.x, `err` since 6.x (then the tracepoint also fires for failed
+//!   attempts, which are not retransmissions on the wire).
+//! match-tracepoint: tcp:tcp_retransmit_synack
+//!   (skaddr = listener, req, sport, dport, family, saddr[4], daddr[4],
+//!    saddr_v6[16], daddr_v6[16]).
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tracer_common::{TpOffsets, kind};
+
+use crate::emit::{TCP_SYN_RECV, addresses, field, new_event, submit, wanted};
+
+#[unsafe(no_mangle)]
+static RETRANS_TP: TpOffsets = TpOffsets::ABSENT;
+#[unsafe(no_mangle)]
+static SYNACK_TP: TpOffsets = TpOffsets::ABSENT;
+
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    // SAFETY: a plain global that user space rewrites before load.
+    let off = unsafe { core::ptr::read_volatile(&RETRANS_TP) };
+    let _ = try_retrans(&ctx, &off, kind::RETRANS);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    // SAFETY: as above.
+    let off = unsafe { core::ptr::read_volatile(&SYNACK_TP) };
+    let _ = try_retrans(&ctx, &off, kind::RETRANS_SYNACK);
+    0
+}
+
+fn try_retrans(ctx: &TracePointContext, off: &TpOffsets, k: u8) -> Option<()> {
+    let err = field::<i32>(ctx, off.err).unwrap_or(0);
+    if err != 0 {
+        // Nothing left the host; the kernel's RetransSegs does not count it.
+        return None;
+    }
+    let sport = field::<u16>(ctx, off.sport)?;
+    let dport = field::<u16>(ctx, off.dport)?;
+    let family = field::<u16>(ctx, off.family).unwrap_or(0);
+    if !wanted(family, sport, dport) {
+        return None;
+    }
+    let mut ev = new_event(k);
+    ev.skaddr = field::<u64>(ctx, off.skaddr)?;
+    ev.newstate = if k == kind::RETRANS_SYNACK {
+        TCP_SYN_RECV
+    } else {
+        field::<i32>(ctx, off.newstate).unwrap_or(0) as u8
+    };
+    ev.sport = sport;
+    ev.dport = dport;
+    ev.family = family as u8;
+    addresses(
+        ctx,
+        &mut ev,
+        family,
+        (off.saddr, off.daddr),
+        (off.saddr_v6, off.daddr_v6),
+    );
+    submit(&ev);
+    Some(())
+}

@@ -1,0 +1,224 @@
+//! Owner attribution: which process a socket belongs to.
+//!
+//! Retransmits, resets and most state changes run in softirq or in the
+//! peer's context, so the task on the CPU says nothing. Owners are attached
+//! to sockets instead:
+//! - CLOSE -> SYN_SENT runs inside `connect()`: the task is the owner;
+//! - -> LISTEN runs inside `listen()`: the task owns the listener;
+//! - an accepted socket (-> SYN_RECV, created from a listener) inherits the
+//!   owner of the listener on its local address and port;
+//! - sockets that existed before tracing started are seeded from
+//!   `/proc/net/tcp{,6}` and `/proc/<pid>/fd` by tuple
+//!   ([`crate::procnet::seed`]).
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+};
+
+use crate::event::{Event, EventKind, Family, Owner, TcpState, Tuple};
+
+/// A listening socket.
+#[derive(Clone, Copy, Debug)]
+struct Listener {
+    sock: u64,
+    laddr: IpAddr,
+    owner: Owner,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Owners {
+    by_sock: HashMap<u64, Owner>,
+    /// Listeners by (family, local port).
+    listeners: HashMap<(Family, u16), Vec<Listener>>,
+    /// Sockets that existed before start-up, by tuple.
+    seeded: HashMap<Tuple, Owner>,
+}
+
+impl Owners {
+    /// Records a socket that existed before tracing started.
+    pub fn seed(&mut self, tuple: Tuple, state: TcpState, owner: Owner) {
+        if state == TcpState::Listen {
+            self.add_listener(0, tuple, owner);
+        } else {
+            self.seeded.insert(tuple, owner);
+        }
+    }
+
+    /// Updates the table from `ev` and returns the owner of its socket.
+    pub fn observe(&mut self, ev: &Event) -> Option<Owner> {
+        let known = self.by_sock.get(&ev.sock).copied();
+        let in_process = ev.task.pid != 0;
+        let owner = match ev.kind {
+            EventKind::State {
+                old: TcpState::Close,
+                new: TcpState::SynSent,
+            } if in_process => Some(ev.task),
+            EventKind::State {
+                new: TcpState::Listen,
+                ..
+            } if in_process => {
+                self.add_listener(ev.sock, ev.tuple, ev.task);
+                Some(ev.task)
+            }
+            EventKind::State {
+                old: TcpState::Listen,
+                ..
+            } => {
+                self.remove_listener(ev.sock, ev.tuple);
+                known.or_else(|| self.listener_owner(&ev.tuple))
+            }
+            EventKind::State {
+                new: TcpState::SynRecv,
+                ..
+            } => self.listener_owner(&ev.tuple).or(known),
+            // A SYN-ACK is retransmitted on behalf of the listener.
+            EventKind::Retrans {
+                kind: crate::event::RetransKind::SynAck,
+                ..
+            } => known.or_else(|| self.listener_owner(&ev.tuple)),
+            // The local side of a failed connect is unknown; the task is the caller.
+            EventKind::ConnectError { .. } => known.or(in_process.then_some(ev.task)),
+            _ => known
+                .or_else(|| self.seeded.get(&ev.tuple).copied())
+                .or_else(|| self.listener_owner(&ev.tuple)),
+        };
+        match (ev.kind, owner) {
+            (
+                EventKind::State {
+                    new: TcpState::Close,
+                    ..
+                },
+                _,
+            ) => {
+                self.by_sock.remove(&ev.sock);
+                self.seeded.remove(&ev.tuple);
+            }
+            (_, Some(o)) if ev.sock != 0 && known != Some(o) => {
+                self.by_sock.insert(ev.sock, o);
+            }
+            _ => {}
+        }
+        owner
+    }
+
+    /// Drops what is known of a socket (the engine evicted it).
+    pub fn forget(&mut self, sock: u64) {
+        self.by_sock.remove(&sock);
+    }
+
+    fn add_listener(&mut self, sock: u64, t: Tuple, owner: Owner) {
+        let v = self.listeners.entry((t.family, t.lport)).or_default();
+        v.retain(|l| !(l.sock == sock && sock != 0) && !(sock == 0 && l.laddr == t.laddr));
+        v.push(Listener {
+            sock,
+            laddr: t.laddr,
+            owner,
+        });
+    }
+
+    fn remove_listener(&mut self, sock: u64, t: Tuple) {
+        if let Some(v) = self.listeners.get_mut(&(t.family, t.lport)) {
+            v.retain(|l| l.sock != sock && !(l.sock == 0 && l.laddr == t.laddr));
+            if v.is_empty() {
+                self.listeners.remove(&(t.family, t.lport));
+            }
+        }
+    }
+
+    /// The owner of the listener that would have accepted `t`: one bound to
+    /// its local address, else a wildcard one.
+    fn listener_owner(&self, t: &Tuple) -> Option<Owner> {
+        let v = self.listeners.get(&(t.family, t.lport))?;
+        v.iter()
+            .rev()
+            .find(|l| l.laddr == t.laddr)
+            .or_else(|| v.iter().rev().find(|l| l.laddr.is_unspecified()))
+            .map(|l| l.owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::tests::{owner, retrans, state, tuple},
+        event::{Comm, RetransKind},
+    };
+    use TcpState::*;
+
+    fn softirq() -> Owner {
+        Owner {
+            pid: 0,
+            comm: Comm::from_bytes(b"swapper/0"),
+        }
+    }
+
+    #[test]
+    fn client_owner_comes_from_connect_not_from_softirq() {
+        let mut o = Owners::default();
+        let c = owner(100, "curl");
+        let t = tuple(40000, 80);
+        assert_eq!(o.observe(&state(1, 7, t, c, Close, SynSent)), Some(c));
+        // Later transitions and retransmits run elsewhere.
+        let other = owner(200, "nginx");
+        assert_eq!(o.observe(&state(2, 7, t, other, SynSent, Established)), Some(c));
+        assert_eq!(o.observe(&retrans(3, 7, t, softirq(), Established, RetransKind::Data)), Some(c));
+        assert_eq!(o.observe(&state(4, 7, t, softirq(), Established, Close)), Some(c));
+        // Closed: a new socket at the same address is not confused with it.
+        assert_eq!(o.observe(&state(5, 7, t, softirq(), FinWait1, FinWait2)), None);
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_the_listener() {
+        let mut o = Owners::default();
+        let srv = owner(300, "server");
+        let wildcard = Tuple {
+            laddr: Tuple::unspecified(Family::V4),
+            raddr: Tuple::unspecified(Family::V4),
+            ..tuple(8080, 0)
+        };
+        assert_eq!(o.observe(&state(1, 50, wildcard, srv, Close, Listen)), Some(srv));
+        let child = tuple(8080, 40001);
+        // The child is created while the client's ACK is processed: the task
+        // on the CPU is the client.
+        let client = owner(100, "curl");
+        assert_eq!(o.observe(&state(2, 51, child, client, Listen, SynRecv)), Some(srv));
+        assert_eq!(o.observe(&state(3, 51, child, client, SynRecv, Established)), Some(srv));
+        // SYN-ACK retransmits are reported on the listener socket.
+        assert_eq!(
+            o.observe(&retrans(4, 50, tuple(8080, 40002), softirq(), SynRecv, RetransKind::SynAck)),
+            Some(srv)
+        );
+        // The listener closes; a later socket on that port has no owner.
+        o.observe(&state(5, 50, wildcard, srv, Listen, Close));
+        assert_eq!(o.observe(&state(6, 52, tuple(8080, 40003), client, Listen, SynRecv)), None);
+    }
+
+    #[test]
+    fn specific_listener_beats_wildcard() {
+        let mut o = Owners::default();
+        let any = owner(1, "any");
+        let lo = owner(2, "lo");
+        let wildcard = Tuple {
+            laddr: Tuple::unspecified(Family::V4),
+            ..tuple(9000, 0)
+        };
+        o.observe(&state(1, 60, wildcard, any, Close, Listen));
+        o.observe(&state(2, 61, tuple(9000, 0), lo, Close, Listen));
+        assert_eq!(o.observe(&state(3, 62, tuple(9000, 5), softirq(), Listen, SynRecv)), Some(lo));
+    }
+
+    #[test]
+    fn seeded_sockets_are_found_by_tuple() {
+        let mut o = Owners::default();
+        let db = owner(400, "postgres");
+        let t = tuple(5432, 50000);
+        o.seed(t, Established, db);
+        o.seed(Tuple { laddr: Tuple::unspecified(Family::V4), ..tuple(5432, 0) }, Listen, db);
+        assert_eq!(o.observe(&retrans(1, 77, t, softirq(), Established, RetransKind::Data)), Some(db));
+        // A socket accepted after start-up from a seeded listener.
+        assert_eq!(o.observe(&state(2, 78, tuple(5432, 50001), softirq(), Listen, SynRecv)), Some(db));
+    }
+}

@@ -1,0 +1,196 @@
+//! The typed, validated events that everything after decoding works on.
+//!
+//! Built from wire records by [`crate::wire`]; owned, `Copy`, with addresses
+//! as `IpAddr`. Nothing past this point knows about kernel layouts.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+/// TCP states, numbered as the kernel numbers them (`include/net/tcp_states.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    NewSynRecv = 12,
+}
+
+impl TcpState {
+    pub const ALL: [TcpState; 12] = [
+        Self::Established,
+        Self::SynSent,
+        Self::SynRecv,
+        Self::FinWait1,
+        Self::FinWait2,
+        Self::TimeWait,
+        Self::Close,
+        Self::CloseWait,
+        Self::LastAck,
+        Self::Listen,
+        Self::Closing,
+        Self::NewSynRecv,
+    ];
+
+    /// The kernel's name without the `TCP_` prefix, e.g. `SYN_SENT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Established => "ESTABLISHED",
+            Self::SynSent => "SYN_SENT",
+            Self::SynRecv => "SYN_RECV",
+            Self::FinWait1 => "FIN_WAIT1",
+            Self::FinWait2 => "FIN_WAIT2",
+            Self::TimeWait => "TIME_WAIT",
+            Self::Close => "CLOSE",
+            Self::CloseWait => "CLOSE_WAIT",
+            Self::LastAck => "LAST_ACK",
+            Self::Listen => "LISTEN",
+            Self::Closing => "CLOSING",
+            Self::NewSynRecv => "NEW_SYN_RECV",
+        }
+    }
+}
+
+impl TryFrom<u8> for TcpState {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        Self::ALL.get((v as usize).wrapping_sub(1)).copied().ok_or(v)
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// IP version of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The JSON spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V4 => "ipv4",
+            Self::V6 => "ipv6",
+        }
+    }
+}
+
+/// A flow as seen from the local socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+}
+
+impl Tuple {
+    pub fn unspecified(family: Family) -> IpAddr {
+        match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// A task's command name (`comm`), at most 15 bytes; stored inline so that
+/// decoding allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm([u8; 16]);
+
+impl Comm {
+    pub fn from_bytes(raw: &[u8]) -> Self {
+        let mut b = [0u8; 16];
+        let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len()).min(15);
+        b[..n].copy_from_slice(&raw[..n]);
+        Self(b)
+    }
+
+    /// Lossy UTF-8 text of the name.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);
+        String::from_utf8_lossy(&self.0[..n])
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// The process a socket belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub pid: u32,
+    pub comm: Comm,
+}
+
+/// What kind of segment was sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetransKind {
+    /// Data or FIN on an open connection.
+    Data,
+    /// The client's SYN.
+    Syn,
+    /// The server's SYN-ACK.
+    SynAck,
+}
+
+impl RetransKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Syn => "syn",
+            Self::SynAck => "synack",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The socket moved from `old` to `new`.
+    State { old: TcpState, new: TcpState },
+    /// A segment was retransmitted while the socket was in `state`.
+    Retrans { state: TcpState, kind: RetransKind },
+    /// `connect()` failed with this errno (positive); the tuple's remote side
+    /// is the destination asked for, its local side unknown.
+    ConnectError { errno: i32 },
+}
+
+/// One decoded event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds, from the kernel.
+    pub ts_ns: u64,
+    /// Identity of the kernel socket (its address); 0 when unknown.
+    pub sock: u64,
+    pub tuple: Tuple,
+    /// The task on the CPU when the event fired. It owns the socket only in
+    /// process context (connect, listen); see [`crate::engine::owners`].
+    pub task: Owner,
+    pub kind: EventKind,
+}

@@ -1,0 +1,144 @@
+//! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`),
+//! applied exactly in user space, and the coarser pre-filter handed to the
+//! kernel programs to cut volume.
+
+use tracer_common::{AF_INET, AF_INET6, KernelFilter};
+
+use crate::{
+    engine::Annotated,
+    event::{EventKind, Family},
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Owner process id.
+    pub pid: Option<u32>,
+    /// Local or remote port.
+    pub port: Option<u16>,
+    pub lport: Option<u16>,
+    pub rport: Option<u16>,
+    pub family: Option<Family>,
+}
+
+impl Filter {
+    /// Whether an annotated event passes.
+    pub fn matches(&self, a: &Annotated) -> bool {
+        let t = &a.event.tuple;
+        // A failed connect has no local port: only its remote side is known.
+        let lport_known = !matches!(a.event.kind, EventKind::ConnectError { .. });
+        if let Some(pid) = self.pid
+            && a.owner.map(|o| o.pid) != Some(pid)
+        {
+            return false;
+        }
+        if let Some(p) = self.port
+            && !(t.rport == p || (lport_known && t.lport == p))
+        {
+            return false;
+        }
+        if let Some(p) = self.lport
+            && !(lport_known && t.lport == p)
+        {
+            return false;
+        }
+        if let Some(p) = self.rport
+            && t.rport != p
+        {
+            return false;
+        }
+        if let Some(f) = self.family
+            && t.family != f
+        {
+            return false;
+        }
+        true
+    }
+
+    /// The kernel pre-filter: a superset of [`Filter::matches`] (it cannot
+    /// see owners, and listeners always pass so accepted sockets can be
+    /// attributed).
+    pub fn kernel(&self) -> KernelFilter {
+        let mut k = KernelFilter::ANY;
+        k.family = match self.family {
+            None => 0,
+            Some(Family::V4) => AF_INET,
+            Some(Family::V6) => AF_INET6,
+        };
+        for p in [self.port, self.lport, self.rport].into_iter().flatten() {
+            if !k.ports[..k.nports as usize].contains(&p) {
+                k.ports[k.nports as usize] = p;
+                k.nports += 1;
+            }
+        }
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{
+        Annotated,
+        tests::{owner, state, tuple},
+    };
+    use crate::event::TcpState::*;
+
+    fn ann(lport: u16, rport: u16, pid: Option<u32>) -> Annotated {
+        Annotated {
+            event: state(1, 1, tuple(lport, rport), owner(1, "x"), Close, SynSent),
+            owner: pid.map(|p| owner(p, "x")),
+            prev_state_ns: None,
+        }
+    }
+
+    #[test]
+    fn ports_and_pids() {
+        let f = Filter {
+            port: Some(80),
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(80, 5000, None)));
+        assert!(f.matches(&ann(5000, 80, None)));
+        assert!(!f.matches(&ann(5000, 81, None)));
+
+        let f = Filter {
+            lport: Some(80),
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(80, 5000, None)));
+        assert!(!f.matches(&ann(5000, 80, None)));
+
+        let f = Filter {
+            rport: Some(80),
+            pid: Some(7),
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(5000, 80, Some(7))));
+        assert!(!f.matches(&ann(5000, 80, Some(8))));
+        assert!(!f.matches(&ann(5000, 80, None)), "unknown owner never matches a pid");
+    }
+
+    #[test]
+    fn family() {
+        let f = Filter {
+            family: Some(Family::V6),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&ann(1, 2, None)));
+        assert_eq!(f.kernel().family, AF_INET6);
+    }
+
+    #[test]
+    fn kernel_prefilter_collects_ports() {
+        let f = Filter {
+            port: Some(80),
+            lport: Some(80),
+            rport: Some(443),
+            ..Filter::default()
+        };
+        let k = f.kernel();
+        assert_eq!(k.nports, 2);
+        assert_eq!(&k.ports[..2], &[80, 443]);
+        assert_eq!(Filter::default().kernel(), KernelFilter::ANY);
+    }
+}

@@ -1,0 +1,104 @@
+//! The connect hook plan: fexit, then kprobe/kretprobe, then the `connect`
+//! syscall tracepoints, chosen by trying to load and attach each in turn.
+//!
+//! On kernels in lockdown (fentry/fexit load fails with EPERM) or built
+//! without CONFIG_KPROBES, only the syscall plan works; `tcptrace check`
+//! shows why each earlier plan failed.
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Btf, Ebpf,
+    programs::{FExit, KProbe},
+};
+
+use super::{CONNECT_ENTER, CONNECT_EXIT, HookStatus, attach_tracepoint};
+
+/// A way of seeing what `connect()` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectPlan {
+    Fexit,
+    Kprobe,
+    Syscalls,
+}
+
+impl ConnectPlan {
+    pub const ORDER: [ConnectPlan; 3] = [Self::Fexit, Self::Kprobe, Self::Syscalls];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit tcp_v4_connect/tcp_v6_connect",
+            Self::Kprobe => "kprobe+kretprobe tcp_v4_connect/tcp_v6_connect",
+            Self::Syscalls => "tracepoints syscalls:sys_enter_connect/sys_exit_connect",
+        }
+    }
+}
+
+impl fmt::Display for ConnectPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Tries each plan in order; returns the first that attached and the
+/// outcome of every plan tried. `syscalls_ready` says whether the syscall
+/// tracepoints' offsets could be read (and why not).
+pub fn attach(
+    bpf: &mut Ebpf,
+    syscalls_ready: Result<(), String>,
+) -> (Option<ConnectPlan>, Vec<HookStatus>) {
+    let mut tried = Vec::new();
+    for plan in ConnectPlan::ORDER {
+        let r = match plan {
+            ConnectPlan::Fexit => attach_fexit(bpf),
+            ConnectPlan::Kprobe => attach_kprobes(bpf),
+            ConnectPlan::Syscalls => match &syscalls_ready {
+                Ok(()) => attach_tracepoint(bpf, CONNECT_ENTER)
+                    .and_then(|()| attach_tracepoint(bpf, CONNECT_EXIT)),
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            },
+        };
+        let ok = r.is_ok();
+        tried.push(HookStatus {
+            hook: plan.name().to_string(),
+            result: r.map_err(|e| format!("{e:#}")),
+        });
+        if ok {
+            return (Some(plan), tried);
+        }
+    }
+    (None, tried)
+}
+
+fn attach_fexit(bpf: &mut Ebpf) -> Result<()> {
+    let btf = Btf::from_sys_fs().context("no kernel BTF")?;
+    for (prog, func) in [
+        ("fexit_tcp_v4_connect", "tcp_v4_connect"),
+        ("fexit_tcp_v6_connect", "tcp_v6_connect"),
+    ] {
+        let p: &mut FExit = bpf
+            .program_mut(prog)
+            .with_context(|| format!("no program {prog}"))?
+            .try_into()?;
+        p.load(func, &btf)
+            .with_context(|| format!("loading fexit on {func}"))?;
+        p.attach().with_context(|| format!("attaching fexit to {func}"))?;
+    }
+    Ok(())
+}
+
+fn attach_kprobes(bpf: &mut Ebpf) -> Result<()> {
+    for prog in ["kprobe_tcp_connect", "kretprobe_tcp_connect"] {
+        let p: &mut KProbe = bpf
+            .program_mut(prog)
+            .with_context(|| format!("no program {prog}"))?
+            .try_into()?;
+        p.load().with_context(|| format!("loading {prog}"))?;
+        for func in ["tcp_v4_connect", "tcp_v6_connect"] {
+            p.attach(func, 0)
+                .with_context(|| format!("attaching {prog} to {func}"))?;
+        }
+    }
+    Ok(())
+}

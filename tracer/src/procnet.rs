@@ -1,0 +1,155 @@
+//! What `/proc` knows about sockets that existed before tracing started:
+//! the TCP tables of every network namespace (`/proc/<pid>/net/tcp{,6}`,
+//! one process per namespace) and which process holds each socket inode
+//! (`/proc/<pid>/fd`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    net::SocketAddr,
+};
+
+use procfs::{
+    net::{TcpNetEntry, TcpState as ProcState},
+    process::{FDTarget, Process, all_processes},
+};
+
+use crate::event::{Comm, Family, Owner, TcpState, Tuple};
+
+/// A socket found in `/proc` with the process holding it.
+#[derive(Clone, Copy, Debug)]
+pub struct Seed {
+    pub tuple: Tuple,
+    pub state: TcpState,
+    pub owner: Owner,
+}
+
+/// Reads every namespace's TCP table and the owners of their inodes. Best
+/// effort: processes that exit meanwhile, or that we may not read, are
+/// skipped.
+pub fn seed() -> Vec<Seed> {
+    let Ok(procs) = all_processes() else {
+        return Vec::new();
+    };
+    let procs: Vec<Process> = procs.filter_map(Result::ok).collect();
+
+    // One table per network namespace.
+    let mut namespaces = HashSet::new();
+    let mut sockets: HashMap<u64, (Tuple, TcpState)> = HashMap::new();
+    for p in &procs {
+        let Ok(ns) = fs::read_link(format!("/proc/{}/ns/net", p.pid)) else {
+            continue;
+        };
+        if !namespaces.insert(ns) {
+            continue;
+        }
+        let entries = p.tcp().into_iter().chain(p.tcp6()).flatten();
+        for e in entries {
+            if let Some(s) = convert(&e) {
+                sockets.insert(e.inode, s);
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return Vec::new();
+    }
+
+    let mut seeds = Vec::new();
+    for p in &procs {
+        let Ok(fds) = p.fd() else { continue };
+        let mut comm = None;
+        for fd in fds.flatten() {
+            let FDTarget::Socket(inode) = fd.target else {
+                continue;
+            };
+            let Some((tuple, state)) = sockets.remove(&inode) else {
+                continue;
+            };
+            let comm = *comm.get_or_insert_with(|| {
+                let raw = fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+                Comm::from_bytes(raw.strip_suffix(b"\n").unwrap_or(&raw))
+            });
+            seeds.push(Seed {
+                tuple,
+                state,
+                owner: Owner {
+                    pid: p.pid as u32,
+                    comm,
+                },
+            });
+        }
+    }
+    seeds
+}
+
+fn convert(e: &TcpNetEntry) -> Option<(Tuple, TcpState)> {
+    // Sockets in TIME_WAIT and request sockets hold no inode and no owner.
+    if e.inode == 0 {
+        return None;
+    }
+    let family = match e.local_address {
+        SocketAddr::V4(_) => Family::V4,
+        SocketAddr::V6(_) => Family::V6,
+    };
+    let state = match e.state {
+        ProcState::Established => TcpState::Established,
+        ProcState::SynSent => TcpState::SynSent,
+        ProcState::SynRecv => TcpState::SynRecv,
+        ProcState::FinWait1 => TcpState::FinWait1,
+        ProcState::FinWait2 => TcpState::FinWait2,
+        ProcState::TimeWait => TcpState::TimeWait,
+        ProcState::Close => TcpState::Close,
+        ProcState::CloseWait => TcpState::CloseWait,
+        ProcState::LastAck => TcpState::LastAck,
+        ProcState::Listen => TcpState::Listen,
+        ProcState::Closing => TcpState::Closing,
+        ProcState::NewSynRecv => TcpState::NewSynRecv,
+    };
+    Some((
+        Tuple {
+            family,
+            laddr: e.local_address.ip(),
+            lport: e.local_address.port(),
+            raddr: e.remote_address.ip(),
+            rport: e.remote_address.port(),
+        },
+        state,
+    ))
+}
+
+/// Reads a counter from `/proc/net/snmp` (e.g. `Tcp`, `RetransSegs`).
+pub fn snmp_counter(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let header = lines.next()?;
+    let values = lines.next()?;
+    let idx = header.split_whitespace().position(|h| h == name)?;
+    values.split_whitespace().nth(idx)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_snmp_counters() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 75 0\n";
+        assert_eq!(snmp_counter(text, "Tcp", "RetransSegs"), Some(75));
+        assert_eq!(snmp_counter(text, "Ip", "DefaultTTL"), Some(64));
+        assert_eq!(snmp_counter(text, "Tcp", "Nope"), None);
+        assert_eq!(snmp_counter(text, "Udp", "InDatagrams"), None);
+    }
+
+    #[test]
+    fn seeding_finds_our_own_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let me = std::process::id();
+        let seeds = seed();
+        let found = seeds
+            .iter()
+            .find(|s| s.tuple.lport == port && s.state == TcpState::Listen)
+            .expect("our listener is in /proc/net/tcp");
+        assert_eq!(found.owner.pid, me);
+    }
+}

@@ -1,0 +1,177 @@
+//! Formatting pieces shared by the views: timestamps, addresses, JSON
+//! strings, and the `lost` record.
+
+use std::{
+    io::Write,
+    net::IpAddr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{engine::Annotated, event::Family};
+
+/// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Wall-clock nanoseconds since the epoch at monotonic zero.
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        Self {
+            offset_ns: wall - mono,
+        }
+    }
+
+    /// A clock whose monotonic zero is the epoch plus `offset_ns` (replay, tests).
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
+    /// Current CLOCK_MONOTONIC in nanoseconds.
+    pub fn monotonic_now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    pub fn wall(&self, mono_ns: u64) -> SystemTime {
+        let ns = (mono_ns as i128 + self.offset_ns).max(0) as u128;
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    }
+
+    /// RFC 3339 with microseconds, UTC: `2026-11-22T12:30:01.123456Z`.
+    pub fn rfc3339(&self, mono_ns: u64) -> humantime::Rfc3339Timestamp {
+        humantime::format_rfc3339_micros(self.wall(mono_ns))
+    }
+
+    /// `HH:MM:SS.uuuuuu` UTC, for text output.
+    pub fn time_of_day(&self, mono_ns: u64) -> String {
+        let d = self.wall(mono_ns).duration_since(UNIX_EPOCH).unwrap_or_default();
+        let s = d.as_secs() % 86_400;
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            s / 3600,
+            s / 60 % 60,
+            s % 60,
+            d.subsec_micros()
+        )
+    }
+}
+
+/// `addr:port`, with brackets for IPv6.
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `4` or `6`, for text output.
+pub fn ip_version(f: Family) -> char {
+    match f {
+        Family::V4 => '4',
+        Family::V6 => '6',
+    }
+}
+
+/// A JSON string literal.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The fields every per-flow JSON record shares, from `"ts"` to `"rport"`,
+/// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
+/// "laddr":..,"lport":..,"raddr":..,"rport":..,`.
+pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
+    let e = &a.event;
+    let _ = write!(out, "\"ts\":\"{}\",", clock.rfc3339(e.ts_ns));
+    match &a.owner {
+        Some(o) => {
+            let _ = write!(out, "\"pid\":{},\"comm\":", o.pid);
+            json_str(out, &o.comm.as_str());
+        }
+        None => out.extend_from_slice(b"\"pid\":null,\"comm\":null"),
+    }
+    let t = &e.tuple;
+    let _ = write!(
+        out,
+        ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},",
+        t.family.name(),
+        t.laddr,
+        t.lport,
+        t.raddr,
+        t.rport
+    );
+}
+
+/// The owner and flow columns of a text line.
+pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
+    let e = &a.event;
+    let (pid, comm) = match &a.owner {
+        Some(o) => (o.pid.to_string(), o.comm.as_str().into_owned()),
+        None => ("-".into(), "-".into()),
+    };
+    let t = &e.tuple;
+    let _ = write!(
+        out,
+        "{} {:>7} {:<15} {} {:<23} {:<23} ",
+        clock.time_of_day(e.ts_ns),
+        pid,
+        comm,
+        ip_version(t.family),
+        endpoint(t.laddr, t.lport),
+        endpoint(t.raddr, t.rport)
+    );
+}
+
+/// The header matching [`text_flow_columns`].
+pub const TEXT_FLOW_HEADER: &str = "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
+
+/// `{"type":"lost","ts":..,"count":N,"source":..}` and a newline.
+pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {
+    let _ = writeln!(
+        out,
+        "{{\"type\":\"lost\",\"ts\":\"{}\",\"count\":{count},\"source\":\"{source}\"}}",
+        clock.rfc3339(now_ns)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_endpoints_and_times() {
+        assert_eq!(endpoint("10.0.0.1".parse().unwrap(), 80), "10.0.0.1:80");
+        assert_eq!(endpoint("::1".parse().unwrap(), 443), "[::1]:443");
+        // Monotonic 1 s after an epoch offset of 2026-11-22T12:00:00Z.
+        let c = Clock::with_offset(1_795_348_800_000_000_000);
+        assert_eq!(c.rfc3339(1_000_001_000).to_string(), "2026-11-22T12:00:01.000001Z");
+        assert_eq!(c.time_of_day(1_000_001_000), "12:00:01.000001");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut v = Vec::new();
+        json_str(&mut v, "a\"b\\c");
+        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c""#);
+    }
+}

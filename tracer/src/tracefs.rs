@@ -1,0 +1,248 @@
+//! tracefs: making sure it is mounted, and reading tracepoint `format`
+//! files into the field offsets the kernel programs are given at load time.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+use tracer_common::{ABSENT, TpOffsets};
+
+/// Where tracefs normally lives, and the older debugfs location.
+const ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+#[derive(Debug, Error)]
+pub enum TracefsError {
+    #[error(
+        "tracefs is not mounted and mounting it failed ({0}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing` and try again"
+    )]
+    Mount(std::io::Error),
+    #[error(
+        "this kernel has no tracepoint {group}:{name} ({path} is missing); tcptrace needs Linux 4.16 or newer with tracepoints enabled"
+    )]
+    Missing {
+        group: String,
+        name: String,
+        path: PathBuf,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+}
+
+/// Returns the tracefs root, mounting tracefs at `/sys/kernel/tracing` when
+/// neither usual place has it.
+pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
+    for root in ROOTS {
+        if Path::new(root).join("events").is_dir() {
+            return Ok(PathBuf::from(root));
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(TracefsError::Mount(std::io::Error::last_os_error()));
+    }
+    Ok(PathBuf::from(ROOTS[0]))
+}
+
+/// One `field:` line of a format file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub offset: u16,
+    pub size: u16,
+}
+
+/// The fields of one tracepoint's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Format {
+    pub fields: Vec<Field>,
+}
+
+impl Format {
+    /// Parses the text of a `format` file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut fields = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            let Some(rest) = line.strip_prefix("field:") else {
+                continue;
+            };
+            let mut decl = None;
+            let mut offset = None;
+            let mut size = None;
+            for part in rest.split(';').map(str::trim) {
+                if let Some(v) = part.strip_prefix("offset:") {
+                    offset = v.parse::<u16>().ok();
+                } else if let Some(v) = part.strip_prefix("size:") {
+                    size = v.parse::<u16>().ok();
+                } else if !part.is_empty() && !part.starts_with("signed:") && decl.is_none() {
+                    decl = Some(part);
+                }
+            }
+            let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else {
+                return Err(format!("malformed field line: {line:?}"));
+            };
+            fields.push(Field {
+                name: field_name(decl).ok_or_else(|| format!("no field name in {decl:?}"))?,
+                offset,
+                size,
+            });
+        }
+        if fields.is_empty() {
+            return Err("no fields".into());
+        }
+        Ok(Self { fields })
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Offset of `name` if present with the expected size, else [`ABSENT`].
+    fn offset(&self, name: &str, size: u16) -> u16 {
+        self.field(name)
+            .filter(|f| f.size == size)
+            .map_or(ABSENT, |f| f.offset)
+    }
+
+    /// The offsets the kernel programs read, by the names the kernel's TCP
+    /// and socket tracepoints use.
+    pub fn offsets(&self) -> TpOffsets {
+        let state = self.offset("newstate", 4);
+        TpOffsets {
+            skaddr: self.offset("skaddr", 8),
+            oldstate: self.offset("oldstate", 4),
+            newstate: if state == ABSENT {
+                self.offset("state", 4)
+            } else {
+                state
+            },
+            sport: self.offset("sport", 2),
+            dport: self.offset("dport", 2),
+            family: self.offset("family", 2),
+            protocol: self.offset("protocol", 2),
+            saddr: self.offset("saddr", 4),
+            daddr: self.offset("daddr", 4),
+            saddr_v6: self.offset("saddr_v6", 16),
+            daddr_v6: self.offset("daddr_v6", 16),
+            err: self.offset("err", 4),
+            uservaddr: self.offset("uservaddr", 8),
+            ret: self.offset("ret", 8),
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// The identifier in a C declaration such as `const void * skaddr` or
+/// `__u8 saddr_v6[16]`.
+fn field_name(decl: &str) -> Option<String> {
+    let decl = decl.split('[').next()?.trim_end();
+    let name = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Reads and parses `<root>/events/<group>/<name>/format`.
+pub fn read_format(root: &Path, group: &str, name: &str) -> Result<Format, TracefsError> {
+    let dir = root.join("events").join(group).join(name);
+    let path = dir.join("format");
+    if !dir.is_dir() {
+        return Err(TracefsError::Missing {
+            group: group.into(),
+            name: name.into(),
+            path: dir,
+        });
+    }
+    let text = fs::read_to_string(&path).map_err(|source| TracefsError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Format::parse(&text).map_err(|msg| TracefsError::Parse { path, msg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE_618: &str = include_str!("../fixtures/formats/6.18/sock_inet_sock_set_state.format");
+    const RETRANS_618: &str = include_str!("../fixtures/formats/6.18/tcp_tcp_retransmit_skb.format");
+    const RETRANS_54: &str = include_str!("../fixtures/formats/5.4/tcp_tcp_retransmit_skb.format");
+    const SYNACK_618: &str =
+        include_str!("../fixtures/formats/6.18/tcp_tcp_retransmit_synack.format");
+    const ENTER_618: &str =
+        include_str!("../fixtures/formats/6.18/syscalls_sys_enter_connect.format");
+    const EXIT_618: &str = include_str!("../fixtures/formats/6.18/syscalls_sys_exit_connect.format");
+
+    #[test]
+    fn parses_inet_sock_set_state_of_this_kernel() {
+        let f = Format::parse(STATE_618).unwrap();
+        assert_eq!(f.fields.len(), 15);
+        let o = f.offsets();
+        assert_eq!(
+            (o.skaddr, o.oldstate, o.newstate, o.sport, o.dport),
+            (8, 16, 20, 24, 26)
+        );
+        assert_eq!((o.family, o.protocol, o.saddr, o.daddr), (28, 30, 32, 36));
+        assert_eq!((o.saddr_v6, o.daddr_v6), (40, 56));
+        assert_eq!((o.err, o.uservaddr, o.ret), (ABSENT, ABSENT, ABSENT));
+    }
+
+    #[test]
+    fn retransmit_skb_new_and_old_layouts() {
+        let new = Format::parse(RETRANS_618).unwrap().offsets();
+        assert_eq!((new.skaddr, new.newstate, new.family, new.err), (16, 24, 32, 76));
+        assert_eq!((new.saddr_v6, new.daddr_v6), (42, 58));
+
+        let old = Format::parse(RETRANS_54).unwrap().offsets();
+        assert_eq!((old.skaddr, old.newstate, old.sport, old.dport), (16, 24, 28, 30));
+        // Fields this kernel lacks are absent, not guessed.
+        assert_eq!((old.family, old.err), (ABSENT, ABSENT));
+        assert_eq!((old.saddr_v6, old.daddr_v6), (40, 56));
+    }
+
+    #[test]
+    fn synack_and_syscalls() {
+        let s = Format::parse(SYNACK_618).unwrap().offsets();
+        assert_eq!((s.skaddr, s.sport, s.family, s.saddr_v6), (8, 24, 28, 38));
+        assert_eq!(s.newstate, ABSENT);
+        let e = Format::parse(ENTER_618).unwrap().offsets();
+        assert_eq!(e.uservaddr, 24);
+        let x = Format::parse(EXIT_618).unwrap().offsets();
+        assert_eq!(x.ret, 16);
+    }
+
+    #[test]
+    fn field_names_from_declarations() {
+        assert_eq!(field_name("const void * skaddr").as_deref(), Some("skaddr"));
+        assert_eq!(field_name("__u8 saddr_v6[16]").as_deref(), Some("saddr_v6"));
+        assert_eq!(field_name("struct sockaddr * uservaddr").as_deref(), Some("uservaddr"));
+        assert_eq!(field_name("int oldstate").as_deref(), Some("oldstate"));
+    }
+
+    #[test]
+    fn a_field_of_unexpected_size_is_absent() {
+        let f = Format::parse("format:\n\tfield:__u32 sport;\toffset:24;\tsize:4;\tsigned:0;\n").unwrap();
+        assert_eq!(f.offsets().sport, ABSENT);
+    }
+
+    #[test]
+    fn rejects_empty_and_malformed() {
+        assert!(Format::parse("name: x\nformat:\n").is_err());
+        assert!(Format::parse("\tfield:int x;\toffset:zz;\tsize:4;\n").is_err());
+    }
+}

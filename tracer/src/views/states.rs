@@ -1,0 +1,126 @@
+//! `tcptrace states`: one record per TCP state transition, with the time
+//! the socket spent in the state it left.
+
+use std::io::Write;
+
+use super::View;
+use crate::{
+    engine::Annotated,
+    event::EventKind,
+    sinks::{
+        Mode, Output,
+        format::{Clock, TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
+    },
+};
+
+#[derive(Debug, Default)]
+pub struct States;
+
+impl View for States {
+    fn text_header(&self) -> Option<String> {
+        Some(format!("{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}", "OLD", "NEW", "PREV_MS"))
+    }
+
+    fn on_event(&mut self, a: &Annotated, out: &mut Output, clock: &Clock) -> bool {
+        let EventKind::State { old, new } = a.event.kind else {
+            return false;
+        };
+        match out.mode {
+            Mode::Json => {
+                out.buf.extend_from_slice(b"{\"type\":\"state\",");
+                json_flow_fields(&mut out.buf, clock, a);
+                let _ = write!(out.buf, "\"old\":\"{}\",\"new\":\"{}\",", old.name(), new.name());
+                match a.prev_state_ns {
+                    Some(ns) => {
+                        let _ = writeln!(out.buf, "\"prev_state_us\":{}}}", ns / 1000);
+                    }
+                    None => out.buf.extend_from_slice(b"\"prev_state_us\":null}\n"),
+                }
+            }
+            Mode::Text => {
+                text_flow_columns(&mut out.buf, clock, a);
+                let prev = a
+                    .prev_state_ns
+                    .map_or_else(|| "-".to_string(), |ns| format!("{:.3}", ns as f64 / 1e6));
+                let _ = writeln!(out.buf, "{:>11} -> {:<11} {prev:>10}", old.name(), new.name());
+            }
+        }
+        out.record_done();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::tests::{owner, state, tuple},
+        event::TcpState::*,
+        sinks::Mode,
+    };
+
+    /// Formats one annotated event with a view into a string.
+    fn render(mode: Mode, a: &Annotated) -> String {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        struct W(std::sync::mpsc::Sender<Vec<u8>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.send(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Output::to_writer(mode, W(tx));
+        let clock = Clock::with_offset(1_795_348_800_000_000_000);
+        assert!(States.on_event(a, &mut out, &clock));
+        out.close();
+        rx.iter().flatten().map(char::from).collect()
+    }
+
+    #[test]
+    fn json_schema_of_a_transition() {
+        let a = Annotated {
+            event: state(2_000_000_000, 1, tuple(40000, 80), owner(5, "x"), SynSent, Established),
+            owner: Some(owner(42, "curl")),
+            prev_state_ns: Some(1_500_000),
+        };
+        let line = render(Mode::Json, &a);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec![
+            "type", "ts", "pid", "comm", "family", "laddr", "lport", "raddr", "rport", "old", "new",
+            "prev_state_us",
+        ];
+        want.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, want);
+        assert_eq!(v["type"], "state");
+        assert_eq!(v["ts"], "2026-11-22T12:00:02.000000Z");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["comm"], "curl");
+        assert_eq!(v["family"], "ipv4");
+        assert_eq!(v["laddr"], "127.0.0.1");
+        assert_eq!(v["lport"], 40000);
+        assert_eq!(v["rport"], 80);
+        assert_eq!(v["old"], "SYN_SENT");
+        assert_eq!(v["new"], "ESTABLISHED");
+        assert_eq!(v["prev_state_us"], 1500);
+    }
+
+    #[test]
+    fn unknown_owner_and_duration_are_null_and_dash() {
+        let a = Annotated {
+            event: state(1, 1, tuple(1, 2), owner(5, "x"), Close, SynSent),
+            owner: None,
+            prev_state_ns: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&render(Mode::Json, &a)).unwrap();
+        assert!(v["pid"].is_null() && v["comm"].is_null() && v["prev_state_us"].is_null());
+        let text = render(Mode::Text, &a);
+        assert!(text.contains("CLOSE -> SYN_SENT"), "{text}");
+        assert!(text.trim_end().ends_with('-'), "{text}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Decoding of kernel wire records into [`Event`]s: validation of kinds and
+//! states, address families (including IPv4 stored as v4-mapped IPv6 by
+//! kernels whose tracepoints lack `family`), and comm.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use thiserror::Error;
+use tracer_common::{AF_INET, AF_INET6, WireEvent, kind};
+
+use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes, expected {expected}", expected = size_of::<WireEvent>())]
+    Size(usize),
+    #[error("unknown event kind {0}")]
+    Kind(u8),
+    #[error("unknown TCP state {0}")]
+    State(u8),
+    #[error("unknown address family {0}")]
+    Family(u8),
+}
+
+/// Reads a wire record from the bytes of a ring-buffer item.
+pub fn read_record(bytes: &[u8]) -> Result<WireEvent, DecodeError> {
+    if bytes.len() != size_of::<WireEvent>() {
+        return Err(DecodeError::Size(bytes.len()));
+    }
+    // SAFETY: length checked; WireEvent is plain old data, any bit pattern is
+    // valid; read_unaligned copes with the ring's 8-byte alignment or less.
+    Ok(unsafe { bytes.as_ptr().cast::<WireEvent>().read_unaligned() })
+}
+
+/// Validates and converts one record.
+pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
+    let (family, laddr, raddr) = addresses(w)?;
+    let state = |s: u8| TcpState::try_from(s).map_err(DecodeError::State);
+    let kind = match w.kind {
+        kind::STATE => EventKind::State {
+            old: state(w.oldstate)?,
+            new: state(w.newstate)?,
+        },
+        kind::RETRANS => {
+            let st = state(w.newstate)?;
+            let kind = if st == TcpState::SynSent {
+                RetransKind::Syn
+            } else {
+                RetransKind::Data
+            };
+            EventKind::Retrans { state: st, kind }
+        }
+        kind::RETRANS_SYNACK => EventKind::Retrans {
+            state: state(w.newstate)?,
+            kind: RetransKind::SynAck,
+        },
+        kind::CONNECT => EventKind::ConnectError { errno: -w.ret },
+        k => return Err(DecodeError::Kind(k)),
+    };
+    Ok(Event {
+        ts_ns: w.ts_ns,
+        sock: w.skaddr,
+        tuple: Tuple {
+            family,
+            laddr,
+            lport: w.sport,
+            raddr,
+            rport: w.dport,
+        },
+        task: Owner {
+            pid: (w.pid_tgid >> 32) as u32,
+            comm: Comm::from_bytes(&w.comm),
+        },
+        kind,
+    })
+}
+
+fn addresses(w: &WireEvent) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
+    let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+    let v6 = |a: &[u8; 16]| Ipv6Addr::from(*a);
+    match u16::from(w.family) {
+        AF_INET => Ok((Family::V4, v4(&w.saddr), v4(&w.daddr))),
+        AF_INET6 => Ok((
+            Family::V6,
+            IpAddr::V6(v6(&w.saddr)),
+            IpAddr::V6(v6(&w.daddr)),
+        )),
+        // The kernel did not say: IPv4 arrives v4-mapped in the v6 fields.
+        0 => {
+            let (s, d) = (v6(&w.saddr), v6(&w.daddr));
+            match (s.to_ipv4_mapped(), d.to_ipv4_mapped()) {
+                (Some(s), Some(d)) => Ok((Family::V4, IpAddr::V4(s), IpAddr::V4(d))),
+                _ => Ok((Family::V6, IpAddr::V6(s), IpAddr::V6(d))),
+            }
+        }
+        _ => Err(DecodeError::Family(w.family)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u8, family: u8) -> WireEvent {
+        WireEvent {
+            ts_ns: 42,
+            skaddr: 0xffff_8880_1234_5678,
+            pid_tgid: (1234u64 << 32) | 1240,
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            saddr: [0; 16],
+            daddr: [0; 16],
+            sport: 43210,
+            dport: 443,
+            kind,
+            family,
+            oldstate: 7,
+            newstate: 2,
+            ret: 0,
+            _pad: [0; 4],
+        }
+    }
+
+    #[test]
+    fn decodes_ipv4_state_change() {
+        let mut w = record(kind::STATE, 2);
+        w.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        w.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let e = decode(&w).unwrap();
+        assert_eq!(e.tuple.family, Family::V4);
+        assert_eq!(e.tuple.laddr.to_string(), "10.0.0.1");
+        assert_eq!(e.tuple.raddr.to_string(), "10.0.0.2");
+        assert_eq!((e.tuple.lport, e.tuple.rport), (43210, 443));
+        assert_eq!(e.task.pid, 1234);
+        assert_eq!(e.task.comm.as_str(), "curl");
+        assert_eq!(
+            e.kind,
+            EventKind::State {
+                old: TcpState::Close,
+                new: TcpState::SynSent
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_ipv6_and_v4_mapped_without_family() {
+        let mut w = record(kind::RETRANS, 10);
+        w.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+        w.daddr = Ipv6Addr::LOCALHOST.octets();
+        w.newstate = 1;
+        let e = decode(&w).unwrap();
+        assert_eq!(e.tuple.family, Family::V6);
+        assert_eq!(e.tuple.laddr.to_string(), "2001:db8::1");
+        assert_eq!(e.tuple.raddr.to_string(), "::1");
+        assert!(matches!(
+            e.kind,
+            EventKind::Retrans {
+                kind: RetransKind::Data,
+                state: TcpState::Established
+            }
+        ));
+
+        // An older kernel without `family`: IPv4 arrives v4-mapped.
+        w.family = 0;
+        w.saddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
+        w.daddr = Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets();
+        let e = decode(&w).unwrap();
+        assert_eq!(e.tuple.family, Family::V4);
+        assert_eq!(e.tuple.laddr.to_string(), "192.0.2.1");
+        assert_eq!(e.tuple.raddr.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn syn_retransmit_is_told_by_state() {
+        let w = record(kind::RETRANS, 2); // newstate 2 = SYN_SENT
+        let e = decode(&w).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::Retrans {
+                kind: RetransKind::Syn,
+                ..
+            }
+        ));
+        let e = decode(&record(kind::RETRANS_SYNACK, 2)).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::Retrans {
+                kind: RetransKind::SynAck,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(read_record(&[0; 10]), Err(DecodeError::Size(10)));
+        assert_eq!(decode(&record(99, 2)), Err(DecodeError::Kind(99)));
+        let mut w = record(kind::STATE, 2);
+        w.newstate = 40;
+        assert_eq!(decode(&w), Err(DecodeError::State(40)));
+        assert_eq!(decode(&record(kind::STATE, 7)), Err(DecodeError::Family(7)));
+    }
+
+    #[test]
+    fn connect_error_is_positive_errno() {
+        let mut w = record(kind::CONNECT, 2);
+        w.ret = -111;
+        assert_eq!(
+            decode(&w).unwrap().kind,
+            EventKind::ConnectError { errno: 111 }
+        );
+    }
+
+    #[test]
+    fn round_trips_through_bytes() {
+        let w = record(kind::STATE, 2);
+        // SAFETY: WireEvent is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&w as *const WireEvent).cast::<u8>(), size_of::<WireEvent>())
+        };
+        assert_eq!(read_record(bytes).unwrap(), w);
+    }
+}
