@@ -60,8 +60,9 @@ pub struct WireEvent {
     pub oldstate: u8,
     /// New TCP state (STATE), or the socket's state (RETRANS).
     pub newstate: u8,
-    /// RETRANS: the tracepoint's `err` (0 when the kernel lacks the field).
-    /// CONNECT: the return value (0 or a negative errno).
+    /// RETRANS: segments in the retransmitted skb (what the kernel adds to
+    /// RetransSegs), or 0 when unknown; RETRANS_SYNACK: 1.
+    /// CONNECT: the return value (a negative errno).
     pub ret: i32,
     /// Explicit padding; always zero.
     pub _pad: [u8; 4],
@@ -97,7 +98,9 @@ pub struct TpOffsets {
     pub uservaddr: u16,
     /// `ret` of `sys_exit_connect`.
     pub ret: u16,
-    pub _pad: [u16; 2],
+    /// `skbaddr` of `tcp_retransmit_skb`.
+    pub skbaddr: u16,
+    pub _pad: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<TpOffsets>() == 32);
@@ -119,9 +122,15 @@ impl TpOffsets {
         err: ABSENT,
         uservaddr: ABSENT,
         ret: ABSENT,
-        _pad: [0; 2],
+        skbaddr: ABSENT,
+        _pad: 0,
     };
 }
+
+/// Byte offset, from a `struct sk_buff *`, of `TCP_SKB_CB(skb)->tcp_gso_segs`
+/// (`sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs`, both from the kernel's BTF);
+/// [`ABSENT`] when unknown.
+pub type SkbSegsOffset = u32;
 
 /// Load-time pre-filter applied in the kernel to cut volume. It is a
 /// superset of what the user asked for; user space applies the exact filter.
@@ -167,6 +176,7 @@ pub mod names {
     pub const SYNACK_TP: &str = "SYNACK_TP";
     pub const CONNECT_ENTER_TP: &str = "CONNECT_ENTER_TP";
     pub const CONNECT_EXIT_TP: &str = "CONNECT_EXIT_TP";
+    pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
 }
 
 #[cfg(feature = "user")]

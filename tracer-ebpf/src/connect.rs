@@ -107,7 +107,7 @@ fn finish(p: &Pending, ret: i32) {
 #[inline(always)]
 pub fn bind_socket(skaddr: u64) {
     let key = bpf_get_current_pid_tgid();
-    if let Some(p) = CONNECTS.get_ptr_mut(&key) {
+    if let Some(p) = CONNECTS.get_ptr_mut(key) {
         // SAFETY: our own map entry, only this thread touches it.
         unsafe { (*p).skaddr = skaddr };
     }
@@ -150,7 +150,7 @@ fn try_kprobe(ctx: &ProbeContext) -> Option<()> {
     let uaddr: u64 = ctx.arg(1)?;
     let mut p = sockaddr(uaddr, read_kernel)?;
     p.skaddr = sk;
-    CONNECTS.insert(&bpf_get_current_pid_tgid(), &p, 0).ok()
+    CONNECTS.insert(bpf_get_current_pid_tgid(), p, 0).ok()
 }
 
 #[kretprobe]
@@ -175,7 +175,7 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     let off = unsafe { core::ptr::read_volatile(&CONNECT_ENTER_TP) };
     let uaddr = field::<u64>(ctx, off.uservaddr)?;
     let p = sockaddr(uaddr, read_user)?;
-    CONNECTS.insert(&bpf_get_current_pid_tgid(), &p, 0).ok()
+    CONNECTS.insert(bpf_get_current_pid_tgid(), p, 0).ok()
 }
 
 #[tracepoint]
@@ -192,10 +192,10 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 fn take_and_finish(ret: i32) {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: read-only copy of our own entry.
-    let Some(p) = (unsafe { CONNECTS.get(&key) }).copied() else {
+    let Some(p) = (unsafe { CONNECTS.get(key) }).copied() else {
         return;
     };
-    let _ = CONNECTS.remove(&key);
+    let _ = CONNECTS.remove(key);
     if p.skaddr != 0 {
         finish(&p, ret);
     }

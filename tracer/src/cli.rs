@@ -29,10 +29,14 @@ pub struct Cli {
 pub enum Command {
     /// Live retransmissions (data, SYN, SYN-ACK) with the owning process,
     /// the flow and its TCP state.
-    #[command(after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans -p 1234 --duration 60")]
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans -p 1234 --duration 60"
+    )]
     Retrans(StreamArgs),
     /// Live TCP state transitions with the time spent in the previous state.
-    #[command(after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json")]
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json"
+    )]
     States(StreamArgs),
     /// Report what this kernel allows (BTF, tracefs, lockdown, each hook)
     /// and the hook plan tcptrace would use; exits non-zero if the core
@@ -104,21 +108,27 @@ fn parse_pid(s: &str) -> Result<u32, String> {
 fn parse_port(s: &str) -> Result<u16, String> {
     match s.parse::<i64>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(format!("'{s}' is not a port; give a number from 1 to 65535")),
+        _ => Err(format!(
+            "'{s}' is not a port; give a number from 1 to 65535"
+        )),
     }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("'{s}' is not a duration; give a positive number of seconds")),
+        _ => Err(format!(
+            "'{s}' is not a duration; give a positive number of seconds"
+        )),
     }
 }
 
 fn parse_count(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("'{s}' is not a count; give a positive whole number")),
+        _ => Err(format!(
+            "'{s}' is not a count; give a positive whole number"
+        )),
     }
 }
 
@@ -145,7 +155,10 @@ mod tests {
             panic!("wrong subcommand")
         };
         let f = a.filter();
-        assert_eq!((f.port, f.pid, f.family), (Some(443), Some(7), Some(Family::V6)));
+        assert_eq!(
+            (f.port, f.pid, f.family),
+            (Some(443), Some(7), Some(Family::V6))
+        );
         assert_eq!(a.count, Some(3));
     }
 

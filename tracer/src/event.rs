@@ -63,7 +63,10 @@ impl TcpState {
 impl TryFrom<u8> for TcpState {
     type Error = u8;
     fn try_from(v: u8) -> Result<Self, u8> {
-        Self::ALL.get((v as usize).wrapping_sub(1)).copied().ok_or(v)
+        Self::ALL
+            .get((v as usize).wrapping_sub(1))
+            .copied()
+            .ok_or(v)
     }
 }
 
@@ -117,7 +120,11 @@ pub struct Comm([u8; 16]);
 impl Comm {
     pub fn from_bytes(raw: &[u8]) -> Self {
         let mut b = [0u8; 16];
-        let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len()).min(15);
+        let n = raw
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(raw.len())
+            .min(15);
         b[..n].copy_from_slice(&raw[..n]);
         Self(b)
     }
@@ -174,8 +181,14 @@ impl RetransKind {
 pub enum EventKind {
     /// The socket moved from `old` to `new`.
     State { old: TcpState, new: TcpState },
-    /// A segment was retransmitted while the socket was in `state`.
-    Retrans { state: TcpState, kind: RetransKind },
+    /// A segment was retransmitted while the socket was in `state`. `segs`
+    /// is how many segments the retransmitted buffer held (what the kernel
+    /// adds to RetransSegs); `None` when this kernel did not let us read it.
+    Retrans {
+        state: TcpState,
+        kind: RetransKind,
+        segs: Option<u16>,
+    },
     /// `connect()` failed with this errno (positive); the tuple's remote side
     /// is the destination asked for, its local side unknown.
     ConnectError { errno: i32 },

@@ -115,7 +115,10 @@ mod tests {
         };
         assert!(f.matches(&ann(5000, 80, Some(7))));
         assert!(!f.matches(&ann(5000, 80, Some(8))));
-        assert!(!f.matches(&ann(5000, 80, None)), "unknown owner never matches a pid");
+        assert!(
+            !f.matches(&ann(5000, 80, None)),
+            "unknown owner never matches a pid"
+        );
     }
 
     #[test]

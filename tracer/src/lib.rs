@@ -6,6 +6,7 @@
 //! them (owners, time in state), [`filter`] keeps what the user asked for,
 //! and a [`views`] view writes records to a [`sinks`] output.
 
+pub mod btf;
 pub mod cli;
 pub mod engine;
 pub mod event;

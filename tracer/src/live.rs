@@ -154,7 +154,9 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     }
     let unreported = sinks.out.close();
     if unreported > 0 {
-        eprintln!("tcptrace: warning: {unreported} records dropped because the output was too slow");
+        eprintln!(
+            "tcptrace: warning: {unreported} records dropped because the output was too slow"
+        );
     }
     drop(probe);
     Ok(())
@@ -195,7 +197,13 @@ fn check_lost(src: &mut Source, s: &mut Sinks<'_>) {
     src.lost_seen = total;
     match s.out.mode {
         Mode::Json => {
-            format::lost_json(&mut s.out.buf, &s.clock, Clock::monotonic_now(), n, "kernel");
+            format::lost_json(
+                &mut s.out.buf,
+                &s.clock,
+                Clock::monotonic_now(),
+                n,
+                "kernel",
+            );
             s.out.flush_blocking();
         }
         Mode::Text => eprintln!(

@@ -40,7 +40,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn stream(view: &mut dyn View, a: &StreamArgs, what: &'static str, retrans: bool) -> anyhow::Result<()> {
+fn stream(
+    view: &mut dyn View,
+    a: &StreamArgs,
+    what: &'static str,
+    retrans: bool,
+) -> anyhow::Result<()> {
     live::run(
         view,
         RunOptions {

@@ -33,20 +33,29 @@ pub fn seed() -> Vec<Seed> {
     };
     let procs: Vec<Process> = procs.filter_map(Result::ok).collect();
 
-    // One table per network namespace.
+    // One table per network namespace. A thread may sit in another
+    // namespace than its process (setns), so look at every task.
     let mut namespaces = HashSet::new();
     let mut sockets: HashMap<u64, (Tuple, TcpState)> = HashMap::new();
     for p in &procs {
-        let Ok(ns) = fs::read_link(format!("/proc/{}/ns/net", p.pid)) else {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", p.pid)) else {
             continue;
         };
-        if !namespaces.insert(ns) {
-            continue;
-        }
-        let entries = p.tcp().into_iter().chain(p.tcp6()).flatten();
-        for e in entries {
-            if let Some(s) = convert(&e) {
-                sockets.insert(e.inode, s);
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let Ok(ns) = fs::read_link(dir.join("ns/net")) else {
+                continue;
+            };
+            if !namespaces.insert(ns) {
+                continue;
+            }
+            let Ok(t) = Process::new_with_root(dir) else {
+                continue;
+            };
+            for e in t.tcp().into_iter().chain(t.tcp6()).flatten() {
+                if let Some(s) = convert(&e) {
+                    sockets.insert(e.inode, s);
+                }
             }
         }
     }

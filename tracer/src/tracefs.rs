@@ -144,7 +144,8 @@ impl Format {
             err: self.offset("err", 4),
             uservaddr: self.offset("uservaddr", 8),
             ret: self.offset("ret", 8),
-            _pad: [0; 2],
+            skbaddr: self.offset("skbaddr", 8),
+            _pad: 0,
         }
     }
 }
@@ -153,7 +154,9 @@ impl Format {
 /// `__u8 saddr_v6[16]`.
 fn field_name(decl: &str) -> Option<String> {
     let decl = decl.split('[').next()?.trim_end();
-    let name = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next()?;
+    let name = decl
+        .rsplit(|c: char| c.is_whitespace() || c == '*')
+        .next()?;
     (!name.is_empty()).then(|| name.to_string())
 }
 
@@ -179,14 +182,17 @@ pub fn read_format(root: &Path, group: &str, name: &str) -> Result<Format, Trace
 mod tests {
     use super::*;
 
-    const STATE_618: &str = include_str!("../fixtures/formats/6.18/sock_inet_sock_set_state.format");
-    const RETRANS_618: &str = include_str!("../fixtures/formats/6.18/tcp_tcp_retransmit_skb.format");
+    const STATE_618: &str =
+        include_str!("../fixtures/formats/6.18/sock_inet_sock_set_state.format");
+    const RETRANS_618: &str =
+        include_str!("../fixtures/formats/6.18/tcp_tcp_retransmit_skb.format");
     const RETRANS_54: &str = include_str!("../fixtures/formats/5.4/tcp_tcp_retransmit_skb.format");
     const SYNACK_618: &str =
         include_str!("../fixtures/formats/6.18/tcp_tcp_retransmit_synack.format");
     const ENTER_618: &str =
         include_str!("../fixtures/formats/6.18/syscalls_sys_enter_connect.format");
-    const EXIT_618: &str = include_str!("../fixtures/formats/6.18/syscalls_sys_exit_connect.format");
+    const EXIT_618: &str =
+        include_str!("../fixtures/formats/6.18/syscalls_sys_exit_connect.format");
 
     #[test]
     fn parses_inet_sock_set_state_of_this_kernel() {
@@ -205,11 +211,17 @@ mod tests {
     #[test]
     fn retransmit_skb_new_and_old_layouts() {
         let new = Format::parse(RETRANS_618).unwrap().offsets();
-        assert_eq!((new.skaddr, new.newstate, new.family, new.err), (16, 24, 32, 76));
-        assert_eq!((new.saddr_v6, new.daddr_v6), (42, 58));
+        assert_eq!(
+            (new.skaddr, new.newstate, new.family, new.err),
+            (16, 24, 32, 76)
+        );
+        assert_eq!((new.saddr_v6, new.daddr_v6, new.skbaddr), (42, 58, 8));
 
         let old = Format::parse(RETRANS_54).unwrap().offsets();
-        assert_eq!((old.skaddr, old.newstate, old.sport, old.dport), (16, 24, 28, 30));
+        assert_eq!(
+            (old.skaddr, old.newstate, old.sport, old.dport),
+            (16, 24, 28, 30)
+        );
         // Fields this kernel lacks are absent, not guessed.
         assert_eq!((old.family, old.err), (ABSENT, ABSENT));
         assert_eq!((old.saddr_v6, old.daddr_v6), (40, 56));
@@ -230,13 +242,17 @@ mod tests {
     fn field_names_from_declarations() {
         assert_eq!(field_name("const void * skaddr").as_deref(), Some("skaddr"));
         assert_eq!(field_name("__u8 saddr_v6[16]").as_deref(), Some("saddr_v6"));
-        assert_eq!(field_name("struct sockaddr * uservaddr").as_deref(), Some("uservaddr"));
+        assert_eq!(
+            field_name("struct sockaddr * uservaddr").as_deref(),
+            Some("uservaddr")
+        );
         assert_eq!(field_name("int oldstate").as_deref(), Some("oldstate"));
     }
 
     #[test]
     fn a_field_of_unexpected_size_is_absent() {
-        let f = Format::parse("format:\n\tfield:__u32 sport;\toffset:24;\tsize:4;\tsigned:0;\n").unwrap();
+        let f = Format::parse("format:\n\tfield:__u32 sport;\toffset:24;\tsize:4;\tsigned:0;\n")
+            .unwrap();
         assert_eq!(f.offsets().sport, ABSENT);
     }
 

@@ -47,11 +47,16 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
             } else {
                 RetransKind::Data
             };
-            EventKind::Retrans { state: st, kind }
+            EventKind::Retrans {
+                state: st,
+                kind,
+                segs: segs(w.ret),
+            }
         }
         kind::RETRANS_SYNACK => EventKind::Retrans {
             state: state(w.newstate)?,
             kind: RetransKind::SynAck,
+            segs: Some(1),
         },
         kind::CONNECT => EventKind::ConnectError { errno: -w.ret },
         k => return Err(DecodeError::Kind(k)),
@@ -72,6 +77,11 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
         },
         kind,
     })
+}
+
+/// Segment count of a retransmit record: 0 means unknown.
+fn segs(raw: i32) -> Option<u16> {
+    u16::try_from(raw).ok().filter(|&n| n > 0)
 }
 
 fn addresses(w: &WireEvent) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
@@ -146,6 +156,7 @@ mod tests {
         w.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
         w.daddr = Ipv6Addr::LOCALHOST.octets();
         w.newstate = 1;
+        w.ret = 0;
         let e = decode(&w).unwrap();
         assert_eq!(e.tuple.family, Family::V6);
         assert_eq!(e.tuple.laddr.to_string(), "2001:db8::1");
@@ -154,7 +165,8 @@ mod tests {
             e.kind,
             EventKind::Retrans {
                 kind: RetransKind::Data,
-                state: TcpState::Established
+                state: TcpState::Established,
+                segs: None,
             }
         ));
 
@@ -190,6 +202,21 @@ mod tests {
     }
 
     #[test]
+    fn retransmit_segment_counts() {
+        let mut w = record(kind::RETRANS, 2);
+        w.newstate = 1;
+        w.ret = 2;
+        assert!(matches!(
+            decode(&w).unwrap().kind,
+            EventKind::Retrans { segs: Some(2), .. }
+        ));
+        assert!(matches!(
+            decode(&record(kind::RETRANS_SYNACK, 2)).unwrap().kind,
+            EventKind::Retrans { segs: Some(1), .. }
+        ));
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert_eq!(read_record(&[0; 10]), Err(DecodeError::Size(10)));
         assert_eq!(decode(&record(99, 2)), Err(DecodeError::Kind(99)));
@@ -214,7 +241,10 @@ mod tests {
         let w = record(kind::STATE, 2);
         // SAFETY: WireEvent is plain old data.
         let bytes = unsafe {
-            std::slice::from_raw_parts((&w as *const WireEvent).cast::<u8>(), size_of::<WireEvent>())
+            std::slice::from_raw_parts(
+                (&w as *const WireEvent).cast::<u8>(),
+                size_of::<WireEvent>(),
+            )
         };
         assert_eq!(read_record(bytes).unwrap(), w);
     }

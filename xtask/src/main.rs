@@ -1,1 +1,214 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup|build|run|test|lint`.
+//!
+//! `build`, `run` and `test` run `setup` first when something it installs is
+//! missing, so a fresh machine needs nothing but cargo.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "tcptrace project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and the tests need (idempotent): rust-src for
+    /// nightly, bpf-linker 0.10.1, and Debian packages (nftables, iproute2, ethtool).
+    Setup,
+    /// Build tcptrace with its kernel programs.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run tcptrace as root with the given arguments.
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for tcptrace, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// fmt and clippy checks, root-free unit tests, then the privileged
+    /// integration tests (as root, single-threaded).
+    Test {
+        /// Skip the fmt/clippy checks.
+        #[arg(long)]
+        no_lint: bool,
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// cargo fmt --check and clippy (user space and kernel crate).
+    Lint,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Setup => setup::run(true),
+        Task::Build { release } => build(release).map(drop),
+        Task::Run { release, args } => {
+            let bin = build(release)?;
+            let mut cmd = as_root(&bin);
+            cmd.args(&args);
+            let status = cmd.status().context("running tcptrace")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { no_lint, filter } => test(no_lint, filter),
+        Task::Lint => {
+            setup::run(false)?;
+            lint()
+        }
+    }
+}
+
+fn root_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root_dir());
+    c
+}
+
+pub(crate) fn check(mut cmd: Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `program` as root: directly when we are root, else through sudo.
+fn as_root(program: &Path) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-E", "--"]).arg(program);
+        c
+    }
+}
+
+/// Builds tcptrace; returns the binary's path.
+fn build(release: bool) -> Result<PathBuf> {
+    setup::run(false)?;
+    let mut c = cargo();
+    c.args(["build", "--package", "tracer", "--bin", "tcptrace"]);
+    if release {
+        c.arg("--release");
+    }
+    check(c)?;
+    Ok(root_dir()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("tcptrace"))
+}
+
+fn lint() -> Result<()> {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    check(c)?;
+    let mut c = cargo();
+    c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    check(c)?;
+    // The kernel crate only builds for the BPF target.
+    let mut c = cargo();
+    c.args([
+        "+nightly",
+        "clippy",
+        "--package",
+        "tracer-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    c.env_remove("RUSTC").env_remove("RUSTUP_TOOLCHAIN");
+    check(c)
+}
+
+fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
+    setup::run(false)?;
+    if !no_lint {
+        lint()?;
+    }
+    // Root-free unit tests of every crate but the privileged one.
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "tests",
+        "--exclude",
+        "tracer-ebpf",
+    ]);
+    if let Some(f) = &filter {
+        c.arg(f);
+    }
+    check(c)?;
+    // The privileged integration tests drive the real binary.
+    let bin = build(false)?;
+    let mut c = cargo();
+    c.args(["test", "--package", "tests", "--no-run"]);
+    check(c)?;
+    let mut c = if is_root() {
+        cargo()
+    } else {
+        eprintln!(
+            "xtask: the integration tests load BPF programs and create network namespaces: running them through sudo"
+        );
+        let mut c = Command::new("sudo");
+        c.args([
+            "-E",
+            "env",
+            &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+            "cargo",
+        ]);
+        c.current_dir(root_dir());
+        c
+    };
+    c.args(["test", "--package", "tests", "--", "--test-threads=1"]);
+    if let Some(f) = &filter {
+        c.arg(f);
+    }
+    c.env("TCPTRACE_BIN", &bin);
+    check(c)
+}

@@ -142,13 +142,24 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn retrans(ts: u64, sock: u64, t: Tuple, task: Owner, st: TcpState, kind: RetransKind) -> Event {
+    pub fn retrans(
+        ts: u64,
+        sock: u64,
+        t: Tuple,
+        task: Owner,
+        st: TcpState,
+        kind: RetransKind,
+    ) -> Event {
         Event {
             ts_ns: ts,
             sock,
             tuple: t,
             task,
-            kind: EventKind::Retrans { state: st, kind },
+            kind: EventKind::Retrans {
+                state: st,
+                kind,
+                segs: Some(1),
+            },
         }
     }
 
@@ -158,14 +169,20 @@ pub(crate) mod tests {
         let mut e = Engine::default();
         let c = owner(10, "client");
         let t = tuple(40000, 80);
-        assert_eq!(e.process(&state(1_000, 1, t, c, Close, SynSent)).prev_state_ns, None);
         assert_eq!(
-            e.process(&state(251_000, 1, t, c, SynSent, Established)).prev_state_ns,
+            e.process(&state(1_000, 1, t, c, Close, SynSent))
+                .prev_state_ns,
+            None
+        );
+        assert_eq!(
+            e.process(&state(251_000, 1, t, c, SynSent, Established))
+                .prev_state_ns,
             Some(250_000)
         );
         assert_eq!(e.state_of(1), Some(Established));
         assert_eq!(
-            e.process(&state(1_251_000, 1, t, c, Established, Close)).prev_state_ns,
+            e.process(&state(1_251_000, 1, t, c, Established, Close))
+                .prev_state_ns,
             Some(1_000_000)
         );
         assert_eq!(e.state_of(1), None, "closed sockets are forgotten");

@@ -11,10 +11,7 @@
 //!   `/proc/net/tcp{,6}` and `/proc/<pid>/fd` by tuple
 //!   ([`crate::procnet::seed`]).
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use crate::event::{Event, EventKind, Family, Owner, TcpState, Tuple};
 
@@ -62,17 +59,19 @@ impl Owners {
                 self.add_listener(ev.sock, ev.tuple, ev.task);
                 Some(ev.task)
             }
-            EventKind::State {
-                old: TcpState::Listen,
-                ..
-            } => {
-                self.remove_listener(ev.sock, ev.tuple);
-                known.or_else(|| self.listener_owner(&ev.tuple))
-            }
+            // A child cloned from a listener starts with LISTEN -> SYN_RECV.
             EventKind::State {
                 new: TcpState::SynRecv,
                 ..
             } => self.listener_owner(&ev.tuple).or(known),
+            EventKind::State {
+                old: TcpState::Listen,
+                new: TcpState::Close,
+            } => {
+                let owner = known.or_else(|| self.listener_owner(&ev.tuple));
+                self.remove_listener(ev.sock, ev.tuple);
+                owner
+            }
             // A SYN-ACK is retransmitted on behalf of the listener.
             EventKind::Retrans {
                 kind: crate::event::RetransKind::SynAck,
@@ -110,7 +109,14 @@ impl Owners {
 
     fn add_listener(&mut self, sock: u64, t: Tuple, owner: Owner) {
         let v = self.listeners.entry((t.family, t.lport)).or_default();
-        v.retain(|l| !(l.sock == sock && sock != 0) && !(sock == 0 && l.laddr == t.laddr));
+        // Replaces what we knew of the same listener.
+        v.retain(|l| {
+            if sock == 0 {
+                l.laddr != t.laddr
+            } else {
+                l.sock != sock
+            }
+        });
         v.push(Listener {
             sock,
             laddr: t.laddr,
@@ -163,11 +169,23 @@ mod tests {
         assert_eq!(o.observe(&state(1, 7, t, c, Close, SynSent)), Some(c));
         // Later transitions and retransmits run elsewhere.
         let other = owner(200, "nginx");
-        assert_eq!(o.observe(&state(2, 7, t, other, SynSent, Established)), Some(c));
-        assert_eq!(o.observe(&retrans(3, 7, t, softirq(), Established, RetransKind::Data)), Some(c));
-        assert_eq!(o.observe(&state(4, 7, t, softirq(), Established, Close)), Some(c));
+        assert_eq!(
+            o.observe(&state(2, 7, t, other, SynSent, Established)),
+            Some(c)
+        );
+        assert_eq!(
+            o.observe(&retrans(3, 7, t, softirq(), Established, RetransKind::Data)),
+            Some(c)
+        );
+        assert_eq!(
+            o.observe(&state(4, 7, t, softirq(), Established, Close)),
+            Some(c)
+        );
         // Closed: a new socket at the same address is not confused with it.
-        assert_eq!(o.observe(&state(5, 7, t, softirq(), FinWait1, FinWait2)), None);
+        assert_eq!(
+            o.observe(&state(5, 7, t, softirq(), FinWait1, FinWait2)),
+            None
+        );
     }
 
     #[test]
@@ -179,21 +197,40 @@ mod tests {
             raddr: Tuple::unspecified(Family::V4),
             ..tuple(8080, 0)
         };
-        assert_eq!(o.observe(&state(1, 50, wildcard, srv, Close, Listen)), Some(srv));
+        assert_eq!(
+            o.observe(&state(1, 50, wildcard, srv, Close, Listen)),
+            Some(srv)
+        );
         let child = tuple(8080, 40001);
         // The child is created while the client's ACK is processed: the task
         // on the CPU is the client.
         let client = owner(100, "curl");
-        assert_eq!(o.observe(&state(2, 51, child, client, Listen, SynRecv)), Some(srv));
-        assert_eq!(o.observe(&state(3, 51, child, client, SynRecv, Established)), Some(srv));
+        assert_eq!(
+            o.observe(&state(2, 51, child, client, Listen, SynRecv)),
+            Some(srv)
+        );
+        assert_eq!(
+            o.observe(&state(3, 51, child, client, SynRecv, Established)),
+            Some(srv)
+        );
         // SYN-ACK retransmits are reported on the listener socket.
         assert_eq!(
-            o.observe(&retrans(4, 50, tuple(8080, 40002), softirq(), SynRecv, RetransKind::SynAck)),
+            o.observe(&retrans(
+                4,
+                50,
+                tuple(8080, 40002),
+                softirq(),
+                SynRecv,
+                RetransKind::SynAck
+            )),
             Some(srv)
         );
         // The listener closes; a later socket on that port has no owner.
         o.observe(&state(5, 50, wildcard, srv, Listen, Close));
-        assert_eq!(o.observe(&state(6, 52, tuple(8080, 40003), client, Listen, SynRecv)), None);
+        assert_eq!(
+            o.observe(&state(6, 52, tuple(8080, 40003), client, Listen, SynRecv)),
+            None
+        );
     }
 
     #[test]
@@ -207,7 +244,10 @@ mod tests {
         };
         o.observe(&state(1, 60, wildcard, any, Close, Listen));
         o.observe(&state(2, 61, tuple(9000, 0), lo, Close, Listen));
-        assert_eq!(o.observe(&state(3, 62, tuple(9000, 5), softirq(), Listen, SynRecv)), Some(lo));
+        assert_eq!(
+            o.observe(&state(3, 62, tuple(9000, 5), softirq(), Listen, SynRecv)),
+            Some(lo)
+        );
     }
 
     #[test]
@@ -216,9 +256,47 @@ mod tests {
         let db = owner(400, "postgres");
         let t = tuple(5432, 50000);
         o.seed(t, Established, db);
-        o.seed(Tuple { laddr: Tuple::unspecified(Family::V4), ..tuple(5432, 0) }, Listen, db);
-        assert_eq!(o.observe(&retrans(1, 77, t, softirq(), Established, RetransKind::Data)), Some(db));
-        // A socket accepted after start-up from a seeded listener.
-        assert_eq!(o.observe(&state(2, 78, tuple(5432, 50001), softirq(), Listen, SynRecv)), Some(db));
+        o.seed(
+            Tuple {
+                laddr: Tuple::unspecified(Family::V4),
+                ..tuple(5432, 0)
+            },
+            Listen,
+            db,
+        );
+        assert_eq!(
+            o.observe(&retrans(
+                1,
+                77,
+                t,
+                softirq(),
+                Established,
+                RetransKind::Data
+            )),
+            Some(db)
+        );
+        // Sockets accepted after start-up from a seeded listener.
+        assert_eq!(
+            o.observe(&state(
+                2,
+                78,
+                tuple(5432, 50001),
+                softirq(),
+                Listen,
+                SynRecv
+            )),
+            Some(db)
+        );
+        assert_eq!(
+            o.observe(&state(
+                3,
+                79,
+                tuple(5432, 50002),
+                softirq(),
+                Listen,
+                SynRecv
+            )),
+            Some(db)
+        );
     }
 }

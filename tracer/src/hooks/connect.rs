@@ -83,7 +83,8 @@ fn attach_fexit(bpf: &mut Ebpf) -> Result<()> {
             .try_into()?;
         p.load(func, &btf)
             .with_context(|| format!("loading fexit on {func}"))?;
-        p.attach().with_context(|| format!("attaching fexit to {func}"))?;
+        p.attach()
+            .with_context(|| format!("attaching fexit to {func}"))?;
     }
     Ok(())
 }

@@ -160,6 +160,14 @@ impl Probe {
             Err("not wanted".into())
         };
         let mut loader = EbpfLoader::new();
+        let segs_off = if wants.retrans {
+            skb_segs_offset()
+        } else {
+            Err("not wanted".into())
+        };
+        if let Ok(off) = &segs_off {
+            loader.override_global(names::SKB_SEGS_OFF, off, true);
+        }
         loader.override_global(names::FILTER, &filter, true);
         for (global, o) in &offsets {
             loader.override_global(global, o, true);
@@ -177,6 +185,15 @@ impl Probe {
             tracefs: root,
             ..Report::default()
         };
+        if wants.retrans {
+            report.hooks.push(HookStatus {
+                hook: match &segs_off {
+                    Ok(off) => format!("BTF: TCP_SKB_CB(skb)->tcp_gso_segs at skb+{off}"),
+                    Err(_) => "BTF: TCP_SKB_CB(skb)->tcp_gso_segs".into(),
+                },
+                result: segs_off.map(drop),
+            });
+        }
         for tp in &tps {
             attach_tracepoint(&mut bpf, *tp)
                 .with_context(|| format!("cannot attach to tracepoint {}:{}", tp.group, tp.name))?;
@@ -217,6 +234,18 @@ pub fn lost_total(lost: &PerCpuArray<MapData, u64>) -> u64 {
     lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
 
+/// Offset from an skb of `TCP_SKB_CB(skb)->tcp_gso_segs`, from kernel BTF.
+fn skb_segs_offset() -> Result<u32, String> {
+    let btf = crate::btf::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    let cb = btf
+        .member_offset("sk_buff", "cb")
+        .ok_or("BTF has no sk_buff.cb")?;
+    let segs = btf
+        .member_offset("tcp_skb_cb", "tcp_gso_segs")
+        .ok_or("BTF has no tcp_skb_cb.tcp_gso_segs")?;
+    Ok(cb + segs)
+}
+
 fn syscall_offsets(root: &std::path::Path) -> Result<(TpOffsets, TpOffsets), String> {
     let read = |tp: Tp| -> Result<TpOffsets, String> {
         let f: Format = tracefs::read_format(root, tp.group, tp.name).map_err(|e| e.to_string())?;
@@ -225,7 +254,12 @@ fn syscall_offsets(root: &std::path::Path) -> Result<(TpOffsets, TpOffsets), Str
         if missing.is_empty() {
             Ok(o)
         } else {
-            Err(format!("{}:{} lacks {}", tp.group, tp.name, missing.join(", ")))
+            Err(format!(
+                "{}:{} lacks {}",
+                tp.group,
+                tp.name,
+                missing.join(", ")
+            ))
         }
     };
     Ok((read(CONNECT_ENTER)?, read(CONNECT_EXIT)?))

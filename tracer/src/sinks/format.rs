@@ -63,7 +63,10 @@ impl Clock {
 
     /// `HH:MM:SS.uuuuuu` UTC, for text output.
     pub fn time_of_day(&self, mono_ns: u64) -> String {
-        let d = self.wall(mono_ns).duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = self
+            .wall(mono_ns)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let s = d.as_secs() % 86_400;
         format!(
             "{:02}:{:02}:{:02}.{:06}",
@@ -143,7 +146,8 @@ pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
 }
 
 /// The header matching [`text_flow_columns`].
-pub const TEXT_FLOW_HEADER: &str = "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
+pub const TEXT_FLOW_HEADER: &str =
+    "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
 
 /// `{"type":"lost","ts":..,"count":N,"source":..}` and a newline.
 pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {
@@ -164,7 +168,10 @@ mod tests {
         assert_eq!(endpoint("::1".parse().unwrap(), 443), "[::1]:443");
         // Monotonic 1 s after an epoch offset of 2026-11-22T12:00:00Z.
         let c = Clock::with_offset(1_795_348_800_000_000_000);
-        assert_eq!(c.rfc3339(1_000_001_000).to_string(), "2026-11-22T12:00:01.000001Z");
+        assert_eq!(
+            c.rfc3339(1_000_001_000).to_string(),
+            "2026-11-22T12:00:01.000001Z"
+        );
         assert_eq!(c.time_of_day(1_000_001_000), "12:00:01.000001");
     }
 

@@ -87,11 +87,17 @@ pub fn run(json_out: bool) -> Result<bool> {
     println!("privileges  {}", if root { "root" } else { "not root" });
     println!(
         "BTF         {}",
-        if btf { "/sys/kernel/btf/vmlinux present" } else { "absent (fexit unavailable)" }
+        if btf {
+            "/sys/kernel/btf/vmlinux present"
+        } else {
+            "absent (fexit unavailable)"
+        }
     );
     println!(
         "lockdown    {}",
-        lockdown.as_deref().unwrap_or("unknown (securityfs not mounted)")
+        lockdown
+            .as_deref()
+            .unwrap_or("unknown (securityfs not mounted)")
     );
     match &tracefs {
         Ok(p) => println!("tracefs     {}", p.display()),
@@ -114,7 +120,9 @@ pub fn run(json_out: bool) -> Result<bool> {
                 }
             }
             println!("\nplan");
-            println!("  states, retrans: sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_retransmit_synack");
+            println!(
+                "  states, retrans: sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_retransmit_synack"
+            );
             match p.report.connect {
                 Some(c) => println!("  connect: {c}"),
                 None => println!("  connect: none of the connect hooks attached"),

@@ -18,7 +18,10 @@ pub struct States;
 
 impl View for States {
     fn text_header(&self) -> Option<String> {
-        Some(format!("{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}", "OLD", "NEW", "PREV_MS"))
+        Some(format!(
+            "{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}",
+            "OLD", "NEW", "PREV_MS"
+        ))
     }
 
     fn on_event(&mut self, a: &Annotated, out: &mut Output, clock: &Clock) -> bool {
@@ -29,7 +32,12 @@ impl View for States {
             Mode::Json => {
                 out.buf.extend_from_slice(b"{\"type\":\"state\",");
                 json_flow_fields(&mut out.buf, clock, a);
-                let _ = write!(out.buf, "\"old\":\"{}\",\"new\":\"{}\",", old.name(), new.name());
+                let _ = write!(
+                    out.buf,
+                    "\"old\":\"{}\",\"new\":\"{}\",",
+                    old.name(),
+                    new.name()
+                );
                 match a.prev_state_ns {
                     Some(ns) => {
                         let _ = writeln!(out.buf, "\"prev_state_us\":{}}}", ns / 1000);
@@ -42,7 +50,12 @@ impl View for States {
                 let prev = a
                     .prev_state_ns
                     .map_or_else(|| "-".to_string(), |ns| format!("{:.3}", ns as f64 / 1e6));
-                let _ = writeln!(out.buf, "{:>11} -> {:<11} {prev:>10}", old.name(), new.name());
+                let _ = writeln!(
+                    out.buf,
+                    "{:>11} -> {:<11} {prev:>10}",
+                    old.name(),
+                    new.name()
+                );
             }
         }
         out.record_done();
@@ -82,7 +95,14 @@ mod tests {
     #[test]
     fn json_schema_of_a_transition() {
         let a = Annotated {
-            event: state(2_000_000_000, 1, tuple(40000, 80), owner(5, "x"), SynSent, Established),
+            event: state(
+                2_000_000_000,
+                1,
+                tuple(40000, 80),
+                owner(5, "x"),
+                SynSent,
+                Established,
+            ),
             owner: Some(owner(42, "curl")),
             prev_state_ns: Some(1_500_000),
         };
@@ -90,7 +110,17 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut want = vec![
-            "type", "ts", "pid", "comm", "family", "laddr", "lport", "raddr", "rport", "old", "new",
+            "type",
+            "ts",
+            "pid",
+            "comm",
+            "family",
+            "laddr",
+            "lport",
+            "raddr",
+            "rport",
+            "old",
+            "new",
             "prev_state_us",
         ];
         want.sort();

@@ -1,0 +1,182 @@
+//! `tcptrace retrans` against real losses made by nftables in a private
+//! network namespace, with the namespace's own counters as the judge.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tests::{NetNs, Tracer, our_pid, require_root, tracer::of_type, unique_port, wait_until};
+
+/// Drops `percent` % of segments to and from `port` in the input hook (an
+/// output-hook drop is a local error, not a retransmission).
+fn random_drop(ns: &NetNs, port: u16, percent: u32) {
+    ns.nft(&format!(
+        "table inet loss {{
+           chain input {{
+             type filter hook input priority 0; policy accept;
+             tcp dport {port} numgen random mod 100 < {percent} drop
+             tcp sport {port} numgen random mod 100 < {percent} drop
+           }}
+         }}"
+    ));
+}
+
+/// Whether sockets on `port` in the namespace are all gone or in
+/// TIME_WAIT (which retransmits nothing).
+fn quiet(ns: &NetNs, port: u16) -> bool {
+    let out = ns.sh(&[
+        "ss",
+        "-Htan",
+        &format!("( sport = :{port} or dport = :{port} )"),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .all(|l| l.starts_with("TIME-WAIT"))
+}
+
+/// Every retransmission under random loss is reported for the right flow
+/// and owner, and the total equals the namespace's RetransSegs.
+#[test]
+fn random_loss_retransmits_match_kernel_counter() {
+    require_root();
+    let ns = NetNs::new("loss");
+    ns.small_segments();
+    let port = unique_port();
+    random_drop(&ns, port, 8);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    const CONNS: usize = 8;
+    const BYTES: usize = 150_000;
+
+    let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
+    let before = ns.counter("Tcp", "RetransSegs");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = ns.spawn("tt-server", move || {
+        let l = TcpListener::bind(addr).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut total = 0;
+        for _ in 0..CONNS {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+            total += buf.len();
+        }
+        total
+    });
+    ready_rx.recv().unwrap();
+    let client_ports = ns.run("tt-client", move || {
+        let mut ports = Vec::new();
+        for _ in 0..CONNS {
+            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(30)).unwrap();
+            ports.push(c.local_addr().unwrap().port());
+            c.write_all(&vec![7u8; BYTES]).unwrap();
+        }
+        ports
+    });
+    assert_eq!(server.join().unwrap(), CONNS * BYTES);
+    // FINs may still be retransmitted after close: wait for the flows to end.
+    assert!(
+        wait_until(Duration::from_secs(60), || quiet(&ns, port)),
+        "flows on port {port} did not finish"
+    );
+    let kernel = ns.counter("Tcp", "RetransSegs") - before;
+    let recs = t.stop();
+    assert!(of_type(&recs, "lost").is_empty(), "lost events: {recs:?}");
+    let rt: Vec<&Value> = of_type(&recs, "retrans");
+    assert!(kernel > 0, "8 % loss produced no retransmission at all");
+    // The kernel counts segments; a retransmitted buffer may hold several
+    // (TCP builds multi-MSS skbs even with device offloads off), so each
+    // record carries `segs` and their sum is the kernel's figure.
+    let segs: u64 = rt
+        .iter()
+        .map(|r| r["segs"].as_u64().expect("segs known here"))
+        .sum();
+    assert_eq!(
+        segs,
+        kernel,
+        "tcptrace saw {segs} retransmitted segments in {} records, the namespace's RetransSegs grew by {kernel}",
+        rt.len()
+    );
+    for r in &rt {
+        assert_eq!(r["family"], "ipv4");
+        assert_eq!(r["pid"], our_pid(), "{r}");
+        let (lport, rport) = (
+            r["lport"].as_u64().unwrap() as u16,
+            r["rport"].as_u64().unwrap() as u16,
+        );
+        if lport == port {
+            // Server side (data is client -> server, so these are ACK-bearing
+            // SYN-ACKs or FINs) owned by the listener's thread.
+            assert!(client_ports.contains(&rport), "{r}");
+            assert_eq!(r["comm"], "tt-server", "{r}");
+        } else {
+            assert_eq!(rport, port, "{r}");
+            assert!(client_ports.contains(&lport), "unknown flow {r}");
+            assert_eq!(r["comm"], "tt-client", "{r}");
+        }
+        let kind = r["kind"].as_str().unwrap();
+        assert!(["data", "syn", "synack"].contains(&kind), "{r}");
+        if kind == "syn" {
+            assert_eq!(r["state"], "SYN_SENT", "{r}");
+        }
+    }
+    eprintln!(
+        "retransmitted segments: tcptrace {segs} ({} records) = kernel {kernel}",
+        rt.len()
+    );
+}
+
+/// SYNs that never get through are retransmitted (after 1 s, 3 s) and
+/// reported as `kind=syn`, owned by the connecting thread.
+fn syn_retransmits(ip: &str, family: &str) {
+    require_root();
+    let ns = NetNs::new("syn");
+    let port = unique_port();
+    ns.nft(&format!(
+        "table inet nosyn {{
+           chain input {{
+             type filter hook input priority 0; policy accept;
+             tcp dport {port} tcp flags & (syn | ack) == syn drop
+           }}
+         }}"
+    ));
+    let addr = SocketAddr::new(ip.parse().unwrap(), port);
+    let t = Tracer::start(&["retrans", "--json", "--rport", &port.to_string()]);
+    let before = ns.counter("TcpExt", "TCPSynRetrans");
+    let err = ns.run("tt-syn", move || {
+        // The listener exists; only its SYNs are dropped.
+        let _l = TcpListener::bind(addr).unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_millis(3500)).unwrap_err()
+    });
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    let kernel = ns.counter("TcpExt", "TCPSynRetrans") - before;
+    let recs = t.stop();
+    let rt = of_type(&recs, "retrans");
+    assert!(
+        kernel >= 2,
+        "expected SYN retransmits at 1 s and 3 s, kernel counted {kernel}"
+    );
+    assert_eq!(rt.len() as u64, kernel, "{rt:#?}");
+    for r in &rt {
+        assert_eq!(r["kind"], "syn", "{r}");
+        assert_eq!(r["state"], "SYN_SENT", "{r}");
+        assert_eq!(r["family"], family, "{r}");
+        assert_eq!(r["raddr"], ip, "{r}");
+        assert_eq!(r["rport"], port, "{r}");
+        assert_eq!(r["pid"], our_pid(), "{r}");
+        assert_eq!(r["comm"], "tt-syn", "{r}");
+    }
+}
+
+#[test]
+fn dropped_syns_are_syn_retransmits_ipv4() {
+    syn_retransmits("127.0.0.1", "ipv4");
+}
+
+#[test]
+fn dropped_syns_are_syn_retransmits_ipv6() {
+    syn_retransmits("::1", "ipv6");
+}

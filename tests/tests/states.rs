@@ -1,0 +1,185 @@
+//! `tcptrace states` against real loopback connections in a private
+//! network namespace: full client and server transition sequences, the
+//! right tuple, and the right owner.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tests::{NetNs, Tracer, our_pid, require_root, tracer::of_type, unique_port};
+
+/// One connection: the server accepts on a thread named `tt-server`, the
+/// client connects from `tt-client`, sends, closes first; the server reads
+/// to EOF and closes. Returns the client's local address.
+fn one_connection(ns: &NetNs, ip: &str, port: u16) -> SocketAddr {
+    let addr = SocketAddr::new(ip.parse().unwrap(), port);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = ns.spawn("tt-server", move || {
+        let l = TcpListener::bind(addr).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        buf.len()
+    });
+    ready_rx.recv().unwrap();
+    let local = ns.run("tt-client", move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"hello").unwrap();
+        c.local_addr().unwrap()
+    });
+    assert_eq!(server.join().unwrap(), 5);
+    local
+}
+
+fn transitions<'a>(
+    recs: &[&'a Value],
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<(String, String, &'a Value)> {
+    recs.iter()
+        .filter(|r| pred(r))
+        .map(|r| {
+            (
+                r["old"].as_str().unwrap().to_string(),
+                r["new"].as_str().unwrap().to_string(),
+                *r,
+            )
+        })
+        .collect()
+}
+
+fn check_sequences(ip: &str, family: &str) {
+    require_root();
+    let ns = NetNs::new("states");
+    let port = unique_port();
+    let ps = port.to_string();
+    let t = Tracer::start(&["states", "--json", "--port", &ps]);
+    let client = one_connection(&ns, ip, port);
+    // Let the FIN_WAIT2 -> CLOSE of the client (its TIME_WAIT is handed to a
+    // timewait socket) and the server's LAST_ACK -> CLOSE land.
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = t.stop();
+    let states = of_type(&recs, "state");
+    for r in &states {
+        assert_eq!(r["family"], family, "{r}");
+        assert!(r["ts"].as_str().unwrap().ends_with('Z'), "{r}");
+    }
+
+    // Client: everything whose remote port is the server's.
+    let c = transitions(&states, |r| r["rport"] == port);
+    let seq: Vec<(&str, &str)> = c.iter().map(|(o, n, _)| (o.as_str(), n.as_str())).collect();
+    assert_eq!(
+        seq,
+        [
+            ("CLOSE", "SYN_SENT"),
+            ("SYN_SENT", "ESTABLISHED"),
+            ("ESTABLISHED", "FIN_WAIT1"),
+            ("FIN_WAIT1", "FIN_WAIT2"),
+            ("FIN_WAIT2", "CLOSE"),
+        ],
+        "client transitions: {states:#?}"
+    );
+    for (i, (_, _, r)) in c.iter().enumerate() {
+        assert_eq!(r["pid"], our_pid(), "client owner: {r}");
+        assert_eq!(r["comm"], "tt-client", "client owner: {r}");
+        assert_eq!(r["raddr"], ip, "{r}");
+        // The local port is assigned inside connect(), after SYN_SENT.
+        if i > 0 {
+            assert_eq!(r["lport"], client.port(), "{r}");
+            assert_eq!(r["laddr"], client.ip().to_string(), "{r}");
+        }
+    }
+    assert!(c[0].2["prev_state_us"].is_null());
+    assert!(c[1].2["prev_state_us"].as_u64().is_some());
+
+    // Server's accepted socket: local port is the server's, remote the client's.
+    let s = transitions(&states, |r| {
+        r["lport"] == port && r["rport"] == client.port()
+    });
+    let seq: Vec<(&str, &str)> = s.iter().map(|(o, n, _)| (o.as_str(), n.as_str())).collect();
+    assert_eq!(
+        seq,
+        [
+            ("LISTEN", "SYN_RECV"),
+            ("SYN_RECV", "ESTABLISHED"),
+            ("ESTABLISHED", "CLOSE_WAIT"),
+            ("CLOSE_WAIT", "LAST_ACK"),
+            ("LAST_ACK", "CLOSE"),
+        ],
+        "server transitions: {states:#?}"
+    );
+    for (_, _, r) in &s {
+        // Owned by the listener's process and thread, although most of
+        // these run while the client thread is on the CPU.
+        assert_eq!(r["pid"], our_pid(), "server owner: {r}");
+        assert_eq!(r["comm"], "tt-server", "server owner: {r}");
+    }
+
+    // The listener itself.
+    let l = transitions(&states, |r| r["lport"] == port && r["rport"] == 0);
+    let seq: Vec<(&str, &str)> = l.iter().map(|(o, n, _)| (o.as_str(), n.as_str())).collect();
+    assert_eq!(seq, [("CLOSE", "LISTEN"), ("LISTEN", "CLOSE")]);
+    assert_eq!(l[0].2["comm"], "tt-server");
+}
+
+#[test]
+fn ipv4_loopback_connection_full_sequences() {
+    check_sequences("127.0.0.1", "ipv4");
+}
+
+#[test]
+fn ipv6_loopback_connection_full_sequences() {
+    check_sequences("::1", "ipv6");
+}
+
+/// A listener that exists before tcptrace starts is found in /proc (in
+/// another network namespace), and the sockets it accepts later inherit
+/// its owner.
+#[test]
+fn listener_from_before_startup_owns_accepted_sockets() {
+    require_root();
+    let ns = NetNs::new("seed");
+    let port = unique_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let server = ns.spawn("tt-early", move || {
+        let l = TcpListener::bind(addr).unwrap();
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+    });
+    ready_rx.recv().unwrap();
+    let t = Tracer::start(&["states", "--json", "--lport", &port.to_string()]);
+    go_tx.send(()).unwrap();
+    ns.run("tt-client", move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"x").unwrap();
+    });
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let recs = t.stop();
+    let accepted: Vec<&Value> = of_type(&recs, "state")
+        .into_iter()
+        .filter(|r| r["rport"] != 0)
+        .collect();
+    assert!(
+        accepted
+            .iter()
+            .any(|r| r["old"] == "LISTEN" && r["new"] == "SYN_RECV"),
+        "{recs:#?}"
+    );
+    // Seeded owners carry the process's name (/proc/PID/comm): which of its
+    // threads opened the socket is not recorded anywhere in /proc.
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    for r in &accepted {
+        assert_eq!(r["lport"], port, "--lport filter: {r}");
+        assert_eq!(r["pid"], our_pid(), "{r}");
+        assert_eq!(r["comm"], comm.trim_end(), "owner seeded from /proc: {r}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Just enough of the kernel's BTF (`/sys/kernel/btf/vmlinux`) to find where
+//! a struct member lives, so that the kernel programs can read a kernel
+//! struct field without CO-RE: the offset is resolved here at start-up and
+//! handed over as a load-time global.
+//!
+//! Format: `Documentation/bpf/btf.rst` (header, type section, string
+//! section). Only struct and union members are interpreted; every other
+//! kind is skipped by its documented size.
+
+use thiserror::Error;
+
+const MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum BtfError {
+    #[error("not BTF (bad magic or truncated header)")]
+    Header,
+    #[error("truncated or malformed type section at byte {0}")]
+    Truncated(usize),
+    #[error("unknown BTF kind {0}")]
+    Kind(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    /// Offset in bits (bitfield sizes masked off).
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Type {
+    /// A struct or a union with its members.
+    Composite { name_off: u32, members: Vec<Member> },
+    /// Anything else; only its place in the id sequence matters.
+    Other,
+}
+
+/// Parsed types and strings.
+pub struct Btf {
+    /// Index 0 is the void type; ids start at 1.
+    types: Vec<Type>,
+    strings: Vec<u8>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl Btf {
+    /// Parses the running kernel's BTF.
+    pub fn from_sys_fs() -> std::io::Result<Self> {
+        let raw = std::fs::read("/sys/kernel/btf/vmlinux")?;
+        Self::parse(&raw).map_err(std::io::Error::other)
+    }
+
+    /// Parses raw little-endian BTF.
+    pub fn parse(raw: &[u8]) -> Result<Self, BtfError> {
+        if raw.len() < 24 || u16::from_le_bytes([raw[0], raw[1]]) != MAGIC {
+            return Err(BtfError::Header);
+        }
+        let field = |i: usize| u32_at(raw, 4 + 4 * i).ok_or(BtfError::Header);
+        let hdr_len = field(0)? as usize;
+        let (type_off, type_len) = (field(1)? as usize, field(2)? as usize);
+        let (str_off, str_len) = (field(3)? as usize, field(4)? as usize);
+        let section = |off: usize, len: usize| {
+            raw.get(hdr_len + off..hdr_len + off + len)
+                .ok_or(BtfError::Header)
+        };
+        let types_raw = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?.to_vec();
+
+        let mut types = vec![Type::Other];
+        let mut at = 0;
+        while at < types_raw.len() {
+            let bad = BtfError::Truncated(at);
+            let name_off = u32_at(types_raw, at).ok_or(bad.clone())?;
+            let info = u32_at(types_raw, at + 4).ok_or(bad.clone())?;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let kind_flag = info >> 31 == 1;
+            at += 12;
+            let extra = match kind {
+                1 | 14 | 17 => 4,          // INT, VAR, DECL_TAG
+                2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+                3 => 12,                   // ARRAY
+                4 | 5 => vlen * 12,        // STRUCT, UNION
+                6 | 13 => vlen * 8,        // ENUM, FUNC_PROTO
+                15 | 19 => vlen * 12,      // DATASEC, ENUM64
+                k => return Err(BtfError::Kind(k)),
+            };
+            if kind == KIND_STRUCT || kind == KIND_UNION {
+                let mut members = Vec::with_capacity(vlen);
+                for i in 0..vlen {
+                    let m = at + i * 12;
+                    let off = u32_at(types_raw, m + 8).ok_or(bad.clone())?;
+                    members.push(Member {
+                        name_off: u32_at(types_raw, m).ok_or(bad.clone())?,
+                        type_id: u32_at(types_raw, m + 4).ok_or(bad.clone())?,
+                        bit_offset: if kind_flag { off & 0x00ff_ffff } else { off },
+                    });
+                }
+                types.push(Type::Composite { name_off, members });
+            } else {
+                types.push(Type::Other);
+            }
+            at += extra;
+            if at > types_raw.len() {
+                return Err(bad);
+            }
+        }
+        Ok(Self { types, strings })
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let s = self.strings.get(off as usize..).unwrap_or_default();
+        &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
+    }
+
+    /// Byte offset of `member` in the struct or union named `ty`, looking
+    /// through anonymous struct and union members. `None` if either is
+    /// unknown to this kernel.
+    pub fn member_offset(&self, ty: &str, member: &str) -> Option<u32> {
+        let id = self.types.iter().position(|t| {
+            matches!(t, Type::Composite { name_off, members } if !members.is_empty() && self.name(*name_off) == ty.as_bytes())
+        })?;
+        self.find(id, member.as_bytes(), 0).map(|bits| bits / 8)
+    }
+
+    fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<u32> {
+        let Type::Composite { members, .. } = self.types.get(id)? else {
+            return None;
+        };
+        for m in members {
+            if self.name(m.name_off) == member {
+                return Some(base_bits + m.bit_offset);
+            }
+        }
+        // Anonymous members (C11 anonymous structs and unions).
+        members
+            .iter()
+            .filter(|m| self.name(m.name_off).is_empty())
+            .find_map(|m| self.find(m.type_id as usize, member, base_bits + m.bit_offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds BTF with: 1 INT u32, 2 STRUCT inner { a: u32 @0, b: u32 @32 },
+    /// 3 STRUCT outer { x: u32 @0, <anon inner> @64, y: u32 @128 }.
+    fn sample() -> Vec<u8> {
+        let strings = b"\0u32\0inner\0a\0b\0outer\0x\0y\0";
+        let s = |name: &str| {
+            let needle = format!("\0{name}\0");
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap() as u32
+                + 1
+        };
+        let mut t = Vec::new();
+        let mut push = |v: u32| t.extend_from_slice(&v.to_le_bytes());
+        // INT
+        push(s("u32"));
+        push(1 << 24);
+        push(4);
+        push(32);
+        // inner
+        push(s("inner"));
+        push((4 << 24) | 2);
+        push(8);
+        for (n, off) in [("a", 0), ("b", 32)] {
+            push(s(n));
+            push(1);
+            push(off);
+        }
+        // outer, with a bitfield-style member encoding (kind_flag set)
+        push(s("outer"));
+        push((1 << 31) | (4 << 24) | 3);
+        push(20);
+        for (n, off) in [("x", 0u32), ("", 64), ("y", 128)] {
+            push(if n.is_empty() { 0 } else { s(n) });
+            push(if n.is_empty() { 2 } else { 1 });
+            push(off);
+        }
+        let mut raw = Vec::new();
+        raw.extend_from_slice(&MAGIC.to_le_bytes());
+        raw.extend_from_slice(&[1, 0]);
+        for v in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        raw.extend_from_slice(&t);
+        raw.extend_from_slice(strings);
+        raw
+    }
+
+    #[test]
+    fn finds_direct_and_anonymous_members() {
+        let b = Btf::parse(&sample()).unwrap();
+        assert_eq!(b.member_offset("outer", "x"), Some(0));
+        assert_eq!(b.member_offset("outer", "y"), Some(16));
+        assert_eq!(
+            b.member_offset("outer", "b"),
+            Some(12),
+            "through the anonymous member"
+        );
+        assert_eq!(b.member_offset("outer", "nope"), None);
+        assert_eq!(b.member_offset("nope", "x"), None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(Btf::parse(b"hello").err(), Some(BtfError::Header));
+        let mut raw = sample();
+        raw.truncate(40);
+        assert!(Btf::parse(&raw).is_err());
+    }
+
+    #[test]
+    fn this_kernel_has_skb_and_tcp_cb() {
+        let b = Btf::from_sys_fs().expect("this project's machines have /sys/kernel/btf/vmlinux");
+        let cb = b.member_offset("sk_buff", "cb").expect("sk_buff.cb");
+        assert!(cb > 0 && cb < 256, "{cb}");
+        assert_eq!(b.member_offset("tcp_skb_cb", "tcp_gso_segs"), Some(8));
+    }
+}
