@@ -146,9 +146,12 @@ fn lint() -> Result<()> {
     c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
     check(c)?;
     // The kernel crate only builds for the BPF target.
-    let mut c = cargo();
+    let mut c = Command::new("rustup");
+    c.current_dir(root_dir());
     c.args([
-        "+nightly",
+        "run",
+        "nightly",
+        "cargo",
         "clippy",
         "--package",
         "tracer-ebpf",

@@ -39,13 +39,16 @@ pub fn run(verbose: bool) -> Result<()> {
         &["component", "list", "--toolchain", "nightly", "--installed"],
     )
     .unwrap_or_default();
-    if comps.lines().any(|l| l.starts_with("rust-src")) {
-        say("rust-src for nightly: present");
-    } else {
-        eprintln!("setup: adding rust-src to the nightly toolchain");
-        let mut c = Command::new("rustup");
-        c.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
-        check(c)?;
+    // rust-src for build-std; clippy for linting the kernel crate.
+    for comp in ["rust-src", "clippy"] {
+        if comps.lines().any(|l| l.starts_with(comp)) {
+            say(&format!("{comp} for nightly: present"));
+        } else {
+            eprintln!("setup: adding {comp} to the nightly toolchain");
+            let mut c = Command::new("rustup");
+            c.args(["component", "add", comp, "--toolchain", "nightly"]);
+            check(c)?;
+        }
     }
     // bpf-linker at the pinned version.
     let have = output("bpf-linker", &["--version"]).unwrap_or_default();
