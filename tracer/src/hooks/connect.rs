@@ -60,15 +60,56 @@ pub fn attach(
             },
         };
         let ok = r.is_ok();
+        if !ok {
+            // Do not leave half a plan attached (say fexit on v4 but not v6).
+            unload(bpf, plan);
+        }
         tried.push(HookStatus {
             hook: plan.name().to_string(),
-            result: r.map_err(|e| format!("{e:#}")),
+            result: r.map_err(|e| format!("{e:#}{}", hint(plan, &e))),
         });
         if ok {
             return (Some(plan), tried);
         }
     }
     (None, tried)
+}
+
+/// Programs of a plan.
+fn programs(plan: ConnectPlan) -> &'static [&'static str] {
+    match plan {
+        ConnectPlan::Fexit => &["fexit_tcp_v4_connect", "fexit_tcp_v6_connect"],
+        ConnectPlan::Kprobe => &["kprobe_tcp_connect", "kretprobe_tcp_connect"],
+        ConnectPlan::Syscalls => &["sys_enter_connect", "sys_exit_connect"],
+    }
+}
+
+fn unload(bpf: &mut Ebpf, plan: ConnectPlan) {
+    for name in programs(plan) {
+        if let Some(p) = bpf.program_mut(name) {
+            // Unloading detaches every link; a program never loaded just errors.
+            let _ = match p {
+                aya::programs::Program::FExit(p) => p.unload(),
+                aya::programs::Program::KProbe(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+}
+
+/// What a failure most likely means, for `tcptrace check`.
+fn hint(plan: ConnectPlan, e: &anyhow::Error) -> &'static str {
+    let text = format!("{e:#}");
+    match plan {
+        ConnectPlan::Fexit if text.contains("Operation not permitted") => {
+            " (fentry/fexit refused: the kernel is probably in lockdown)"
+        }
+        ConnectPlan::Kprobe if text.contains("kprobe") && text.contains("No such file") => {
+            " (this kernel has no kprobes: CONFIG_KPROBES is not set)"
+        }
+        _ => "",
+    }
 }
 
 fn attach_fexit(bpf: &mut Ebpf) -> Result<()> {

@@ -11,12 +11,31 @@ use crate::{
     tracefs,
 };
 
+/// Mounts securityfs (where the lockdown mode is shown) if it is not.
+fn mount_securityfs() {
+    if Path::new("/sys/kernel/security/lockdown").exists() {
+        return;
+    }
+    // SAFETY: valid NUL-terminated strings; no data argument. Failure is
+    // fine: lockdown is then reported as unknown.
+    unsafe {
+        libc::mount(
+            c"securityfs".as_ptr(),
+            c"/sys/kernel/security".as_ptr(),
+            c"securityfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        );
+    }
+}
+
 /// Prints the report; returns whether the core tracepoints attached.
 pub fn run(json_out: bool) -> Result<bool> {
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    mount_securityfs();
     let lockdown = fs::read_to_string("/sys/kernel/security/lockdown")
         .ok()
         .and_then(|s| {
