@@ -22,8 +22,14 @@ pub mod kind {
     pub const RETRANS: u8 = 2;
     /// `tcp:tcp_retransmit_synack` (the socket is the listener).
     pub const RETRANS_SYNACK: u8 = 3;
-    /// A `connect()` on an inet socket returned (any hook of the connect plan).
+    /// A `connect()` on an inet socket failed (any hook of the connect plan).
     pub const CONNECT: u8 = 4;
+    /// `tcp:tcp_send_reset`: we sent a RST (`skaddr` 0 when no socket).
+    pub const RESET_SENT: u8 = 5;
+    /// `tcp:tcp_receive_reset`: a RST arrived for a socket.
+    pub const RESET_RECV: u8 = 6;
+    /// `sock:inet_sk_error_report` for a TCP socket (no socket identity).
+    pub const SOCK_ERROR: u8 = 7;
 }
 
 /// One event from the kernel, as it crosses the ring buffer.
@@ -58,11 +64,14 @@ pub struct WireEvent {
     pub family: u8,
     /// Previous TCP state (STATE only).
     pub oldstate: u8,
-    /// New TCP state (STATE), or the socket's state (RETRANS).
+    /// New TCP state (STATE), or the socket's state (RETRANS, RESET_SENT;
+    /// 0 when unknown).
     pub newstate: u8,
     /// RETRANS: segments in the retransmitted skb (what the kernel adds to
     /// RetransSegs), or 0 when unknown; RETRANS_SYNACK: 1.
     /// CONNECT: the return value (a negative errno).
+    /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or -1
+    /// when the kernel has none. SOCK_ERROR: the error (positive errno).
     pub ret: i32,
     /// Explicit padding; always zero.
     pub _pad: [u8; 4],
@@ -100,10 +109,20 @@ pub struct TpOffsets {
     pub ret: u16,
     /// `skbaddr` of `tcp_retransmit_skb`.
     pub skbaddr: u16,
-    pub _pad: u16,
+    /// `saddr` / `daddr` as `struct sockaddr_in6` blobs (`tcp_send_reset`,
+    /// `tcp_probe`).
+    pub sa_saddr: u16,
+    pub sa_daddr: u16,
+    /// `reason` of `tcp_send_reset`.
+    pub reason: u16,
+    /// `error` of `inet_sk_error_report`.
+    pub error: u16,
+    /// `srtt` (µs) of `tcp_probe`.
+    pub srtt: u16,
+    pub _pad: [u16; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<TpOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<TpOffsets>() == 48);
 
 impl TpOffsets {
     /// Every field absent: what a program sees if user space set nothing.
@@ -123,7 +142,12 @@ impl TpOffsets {
         uservaddr: ABSENT,
         ret: ABSENT,
         skbaddr: ABSENT,
-        _pad: 0,
+        sa_saddr: ABSENT,
+        sa_daddr: ABSENT,
+        reason: ABSENT,
+        error: ABSENT,
+        srtt: ABSENT,
+        _pad: [0; 4],
     };
 }
 
@@ -131,6 +155,27 @@ impl TpOffsets {
 /// (`sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs`, both from the kernel's BTF);
 /// [`ABSENT`] when unknown.
 pub type SkbSegsOffset = u32;
+
+/// Per-socket smoothed-RTT histogram kept in the kernel by the `tcp_probe`
+/// program (one update per incoming segment; no per-packet events).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RttHist {
+    /// `slots[i]` counts samples with `srtt` in [2^(i-1), 2^i) µs (slot 0: 0 µs).
+    pub slots: [u32; RTT_SLOTS],
+    /// Samples.
+    pub count: u64,
+    /// Sum of samples, µs.
+    pub sum_us: u64,
+    /// The latest sample, µs.
+    pub last_us: u32,
+    pub _pad: u32,
+}
+
+/// Log2 slots of [`RttHist`]: up to 2^31 µs.
+pub const RTT_SLOTS: usize = 32;
+
+const _: () = assert!(core::mem::size_of::<RttHist>() == 152);
 
 /// Load-time pre-filter applied in the kernel to cut volume. It is a
 /// superset of what the user asked for; user space applies the exact filter.
@@ -177,6 +222,11 @@ pub mod names {
     pub const CONNECT_ENTER_TP: &str = "CONNECT_ENTER_TP";
     pub const CONNECT_EXIT_TP: &str = "CONNECT_EXIT_TP";
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
+    pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
+    pub const RECV_RESET_TP: &str = "RECV_RESET_TP";
+    pub const ERROR_TP: &str = "ERROR_TP";
+    pub const PROBE_TP: &str = "PROBE_TP";
+    pub const RTT: &str = "RTT";
 }
 
 #[cfg(feature = "user")]
@@ -187,4 +237,6 @@ mod pod {
     unsafe impl aya::Pod for super::TpOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelFilter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RttHist {}
 }

@@ -10,7 +10,10 @@
 
 mod connect;
 mod emit;
+mod error;
+mod reset;
 mod retrans;
+mod rtt;
 mod state;
 
 #[cfg(not(test))]

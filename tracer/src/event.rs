@@ -192,6 +192,18 @@ pub enum EventKind {
     /// `connect()` failed with this errno (positive); the tuple's remote side
     /// is the destination asked for, its local side unknown.
     ConnectError { errno: i32 },
+    /// We sent a RST. `sock` is 0 when no socket matched the segment
+    /// answered (a closed port); `state` is the socket's, when there is one;
+    /// `reason` is the kernel's `enum sk_rst_reason` value, when it has one.
+    ResetSent {
+        state: Option<TcpState>,
+        reason: Option<u32>,
+    },
+    /// A RST arrived for the socket.
+    ResetRecv,
+    /// The kernel reported an error to the socket's owner (positive errno:
+    /// ECONNREFUSED, ETIMEDOUT, ...). `sock` is 0: match by tuple.
+    SockError { errno: i32 },
 }
 
 /// One decoded event.

@@ -92,8 +92,9 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
         lost_seen: 0,
     };
     let mut engine = Engine::default();
+    let now = Clock::monotonic_now();
     for s in procnet::seed() {
-        engine.owners_mut().seed(s.tuple, s.state, s.owner);
+        engine.seed(s.tuple, s.state, s.owner, now);
     }
     let mut sinks = Sinks {
         engine,

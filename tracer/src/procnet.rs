@@ -16,12 +16,13 @@ use procfs::{
 
 use crate::event::{Comm, Family, Owner, TcpState, Tuple};
 
-/// A socket found in `/proc` with the process holding it.
+/// A socket found in `/proc`, with the process holding it when known
+/// (TIME_WAIT and request sockets have none).
 #[derive(Clone, Copy, Debug)]
 pub struct Seed {
     pub tuple: Tuple,
     pub state: TcpState,
-    pub owner: Owner,
+    pub owner: Option<Owner>,
 }
 
 /// Reads every namespace's TCP table and the owners of their inodes. Best
@@ -37,6 +38,7 @@ pub fn seed() -> Vec<Seed> {
     // namespace than its process (setns), so look at every task.
     let mut namespaces = HashSet::new();
     let mut sockets: HashMap<u64, (Tuple, TcpState)> = HashMap::new();
+    let mut ownerless = Vec::new();
     for p in &procs {
         let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", p.pid)) else {
             continue;
@@ -53,17 +55,20 @@ pub fn seed() -> Vec<Seed> {
                 continue;
             };
             for e in t.tcp().into_iter().chain(t.tcp6()).flatten() {
-                if let Some(s) = convert(&e) {
-                    sockets.insert(e.inode, s);
+                let (tuple, state) = convert(&e);
+                if e.inode == 0 {
+                    ownerless.push(Seed {
+                        tuple,
+                        state,
+                        owner: None,
+                    });
+                } else {
+                    sockets.insert(e.inode, (tuple, state));
                 }
             }
         }
     }
-    if sockets.is_empty() {
-        return Vec::new();
-    }
-
-    let mut seeds = Vec::new();
+    let mut seeds = ownerless;
     for p in &procs {
         let Ok(fds) = p.fd() else { continue };
         let mut comm = None;
@@ -81,21 +86,23 @@ pub fn seed() -> Vec<Seed> {
             seeds.push(Seed {
                 tuple,
                 state,
-                owner: Owner {
+                owner: Some(Owner {
                     pid: p.pid as u32,
                     comm,
-                },
+                }),
             });
         }
     }
+    // Sockets whose holder we could not see still count in the census.
+    seeds.extend(sockets.into_values().map(|(tuple, state)| Seed {
+        tuple,
+        state,
+        owner: None,
+    }));
     seeds
 }
 
-fn convert(e: &TcpNetEntry) -> Option<(Tuple, TcpState)> {
-    // Sockets in TIME_WAIT and request sockets hold no inode and no owner.
-    if e.inode == 0 {
-        return None;
-    }
+fn convert(e: &TcpNetEntry) -> (Tuple, TcpState) {
     let family = match e.local_address {
         SocketAddr::V4(_) => Family::V4,
         SocketAddr::V6(_) => Family::V6,
@@ -114,7 +121,7 @@ fn convert(e: &TcpNetEntry) -> Option<(Tuple, TcpState)> {
         ProcState::Closing => TcpState::Closing,
         ProcState::NewSynRecv => TcpState::NewSynRecv,
     };
-    Some((
+    (
         Tuple {
             family,
             laddr: e.local_address.ip(),
@@ -123,7 +130,7 @@ fn convert(e: &TcpNetEntry) -> Option<(Tuple, TcpState)> {
             rport: e.remote_address.port(),
         },
         state,
-    ))
+    )
 }
 
 /// Reads a counter from `/proc/net/snmp` (e.g. `Tcp`, `RetransSegs`).
@@ -159,6 +166,6 @@ mod tests {
             .iter()
             .find(|s| s.tuple.lport == port && s.state == TcpState::Listen)
             .expect("our listener is in /proc/net/tcp");
-        assert_eq!(found.owner.pid, me);
+        assert_eq!(found.owner.map(|o| o.pid), Some(me));
     }
 }

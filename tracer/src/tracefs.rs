@@ -145,7 +145,12 @@ impl Format {
             uservaddr: self.offset("uservaddr", 8),
             ret: self.offset("ret", 8),
             skbaddr: self.offset("skbaddr", 8),
-            _pad: 0,
+            sa_saddr: self.offset("saddr", 28),
+            sa_daddr: self.offset("daddr", 28),
+            reason: self.offset("reason", 4),
+            error: self.offset("error", 4),
+            srtt: self.offset("srtt", 4),
+            _pad: [0; 4],
         }
     }
 }

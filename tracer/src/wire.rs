@@ -59,6 +59,12 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
             segs: Some(1),
         },
         kind::CONNECT => EventKind::ConnectError { errno: -w.ret },
+        kind::RESET_SENT => EventKind::ResetSent {
+            state: TcpState::try_from(w.newstate).ok(),
+            reason: u32::try_from(w.ret).ok(),
+        },
+        kind::RESET_RECV => EventKind::ResetRecv,
+        kind::SOCK_ERROR => EventKind::SockError { errno: w.ret },
         k => return Err(DecodeError::Kind(k)),
     };
     Ok(Event {
@@ -224,6 +230,39 @@ mod tests {
         w.newstate = 40;
         assert_eq!(decode(&w), Err(DecodeError::State(40)));
         assert_eq!(decode(&record(kind::STATE, 7)), Err(DecodeError::Family(7)));
+    }
+
+    #[test]
+    fn resets_and_errors() {
+        let mut w = record(kind::RESET_SENT, 2);
+        w.newstate = 0;
+        w.ret = 1;
+        assert_eq!(
+            decode(&w).unwrap().kind,
+            EventKind::ResetSent {
+                state: None,
+                reason: Some(1)
+            }
+        );
+        w.newstate = 1;
+        w.ret = -1;
+        assert_eq!(
+            decode(&w).unwrap().kind,
+            EventKind::ResetSent {
+                state: Some(TcpState::Established),
+                reason: None
+            }
+        );
+        assert_eq!(
+            decode(&record(kind::RESET_RECV, 2)).unwrap().kind,
+            EventKind::ResetRecv
+        );
+        let mut w = record(kind::SOCK_ERROR, 10);
+        w.ret = 111;
+        assert_eq!(
+            decode(&w).unwrap().kind,
+            EventKind::SockError { errno: 111 }
+        );
     }
 
     #[test]

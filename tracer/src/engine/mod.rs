@@ -1,25 +1,53 @@
 //! The engine: a pure state machine over [`Event`]s that every view reads.
 //!
-//! No I/O and no clock: time comes from event timestamps, so the same
-//! stream gives the same answers live and in replay. Today it keeps what
-//! the streaming views need: who owns each socket ([`owners`]) and when each
-//! socket entered its current state.
+//! No I/O and no clock: time comes from event timestamps (and from
+//! [`Engine::advance`], which the live source calls with the kernel's clock
+//! and replay with the last event's time), so the same stream gives the
+//! same answers live and in replay. It keeps:
+//! - who owns each socket ([`owners`]);
+//! - a flow per socket ([`flows::Flow`]): state and since when, role,
+//!   handshake latency, retransmits by kind, resets, errors, RTT;
+//! - connection outcomes (latency or errno) for the `connect` and `hist`
+//!   views;
+//! - a census of sockets per state and a transition matrix.
+//!
+//! Memory is bounded: closed flows linger for [`Config::linger_ns`], then
+//! go; past [`Config::max_flows`] the oldest are evicted and counted.
 
+pub mod flows;
 pub mod owners;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::event::{Event, EventKind, Owner, TcpState};
+use crate::event::{Event, EventKind, Owner, TcpState, Tuple};
+use flows::{ConnectOutcome, Flow, Role, Rtt};
 use owners::Owners;
 
-/// Upper bound on tracked sockets; past it the oldest are dropped (counted).
-pub const DEFAULT_MAX_SOCKETS: usize = 1 << 20;
+/// How often (event time) `process` lets time-based work run.
+const SWEEP_EVERY_NS: u64 = 100_000_000;
 
-/// What the engine knows of one live socket.
+/// Engine limits and timings (nanoseconds of event time).
 #[derive(Clone, Copy, Debug)]
-struct Sock {
-    state: TcpState,
-    since_ns: u64,
+pub struct Config {
+    /// How long a closed flow stays visible (in `top`).
+    pub linger_ns: u64,
+    /// Flows kept at most (live, seeded and lingering).
+    pub max_flows: usize,
+    /// How long an inferred TIME_WAIT lasts (the kernel's TCP_TIMEWAIT_LEN).
+    pub time_wait_ns: u64,
+    /// How long a failed connect waits for its errno from the connect hook.
+    pub pending_connect_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            linger_ns: 10_000_000_000,
+            max_flows: 1 << 20,
+            time_wait_ns: 60_000_000_000,
+            pending_connect_ns: 1_000_000_000,
+        }
+    }
 }
 
 /// An event with what the engine adds to it.
@@ -36,56 +64,106 @@ pub struct Annotated {
 /// See the module documentation.
 #[derive(Debug)]
 pub struct Engine {
+    cfg: Config,
     owners: Owners,
-    socks: HashMap<u64, Sock>,
-    max_socks: usize,
-    /// Sockets forgotten because of `max_socks`.
+    /// Live flows by socket.
+    flows: HashMap<u64, Flow>,
+    /// Sockets found in /proc at start-up, by tuple, until an event names
+    /// their kernel socket.
+    seeded: HashMap<Tuple, Flow>,
+    /// Closed flows, oldest first.
+    closed: VecDeque<Flow>,
+    /// Flows in an inferred TIME_WAIT, oldest first (apart so that both
+    /// lists stay ordered by end time).
+    time_wait: VecDeque<Flow>,
+    /// Errors reported for a tuple (no socket identity), with their time.
+    errors: HashMap<Tuple, (i32, u64)>,
+    /// Sockets whose failed connect waits for an errno.
+    pending: Vec<u64>,
+    outcomes: Vec<ConnectOutcome>,
+    matrix: HashMap<(TcpState, TcpState), u64>,
+    now_ns: u64,
+    last_sweep_ns: u64,
+    /// Flows dropped because of `max_flows`.
     pub evicted: u64,
 }
 
 impl Default for Engine {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_SOCKETS)
+        Self::new(Config::default())
     }
 }
 
 impl Engine {
-    pub fn new(max_socks: usize) -> Self {
+    pub fn new(cfg: Config) -> Self {
         Self {
+            cfg,
             owners: Owners::default(),
-            socks: HashMap::new(),
-            max_socks,
+            flows: HashMap::new(),
+            seeded: HashMap::new(),
+            closed: VecDeque::new(),
+            time_wait: VecDeque::new(),
+            errors: HashMap::new(),
+            pending: Vec::new(),
+            outcomes: Vec::new(),
+            matrix: HashMap::new(),
+            now_ns: 0,
+            last_sweep_ns: 0,
             evicted: 0,
         }
     }
 
-    /// Owner attribution for sockets that existed before tracing started.
-    pub fn owners_mut(&mut self) -> &mut Owners {
-        &mut self.owners
+    /// Records a socket that existed before tracing started, at `now_ns`.
+    pub fn seed(&mut self, tuple: Tuple, state: TcpState, owner: Option<Owner>, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        if let Some(o) = owner {
+            self.owners.seed(tuple, state, o);
+        }
+        let mut f = Flow::new(0, tuple, state, 0);
+        f.owner = owner;
+        if state == TcpState::Listen {
+            f.role = Role::Listener;
+        }
+        if state == TcpState::TimeWait {
+            // Its remaining time is unknown: assume a full TIME_WAIT.
+            f.end_ns = Some(now_ns + self.cfg.time_wait_ns);
+            self.time_wait.push_back(f);
+        } else {
+            self.seeded.insert(tuple, f);
+        }
     }
 
     /// Takes one event and returns it annotated.
     pub fn process(&mut self, ev: &Event) -> Annotated {
+        self.now_ns = self.now_ns.max(ev.ts_ns);
         let owner = self.owners.observe(ev);
         let mut prev_state_ns = None;
-        if let EventKind::State { new, .. } = ev.kind {
-            if let Some(s) = self.socks.get(&ev.sock) {
-                prev_state_ns = Some(ev.ts_ns.saturating_sub(s.since_ns));
+        match ev.kind {
+            EventKind::State { old, new } => {
+                *self.matrix.entry((old, new)).or_default() += 1;
+                prev_state_ns = self.on_state(ev, old, new, owner);
             }
-            if new == TcpState::Close {
-                self.socks.remove(&ev.sock);
-            } else {
-                if self.socks.len() >= self.max_socks && !self.socks.contains_key(&ev.sock) {
-                    self.evict_oldest();
+            EventKind::Retrans { kind, segs, state } => {
+                self.flow_mut(ev, state, owner).retrans.add(kind, segs);
+            }
+            EventKind::ResetSent { state, .. } => {
+                if ev.sock != 0 {
+                    let st = state.unwrap_or(TcpState::Close);
+                    self.flow_mut(ev, st, owner).resets_sent += 1;
                 }
-                self.socks.insert(
-                    ev.sock,
-                    Sock {
-                        state: new,
-                        since_ns: ev.ts_ns,
-                    },
-                );
             }
+            EventKind::ResetRecv => {
+                self.flow_mut(ev, TcpState::Established, owner).resets_recv += 1;
+            }
+            EventKind::SockError { errno } => {
+                if self.errors.len() < 65_536 {
+                    self.errors.insert(ev.tuple, (errno, ev.ts_ns));
+                }
+            }
+            EventKind::ConnectError { errno } => self.on_connect_error(ev, errno, owner),
+        }
+        if self.now_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
+            self.sweep(self.now_ns);
         }
         Annotated {
             event: *ev,
@@ -94,15 +172,304 @@ impl Engine {
         }
     }
 
-    /// Current state of a socket the engine has seen.
-    pub fn state_of(&self, sock: u64) -> Option<TcpState> {
-        self.socks.get(&sock).map(|s| s.state)
+    /// Moves time forward without an event (the live source's timer, or
+    /// the end of a replay): resolves connects that waited in vain for an
+    /// errno and lets closed flows go.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        self.sweep(self.now_ns);
     }
 
-    fn evict_oldest(&mut self) {
-        if let Some((&k, _)) = self.socks.iter().min_by_key(|(_, s)| s.since_ns) {
-            self.socks.remove(&k);
-            self.owners.forget(k);
+    /// Resolves every pending connect now (end of input).
+    pub fn finish(&mut self) {
+        for sock in std::mem::take(&mut self.pending) {
+            self.resolve_failure(sock, None);
+        }
+    }
+
+    /// Connection outcomes since the last call.
+    pub fn take_outcomes(&mut self) -> Vec<ConnectOutcome> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// Current state of a live socket.
+    pub fn state_of(&self, sock: u64) -> Option<TcpState> {
+        self.flows.get(&sock).map(|f| f.state)
+    }
+
+    /// Every flow the engine holds: live, seeded, and recently closed.
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.flows
+            .values()
+            .chain(self.seeded.values())
+            .chain(self.time_wait.iter())
+            .chain(self.closed.iter())
+    }
+
+    /// Whether a flow counts in the census now: live, or in an inferred
+    /// TIME_WAIT that has not run out.
+    pub fn in_census(&self, f: &Flow) -> bool {
+        match f.end_ns {
+            None => true,
+            Some(end) => f.state == TcpState::TimeWait && end > self.now_ns,
+        }
+    }
+
+    /// Sockets per state among flows that `keep` accepts.
+    pub fn census(&self, keep: impl Fn(&Flow) -> bool) -> BTreeMap<TcpState, u64> {
+        let mut c = BTreeMap::new();
+        for f in self.flows().filter(|f| self.in_census(f) && keep(f)) {
+            *c.entry(f.state).or_default() += 1;
+        }
+        c
+    }
+
+    /// Transitions seen, by (old, new).
+    pub fn matrix(&self) -> &HashMap<(TcpState, TcpState), u64> {
+        &self.matrix
+    }
+
+    /// The engine's notion of now.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Replaces a live flow's RTT summary (from the kernel's RTT map).
+    pub fn set_rtt(&mut self, sock: u64, rtt: Rtt) {
+        if let Some(f) = self.flows.get_mut(&sock) {
+            f.rtt = Some(rtt);
+        }
+    }
+
+    /// The live flow of `ev`'s socket, created (or taken over from the
+    /// /proc seed with the same tuple) if new.
+    fn flow_mut(&mut self, ev: &Event, state: TcpState, owner: Option<Owner>) -> &mut Flow {
+        if !self.flows.contains_key(&ev.sock) {
+            self.make_room();
+            let f = match self.seeded.remove(&ev.tuple) {
+                Some(mut f) => {
+                    f.sock = ev.sock;
+                    f
+                }
+                None => Flow::new(ev.sock, ev.tuple, state, ev.ts_ns),
+            };
+            self.flows.insert(ev.sock, f);
+        }
+        let f = self.flows.get_mut(&ev.sock).expect("inserted above");
+        if f.owner.is_none() {
+            f.owner = owner;
+        }
+        // CLOSE -> SYN_SENT carries local port 0; later events the real one.
+        if ev.tuple.lport != 0 || f.tuple.lport == 0 {
+            f.tuple = ev.tuple;
+        }
+        f
+    }
+
+    fn on_state(
+        &mut self,
+        ev: &Event,
+        old: TcpState,
+        new: TcpState,
+        owner: Option<Owner>,
+    ) -> Option<u64> {
+        let known = self.flows.contains_key(&ev.sock);
+        let ts = ev.ts_ns;
+        let tw = self.cfg.time_wait_ns;
+        let f = self.flow_mut(ev, old, owner);
+        let prev = (known && f.since_ns != 0).then(|| ts.saturating_sub(f.since_ns));
+        match (old, new) {
+            (TcpState::Close, TcpState::SynSent) => {
+                f.role = Role::Client;
+                f.syn_sent_ns = Some(ts);
+            }
+            (_, TcpState::Listen) => f.role = Role::Listener,
+            (TcpState::Listen, TcpState::SynRecv) => {
+                f.role = Role::Server;
+                f.syn_recv_ns = Some(ts);
+            }
+            (TcpState::SynRecv, TcpState::Established) => {
+                f.handshake_ns = f.syn_recv_ns.map(|s| ts.saturating_sub(s));
+            }
+            (TcpState::SynSent, TcpState::Established) => {
+                f.handshake_ns = f.syn_sent_ns.map(|s| ts.saturating_sub(s));
+            }
+            _ => {}
+        }
+        f.state = new;
+        f.since_ns = ts;
+        let (sock, tuple, flow_owner, error, handshake) =
+            (f.sock, f.tuple, f.owner, f.error, f.handshake_ns);
+        let first_outcome = !f.outcome_done;
+        match (old, new) {
+            (TcpState::SynSent, TcpState::Established) if first_outcome && handshake.is_some() => {
+                f.outcome_done = true;
+                self.outcomes.push(ConnectOutcome {
+                    ts_ns: ts,
+                    sock,
+                    tuple,
+                    owner: flow_owner,
+                    latency_ns: handshake,
+                    errno: None,
+                });
+            }
+            (TcpState::SynSent, TcpState::Close) => {
+                let errno = error.or_else(|| self.errors.remove(&ev.tuple).map(|e| e.0));
+                match errno {
+                    Some(e) => {
+                        self.resolve_failure(ev.sock, Some(e));
+                        self.close(ev.sock, ts);
+                    }
+                    None => {
+                        // The connect hook may still tell why (EADDRNOTAVAIL).
+                        if let Some(f) = self.flows.get_mut(&ev.sock) {
+                            f.pending_fail_ns = Some(ts);
+                        }
+                        self.pending.push(ev.sock);
+                    }
+                }
+            }
+            (TcpState::FinWait2 | TcpState::Closing, TcpState::Close) => {
+                // The kernel hands the socket to a timewait socket.
+                if let Some(f) = self.flows.get_mut(&ev.sock) {
+                    f.state = TcpState::TimeWait;
+                }
+                self.close(ev.sock, ts + tw);
+            }
+            (_, TcpState::Close) => self.close(ev.sock, ts),
+            _ => {}
+        }
+        prev
+    }
+
+    fn on_connect_error(&mut self, ev: &Event, errno: i32, owner: Option<Owner>) {
+        match self.flows.get_mut(&ev.sock) {
+            Some(f) if f.outcome_done => {}
+            Some(f) if f.pending_fail_ns.is_some() => {
+                self.resolve_failure(ev.sock, Some(errno));
+            }
+            Some(f) => f.error = Some(errno),
+            None => {
+                // Already closed and reported, or never seen: report unless
+                // a lingering flow says it was reported.
+                let reported = self
+                    .closed
+                    .iter()
+                    .chain(self.time_wait.iter())
+                    .rev()
+                    .any(|f| f.sock == ev.sock && f.outcome_done && ev.sock != 0);
+                if !reported {
+                    self.outcomes.push(ConnectOutcome {
+                        ts_ns: ev.ts_ns,
+                        sock: ev.sock,
+                        tuple: ev.tuple,
+                        owner,
+                        latency_ns: None,
+                        errno: Some(errno),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Emits the failed outcome of `sock` and closes it if it was pending.
+    fn resolve_failure(&mut self, sock: u64, errno: Option<i32>) {
+        self.pending.retain(|&s| s != sock);
+        let Some(f) = self.flows.get_mut(&sock) else {
+            return;
+        };
+        let was_pending = f.pending_fail_ns.take();
+        if !f.outcome_done {
+            f.outcome_done = true;
+            f.error = f.error.or(errno);
+            self.outcomes.push(ConnectOutcome {
+                ts_ns: was_pending.unwrap_or(f.since_ns),
+                sock,
+                tuple: f.tuple,
+                owner: f.owner,
+                latency_ns: None,
+                errno: f.error,
+            });
+        }
+        if let Some(ts) = was_pending {
+            self.close(sock, ts);
+        }
+    }
+
+    /// Moves a live flow to the closed list, ending at `end_ns`.
+    fn close(&mut self, sock: u64, end_ns: u64) {
+        if self
+            .flows
+            .get(&sock)
+            .is_some_and(|f| f.pending_fail_ns.is_some())
+        {
+            return; // closed once its errno is known
+        }
+        if let Some(mut f) = self.flows.remove(&sock) {
+            f.end_ns = Some(end_ns);
+            self.owners.forget(sock);
+            if f.state == TcpState::TimeWait {
+                self.time_wait.push_back(f);
+            } else {
+                self.closed.push_back(f);
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.last_sweep_ns = now;
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .copied()
+            .filter(|s| {
+                self.flows
+                    .get(s)
+                    .and_then(|f| f.pending_fail_ns)
+                    .is_none_or(|t| now.saturating_sub(t) >= self.cfg.pending_connect_ns)
+            })
+            .collect();
+        for sock in due {
+            self.resolve_failure(sock, None);
+        }
+        let linger = self.cfg.linger_ns;
+        for list in [&mut self.closed, &mut self.time_wait] {
+            while list
+                .front()
+                .is_some_and(|f| f.end_ns.unwrap_or(0).saturating_add(linger) <= now)
+            {
+                list.pop_front();
+            }
+        }
+        self.errors
+            .retain(|_, (_, ts)| now.saturating_sub(*ts) < 1_000_000_000);
+    }
+
+    /// Keeps the number of flows under the cap, closed ones first.
+    fn make_room(&mut self) {
+        while self.flows.len() + self.seeded.len() + self.closed.len() + self.time_wait.len()
+            >= self.cfg.max_flows
+        {
+            if self.closed.pop_front().is_none() && self.time_wait.pop_front().is_none() {
+                let oldest = self
+                    .flows
+                    .iter()
+                    .min_by_key(|(_, f)| f.since_ns)
+                    .map(|(&k, _)| k);
+                match oldest {
+                    Some(k) => {
+                        self.flows.remove(&k);
+                        self.owners.forget(k);
+                    }
+                    None => {
+                        if let Some(k) = self.seeded.keys().next().copied() {
+                            self.seeded.remove(&k);
+                        } else {
+                            return;
+                        }
+                    }
+                }
+            }
             self.evicted += 1;
         }
     }
@@ -201,7 +568,10 @@ pub(crate) mod tests {
     #[test]
     fn bounded_socket_table() {
         use TcpState::*;
-        let mut e = Engine::new(2);
+        let mut e = Engine::new(Config {
+            max_flows: 2,
+            ..Config::default()
+        });
         let c = owner(10, "c");
         for s in 1..=3 {
             e.process(&state(s * 10, s, tuple(s as u16, 80), c, Close, SynSent));
@@ -209,5 +579,150 @@ pub(crate) mod tests {
         assert_eq!(e.evicted, 1);
         assert_eq!(e.state_of(1), None, "the oldest went");
         assert_eq!(e.state_of(3), Some(SynSent));
+    }
+
+    fn ev(ts: u64, sock: u64, t: Tuple, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts,
+            sock,
+            tuple: t,
+            task: owner(0, "swapper/0"),
+            kind,
+        }
+    }
+
+    #[test]
+    fn client_handshake_latency_outcome() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "curl");
+        e.process(&state(1_000, 1, tuple(0, 80), c, Close, SynSent));
+        e.process(&state(
+            1_001_000,
+            1,
+            tuple(40000, 80),
+            owner(0, "x"),
+            SynSent,
+            Established,
+        ));
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].latency_ns, Some(1_000_000));
+        assert_eq!(o[0].owner, Some(c));
+        assert_eq!(
+            o[0].tuple.lport, 40000,
+            "the real local port, not CLOSE -> SYN_SENT's 0"
+        );
+        assert!(e.take_outcomes().is_empty());
+    }
+
+    #[test]
+    fn refused_connect_takes_errno_from_error_report() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "curl");
+        let t = tuple(40000, 9);
+        e.process(&state(1, 1, tuple(0, 9), c, Close, SynSent));
+        e.process(&ev(2, 1, t, EventKind::ResetRecv));
+        e.process(&ev(3, 0, t, EventKind::SockError { errno: 111 }));
+        e.process(&state(4, 1, t, owner(0, "x"), SynSent, Close));
+        // The syscall's own return arrives afterwards: not reported twice.
+        e.process(&Event {
+            task: c,
+            ..ev(5, 1, tuple(0, 9), EventKind::ConnectError { errno: 111 })
+        });
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!((o[0].errno, o[0].latency_ns), (Some(111), None));
+        assert_eq!(o[0].owner, Some(c));
+        let f = e.flows().find(|f| f.sock == 1).unwrap();
+        assert_eq!(f.resets_recv, 1);
+    }
+
+    #[test]
+    fn no_free_port_takes_errno_from_the_connect_hook() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "client");
+        e.process(&state(1, 1, tuple(0, 80), c, Close, SynSent));
+        e.process(&state(2, 1, tuple(0, 80), c, SynSent, Close));
+        assert!(e.take_outcomes().is_empty(), "waits for the errno");
+        e.process(&Event {
+            task: c,
+            ..ev(3, 1, tuple(0, 80), EventKind::ConnectError { errno: 99 })
+        });
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].errno, Some(99));
+        assert_eq!(o[0].owner, Some(c));
+    }
+
+    #[test]
+    fn failure_without_errno_is_reported_after_the_wait() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "client");
+        e.process(&state(1, 1, tuple(0, 80), c, Close, SynSent));
+        e.process(&state(2, 1, tuple(5, 80), c, SynSent, Close));
+        e.advance(2 + 999_999_999);
+        assert!(e.take_outcomes().is_empty());
+        e.advance(2 + 1_000_000_000);
+        let o = e.take_outcomes();
+        assert_eq!((o.len(), o[0].errno), (1, None));
+    }
+
+    #[test]
+    fn census_with_inferred_time_wait_and_linger() {
+        use TcpState::*;
+        let mut e = Engine::new(Config {
+            linger_ns: 1_000,
+            time_wait_ns: 10_000,
+            ..Config::default()
+        });
+        let c = owner(1, "c");
+        e.seed(tuple(22, 0), Listen, Some(owner(2, "sshd")), 0);
+        e.process(&state(100, 1, tuple(1, 80), c, SynSent, Established));
+        e.process(&state(100, 2, tuple(2, 80), c, Established, CloseWait));
+        e.process(&state(100, 3, tuple(3, 80), c, FinWait2, Close));
+        e.process(&state(100, 4, tuple(4, 80), c, LastAck, Close));
+        let census = e.census(|_| true);
+        assert_eq!(census.get(&Listen), Some(&1));
+        assert_eq!(census.get(&Established), Some(&1));
+        assert_eq!(census.get(&CloseWait), Some(&1));
+        assert_eq!(census.get(&TimeWait), Some(&1));
+        assert_eq!(
+            census.get(&Close),
+            None,
+            "closed sockets are not in the census"
+        );
+        assert_eq!(e.flows().count(), 5, "the closed one lingers");
+        e.advance(100 + 1_000);
+        assert_eq!(e.flows().count(), 4, "linger over");
+        e.advance(100 + 10_000);
+        assert_eq!(e.census(|_| true).get(&TimeWait), None, "TIME_WAIT over");
+        assert_eq!(e.matrix()[&(FinWait2, Close)], 1);
+    }
+
+    #[test]
+    fn retransmits_and_resets_per_flow() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(1, "c");
+        let t = tuple(1, 80);
+        e.process(&state(1, 9, t, c, SynSent, Established));
+        e.process(&retrans(2, 9, t, c, Established, RetransKind::Data));
+        e.process(&retrans(3, 9, t, c, Established, RetransKind::Data));
+        e.process(&ev(
+            4,
+            9,
+            t,
+            EventKind::ResetSent {
+                state: Some(Established),
+                reason: Some(12),
+            },
+        ));
+        let f = e.flows().find(|f| f.sock == 9).unwrap();
+        assert_eq!((f.retrans.data, f.retrans.segs), (2, 2));
+        assert_eq!(f.resets_sent, 1);
     }
 }

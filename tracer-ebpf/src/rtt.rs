@@ -1,0 +1,73 @@
+//! Smoothed RTT per socket, aggregated in the kernel.
+//!
+//! `tcp_probe` fires for every incoming segment of an established
+//! connection, far too often for one event each. Each sample goes into a
+//! per-socket log2 histogram in the `RTT` map, which user space reads
+//! periodically. Attached only when a view asks for RTT (`--rtt`).
+//!
+//! match-tracepoint: tcp:tcp_probe
+//!   (saddr[28], daddr[28], sport, dport, family, ..., srtt (µs, 5.x+:
+//!    `tp->srtt_us >> 3`), ..., skaddr).
+
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+use tracer_common::{RTT_SLOTS, RttHist, TpOffsets};
+
+use crate::emit::{field, wanted};
+
+#[unsafe(no_mangle)]
+static PROBE_TP: TpOffsets = TpOffsets::ABSENT;
+
+/// Histograms by socket address; LRU so that sockets whose close we did not
+/// clean up make room by themselves.
+#[map(name = "RTT")]
+static RTT: LruHashMap<u64, RttHist> = LruHashMap::with_max_entries(65536, 0);
+
+#[tracepoint]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    let _ = try_probe(&ctx);
+    0
+}
+
+fn try_probe(ctx: &TracePointContext) -> Option<()> {
+    // SAFETY: a plain global that user space rewrites before load.
+    let off = unsafe { core::ptr::read_volatile(&PROBE_TP) };
+    let sport = field::<u16>(ctx, off.sport)?;
+    let dport = field::<u16>(ctx, off.dport)?;
+    let family = field::<u16>(ctx, off.family).unwrap_or(0);
+    if !wanted(family, sport, dport) {
+        return None;
+    }
+    let sk = field::<u64>(ctx, off.skaddr)?;
+    let srtt = field::<u32>(ctx, off.srtt)?;
+    let slot = ((32 - srtt.leading_zeros()) as usize).min(RTT_SLOTS - 1);
+    match RTT.get_ptr_mut(sk) {
+        Some(h) => {
+            // tcp_probe runs in tcp_rcv_established with the socket locked,
+            // so updates of one socket's histogram do not race.
+            // SAFETY: `h` points into the map value, which lives as long as
+            // the entry.
+            unsafe {
+                (*h).slots[slot] += 1;
+                (*h).count += 1;
+                (*h).sum_us += u64::from(srtt);
+                (*h).last_us = srtt;
+            }
+        }
+        None => {
+            let mut h = RttHist {
+                slots: [0; RTT_SLOTS],
+                count: 1,
+                sum_us: u64::from(srtt),
+                last_us: srtt,
+                _pad: 0,
+            };
+            h.slots[slot] = 1;
+            let _ = RTT.insert(sk, h, 0);
+        }
+    }
+    Some(())
+}
