@@ -1,6 +1,6 @@
 //! Command-line interface: subcommands, options, and their validation.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -12,6 +12,10 @@ Examples:
   sudo tcptrace retrans --port 443 -c 20
   sudo tcptrace states --pid 1234       state transitions of one process's sockets
   sudo tcptrace states --json | jq .    JSON Lines for a log pipeline
+  sudo tcptrace connect --min-ms 100    slow or failed connects, with errno
+  sudo tcptrace top --sort retrans      per-flow table with a census of socket states
+  sudo tcptrace hist --duration 30      handshake latency histograms per destination
+  sudo tcptrace record -o x.jsonl       capture for `tcptrace replay x.jsonl top` elsewhere
   sudo tcptrace check                   what this kernel allows, and the hooks chosen
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
@@ -27,6 +31,37 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    View(ViewCommand),
+    /// Record the decoded event stream to a file (JSON Lines with a header)
+    /// for `tcptrace replay` here or on another host.
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace record -o incident.jsonl --duration 60\n  sudo tcptrace record -o web.jsonl --port 443 --rtt\n  tcptrace replay incident.jsonl top --sort retrans"
+    )]
+    Record(RecordArgs),
+    /// Run a view over a recording, with the output it would have given live.
+    #[command(
+        after_help = "Examples:\n  tcptrace replay incident.jsonl retrans\n  tcptrace replay incident.jsonl hist --json\n  tcptrace replay incident.jsonl top --port 443"
+    )]
+    Replay {
+        /// The recording (`-` for standard input).
+        file: PathBuf,
+        #[command(subcommand)]
+        view: ViewCommand,
+    },
+    /// Report what this kernel allows (BTF, tracefs, lockdown, each hook)
+    /// and the hook plan tcptrace would use; exits non-zero if the core
+    /// tracepoints cannot be attached.
+    Check {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The views, live or over a recording.
+#[derive(Debug, Subcommand)]
+pub enum ViewCommand {
     /// Live retransmissions (data, SYN, SYN-ACK) with the owning process,
     /// the flow and its TCP state.
     #[command(
@@ -38,22 +73,34 @@ pub enum Command {
         after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json"
     )]
     States(StreamArgs),
-    /// Report what this kernel allows (BTF, tracefs, lockdown, each hook)
-    /// and the hook plan tcptrace would use; exits non-zero if the core
-    /// tracepoints cannot be attached.
-    Check {
-        /// One JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Connection attempts: owner, destination, handshake latency or the
+    /// error (ECONNREFUSED, ETIMEDOUT, EADDRNOTAVAIL, ...).
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace connect\n  sudo tcptrace connect --min-ms 100\n  sudo tcptrace connect --rport 5432 --json"
+    )]
+    Connect(ConnectArgs),
+    /// Resets sent and received, with the socket's state and the kernel's
+    /// reason.
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace resets\n  sudo tcptrace resets --lport 80 --json"
+    )]
+    Resets(StreamArgs),
+    /// Handshake-latency (or, with --rtt, RTT) histograms per destination
+    /// or per flow, with p50/p90/p99/max.
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace hist --duration 30\n  sudo tcptrace hist --interval 10 --rport 443\n  sudo tcptrace hist --rtt --per-flow --duration 10"
+    )]
+    Hist(HistArgs),
+    /// A refreshing per-flow table with a census of sockets per state.
+    #[command(
+        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt"
+    )]
+    Top(TopArgs),
 }
 
-/// Options of the streaming views.
-#[derive(Debug, Args, Clone)]
-pub struct StreamArgs {
-    /// JSON Lines instead of text (schema in the README).
-    #[arg(long)]
-    pub json: bool,
+/// Which flows: the filters every view takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
     /// Only sockets owned by this process id.
     #[arg(short, long, value_parser = parse_pid, allow_negative_numbers = true)]
     pub pid: Option<u32>,
@@ -72,7 +119,12 @@ pub struct StreamArgs {
     /// Only IPv6.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
-    /// Stop after this many seconds.
+}
+
+/// How long a live run lasts.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Stop after this many seconds (live only).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
     /// Stop after this many records.
@@ -80,7 +132,76 @@ pub struct StreamArgs {
     pub count: Option<u64>,
 }
 
-impl StreamArgs {
+/// Options of every view.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StreamArgs {
+    /// JSON Lines instead of text (schema in the README).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub common: StreamArgs,
+    /// Only successful connects at least this slow (failures always show).
+    #[arg(long, value_name = "MS", value_parser = parse_ms)]
+    pub min_ms: Option<f64>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HistArgs {
+    #[command(flatten)]
+    pub common: StreamArgs,
+    /// One histogram per flow instead of per destination.
+    #[arg(long)]
+    pub per_flow: bool,
+    /// Smoothed RTT from tcp_probe instead of handshake latency (costs a
+    /// map update per received segment).
+    #[arg(long)]
+    pub rtt: bool,
+    /// Print (and start over) every SECS seconds, besides at the end.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub interval: Option<Duration>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub common: StreamArgs,
+    /// Sort order.
+    #[arg(long, value_enum, default_value = "retrans")]
+    pub sort: crate::views::top::SortBy,
+    /// Refresh every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "1")]
+    pub interval: Duration,
+    /// Rows at most.
+    #[arg(long, default_value_t = 25)]
+    pub limit: usize,
+    /// Show each flow's smoothed RTT (costs a map update per received segment).
+    #[arg(long)]
+    pub rtt: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RecordArgs {
+    /// Write the recording here (default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also record per-socket RTT histograms.
+    #[arg(long)]
+    pub rtt: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl FilterArgs {
     pub fn filter(&self) -> Filter {
         Filter {
             pid: self.pid,
@@ -93,6 +214,25 @@ impl StreamArgs {
                 _ => None,
             },
         }
+    }
+}
+
+impl ViewCommand {
+    /// The options every view has.
+    pub fn common(&self) -> &StreamArgs {
+        match self {
+            Self::Retrans(a) | Self::States(a) | Self::Resets(a) => a,
+            Self::Connect(a) => &a.common,
+            Self::Hist(a) => &a.common,
+            Self::Top(a) => &a.common,
+        }
+    }
+}
+
+fn parse_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a number of milliseconds")),
     }
 }
 
@@ -148,18 +288,28 @@ mod tests {
 
     #[test]
     fn filters_from_flags() {
-        let Command::Retrans(a) = parse(&["retrans", "--port", "443", "-6", "-p", "7", "-c", "3"])
-            .unwrap()
-            .command
+        let Command::View(ViewCommand::Retrans(a)) =
+            parse(&["retrans", "--port", "443", "-6", "-p", "7", "-c", "3"])
+                .unwrap()
+                .command
         else {
             panic!("wrong subcommand")
         };
-        let f = a.filter();
+        let f = a.filter.filter();
         assert_eq!(
             (f.port, f.pid, f.family),
             (Some(443), Some(7), Some(Family::V6))
         );
-        assert_eq!(a.count, Some(3));
+        assert_eq!(a.run.count, Some(3));
+        let Command::Replay { view, .. } = parse(&[
+            "replay", "x.jsonl", "top", "--sort", "latency", "--port", "80",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(view.common().filter.port, Some(80));
     }
 
     #[test]

@@ -8,8 +8,11 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// TCP states, numbered as the kernel numbers them (`include/net/tcp_states.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TcpState {
     Established = 1,
     SynSent = 2,
@@ -77,7 +80,8 @@ impl fmt::Display for TcpState {
 }
 
 /// IP version of a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Family {
     V4,
     V6,
@@ -94,7 +98,7 @@ impl Family {
 }
 
 /// A flow as seen from the local socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tuple {
     pub family: Family,
     pub laddr: IpAddr,
@@ -142,6 +146,19 @@ impl fmt::Display for Comm {
     }
 }
 
+impl Serialize for Comm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Comm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Self::from_bytes(s.as_bytes()))
+    }
+}
+
 impl fmt::Debug for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.as_str())
@@ -149,14 +166,15 @@ impl fmt::Debug for Comm {
 }
 
 /// The process a socket belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
     pub comm: Comm,
 }
 
 /// What kind of segment was sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RetransKind {
     /// Data or FIN on an open connection.
     Data,
@@ -177,7 +195,8 @@ impl RetransKind {
 }
 
 /// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The socket moved from `old` to `new`.
     State { old: TcpState, new: TcpState },
@@ -207,7 +226,7 @@ pub enum EventKind {
 }
 
 /// One decoded event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// CLOCK_MONOTONIC nanoseconds, from the kernel.
     pub ts_ns: u64,
@@ -217,5 +236,6 @@ pub struct Event {
     /// The task on the CPU when the event fired. It owns the socket only in
     /// process context (connect, listen); see [`crate::engine::owners`].
     pub task: Owner,
+    #[serde(flatten)]
     pub kind: EventKind,
 }

@@ -6,7 +6,7 @@ use tracer_common::{AF_INET, AF_INET6, KernelFilter};
 
 use crate::{
     engine::Annotated,
-    event::{EventKind, Family},
+    event::{EventKind, Family, Owner, Tuple},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,11 +23,16 @@ pub struct Filter {
 impl Filter {
     /// Whether an annotated event passes.
     pub fn matches(&self, a: &Annotated) -> bool {
-        let t = &a.event.tuple;
         // A failed connect has no local port: only its remote side is known.
         let lport_known = !matches!(a.event.kind, EventKind::ConnectError { .. });
+        self.matches_flow(&a.event.tuple, a.owner.as_ref(), lport_known)
+    }
+
+    /// Whether a flow (tuple and owner) passes. `lport_known` is false when
+    /// the local port is not known yet (a connect that never got one).
+    pub fn matches_flow(&self, t: &Tuple, owner: Option<&Owner>, lport_known: bool) -> bool {
         if let Some(pid) = self.pid
-            && a.owner.map(|o| o.pid) != Some(pid)
+            && owner.map(|o| o.pid) != Some(pid)
         {
             return false;
         }

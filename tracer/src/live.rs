@@ -1,36 +1,39 @@
 //! The live source: drains the kernel's ring buffer in batches on a short
 //! timer (the programs submit without waking us; a wakeup comes only when
-//! the ring is filling), decodes, runs the engine and the view, and stops on
-//! SIGINT/SIGTERM, `--duration`, `--count` or a closed output pipe. Lost
-//! events (ring full) are reported, never dropped silently.
+//! the ring is filling), decodes, and feeds the [`Pipeline`]; reads the
+//! RTT map when asked to; stops on SIGINT/SIGTERM, `--duration`, `--count`
+//! or a closed output pipe. Lost events (ring full) are reported, never
+//! dropped silently.
 
-use std::time::Duration;
+use std::{fs::File, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     time::{Instant, MissedTickBehavior, interval, sleep_until},
 };
+use tracer_common::RttHist;
 
 use crate::{
-    engine::Engine,
+    engine::flows::Rtt,
     filter::Filter,
-    hooks::{self, Probe, Wants},
+    hooks::{self, Probe},
+    pipeline::Pipeline,
     procnet,
     sinks::{
         Mode, Output,
         format::{self, Clock},
     },
-    views::View,
+    views::{Context, View, record::Record},
     wire,
 };
 
 /// How often the ring is drained when nothing forces a wakeup.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
-/// How often the lost counter is read.
-const LOST_EVERY_TICKS: u32 = 10;
+/// How often (in drain ticks) the lost counter and the RTT map are read.
+const SLOW_EVERY_TICKS: u32 = 100;
 /// Records drained before output is handed over.
 const BATCH: usize = 4096;
 
@@ -41,32 +44,20 @@ pub struct RunOptions {
     pub mode: Mode,
     pub duration: Option<Duration>,
     pub count: Option<u64>,
-    pub wants: Wants,
     /// What the start-up message says is being watched.
     pub what: &'static str,
+    /// Write to this file instead of standard output.
+    pub output: Option<PathBuf>,
+    /// The view is `record`: write the recording header first.
+    pub record: bool,
 }
 
 struct Source {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
-}
-
-struct Sinks<'a> {
-    engine: Engine,
-    view: &'a mut dyn View,
-    filter: Filter,
-    out: Output,
-    clock: Clock,
-    written: u64,
-    limit: Option<u64>,
+    rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
     decode_errors: u64,
-}
-
-impl Sinks<'_> {
-    fn done(&self) -> bool {
-        self.limit.is_some_and(|n| self.written >= n) || self.out.is_closed()
-    }
 }
 
 /// Loads and attaches the programs, then runs `view` until a stop condition.
@@ -79,40 +70,48 @@ pub fn run(view: &mut dyn View, opts: RunOptions) -> Result<()> {
 }
 
 async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
-    let mut probe = Probe::load(opts.filter.kernel(), opts.wants)?;
+    let wants = view.wants();
+    let mut probe = Probe::load(opts.filter.kernel(), wants)?;
     let ring = probe.take_ring()?;
-    let lost = probe.take_lost()?;
     let mut src = Source {
         // SAFETY: the ring buffer owns its map fd, which stays open and the
         // same for as long as the AsyncFd owns the ring.
         ring: unsafe { AsyncFd::register(ring) }
             .map_err(|e| e.into_parts().1)
             .context("watching the ring buffer")?,
-        lost,
+        lost: probe.take_lost()?,
         lost_seen: 0,
-    };
-    let mut engine = Engine::default();
-    let now = Clock::monotonic_now();
-    for s in procnet::seed() {
-        engine.seed(s.tuple, s.state, s.owner, now);
-    }
-    let mut sinks = Sinks {
-        engine,
-        view,
-        filter: opts.filter,
-        out: Output::stdout(opts.mode),
-        clock: Clock::now(),
-        written: 0,
-        limit: opts.count,
+        rtt: if wants.rtt {
+            Some(probe.take_rtt()?)
+        } else {
+            None
+        },
         decode_errors: 0,
     };
-    if opts.mode == Mode::Text
-        && let Some(h) = sinks.view.text_header()
-    {
-        sinks.out.buf.extend_from_slice(h.trim_end().as_bytes());
-        sinks.out.buf.push(b'\n');
-        sinks.out.flush_blocking();
+    let out = match &opts.output {
+        Some(p) => Output::to_writer(
+            opts.mode,
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Output::stdout(opts.mode),
+    };
+    let cx = Context {
+        clock: Clock::now(),
+        reset_reasons: probe.report.reset_reasons.clone(),
+        filter: opts.filter,
+    };
+    let header = opts
+        .record
+        .then(|| Record::header(&probe.report, &cx, Clock::monotonic_now()));
+    let mut p = Pipeline::new(view, out, cx, opts.count);
+    if let Some(h) = header {
+        Record { wants }.start(h, &mut p.out);
     }
+    let now = Clock::monotonic_now();
+    for s in procnet::seed() {
+        p.engine.seed(s.tuple, s.state, s.owner, now);
+    }
+    p.header();
     eprintln!(
         "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
         opts.what,
@@ -133,27 +132,30 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
-        drain(&mut src, &mut sinks);
-        if ticks >= LOST_EVERY_TICKS {
+        drain(&mut src, &mut p);
+        if ticks >= SLOW_EVERY_TICKS {
             ticks = 0;
-            check_lost(&mut src, &mut sinks);
+            check_lost(&mut src, &mut p);
+            read_rtt(&mut src, &mut p);
         }
-        if sinks.done() {
+        p.tick(Clock::monotonic_now());
+        if p.done() {
             break;
         }
     }
     // What the kernel already wrote still counts.
-    if !sinks.done() {
-        drain(&mut src, &mut sinks);
+    if !p.done() {
+        drain(&mut src, &mut p);
     }
-    check_lost(&mut src, &mut sinks);
-    if sinks.decode_errors > 0 {
+    check_lost(&mut src, &mut p);
+    read_rtt(&mut src, &mut p);
+    if src.decode_errors > 0 {
         eprintln!(
             "tcptrace: warning: {} kernel records could not be decoded",
-            sinks.decode_errors
+            src.decode_errors
         );
     }
-    let unreported = sinks.out.close();
+    let unreported = p.finish(Clock::monotonic_now()).close();
     if unreported > 0 {
         eprintln!(
             "tcptrace: warning: {unreported} records dropped because the output was too slow"
@@ -164,51 +166,65 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
 }
 
 /// Drains everything in the ring, handing output over every [`BATCH`].
-fn drain(src: &mut Source, s: &mut Sinks<'_>) {
+fn drain(src: &mut Source, p: &mut Pipeline<'_>) {
     let ring = src.ring.get_mut();
     let mut n = 0;
-    while !s.done() {
+    while !p.done() {
         let Some(item) = ring.next() else { break };
         let rec = wire::read_record(&item);
         drop(item);
         match rec.and_then(|w| wire::decode(&w)) {
-            Ok(ev) => {
-                let a = s.engine.process(&ev);
-                if s.filter.matches(&a) && s.view.on_event(&a, &mut s.out, &s.clock) {
-                    s.written += 1;
-                }
-            }
-            Err(_) => s.decode_errors += 1,
+            Ok(ev) => p.feed(&ev),
+            Err(_) => src.decode_errors += 1,
         }
         n += 1;
         if n % BATCH == 0 {
-            s.out.flush_batch(Clock::monotonic_now(), &s.clock);
+            p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
         }
     }
-    s.out.flush_batch(Clock::monotonic_now(), &s.clock);
+    p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
 }
 
 /// Reports events the kernel could not queue since the last look.
-fn check_lost(src: &mut Source, s: &mut Sinks<'_>) {
+fn check_lost(src: &mut Source, p: &mut Pipeline<'_>) {
     let total = hooks::lost_total(&src.lost);
     if total <= src.lost_seen {
         return;
     }
     let n = total - src.lost_seen;
     src.lost_seen = total;
-    match s.out.mode {
+    match p.out.mode {
         Mode::Json => {
             format::lost_json(
-                &mut s.out.buf,
-                &s.clock,
+                &mut p.out.buf,
+                &p.cx.clock,
                 Clock::monotonic_now(),
                 n,
                 "kernel",
             );
-            s.out.flush_blocking();
+            p.out.flush_blocking();
         }
         Mode::Text => eprintln!(
             "tcptrace: warning: lost {n} events: the kernel ring buffer was full (the reader fell behind)"
         ),
+    }
+}
+
+/// Hands the kernel's per-socket RTT histograms to the pipeline.
+fn read_rtt(src: &mut Source, p: &mut Pipeline<'_>) {
+    let Some(map) = &src.rtt else { return };
+    let now = Clock::monotonic_now();
+    let snapshot: Vec<(u64, RttHist)> = map.iter().filter_map(Result::ok).collect();
+    for (sock, h) in snapshot {
+        p.rtt(
+            sock,
+            now,
+            Rtt {
+                slots: h.slots,
+                count: h.count,
+                sum_us: h.sum_us,
+                last_us: h.last_us,
+            },
+        );
     }
 }

@@ -68,10 +68,11 @@ pub struct Field {
     pub size: u16,
 }
 
-/// The fields of one tracepoint's record.
+/// The fields of one tracepoint's record, and its `print fmt` line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Format {
     pub fields: Vec<Field>,
+    pub print_fmt: String,
 }
 
 impl Format {
@@ -107,7 +108,42 @@ impl Format {
         if fields.is_empty() {
             return Err("no fields".into());
         }
-        Ok(Self { fields })
+        let print_fmt = text
+            .lines()
+            .find_map(|l| l.strip_prefix("print fmt:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Ok(Self { fields, print_fmt })
+    }
+
+    /// The value names of `__print_symbolic(REC-><field>, { 0, "NAME" }, ...)`
+    /// in the print format: how this kernel names an enum (e.g. the reset
+    /// reasons of `tcp_send_reset`).
+    pub fn symbols(&self, field: &str) -> Vec<(i64, String)> {
+        let key = format!("__print_symbolic(REC->{field},");
+        let Some(start) = self.print_fmt.find(&key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut rest = &self.print_fmt[start + key.len()..];
+        // Pairs until the closing parenthesis of __print_symbolic.
+        while let Some(open) = rest.find(['{', ')']) {
+            if rest.as_bytes()[open] == b')' {
+                break;
+            }
+            let Some(close) = rest[open..].find('}') else {
+                break;
+            };
+            let pair = &rest[open + 1..open + close];
+            if let Some((num, name)) = pair.split_once(',')
+                && let Ok(n) = num.trim().parse::<i64>()
+            {
+                out.push((n, name.trim().trim_matches('"').to_string()));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        out
     }
 
     pub fn field(&self, name: &str) -> Option<&Field> {
@@ -241,6 +277,42 @@ mod tests {
         assert_eq!(e.uservaddr, 24);
         let x = Format::parse(EXIT_618).unwrap().offsets();
         assert_eq!(x.ret, 16);
+    }
+
+    #[test]
+    fn reset_reason_names_from_print_fmt() {
+        let f = Format::parse(include_str!(
+            "../fixtures/formats/6.18/tcp_tcp_send_reset.format"
+        ))
+        .unwrap();
+        let r = f.symbols("reason");
+        assert_eq!(r[0], (0, "NOT_SPECIFIED".to_string()));
+        assert_eq!(r[1], (1, "NO_SOCKET".to_string()));
+        assert!(r.contains(&(11, "TCP_ABORT_ON_CLOSE".to_string())), "{r:?}");
+        let o = f.offsets();
+        assert_eq!(
+            (o.sa_saddr, o.sa_daddr, o.reason, o.skaddr),
+            (32, 60, 28, 16)
+        );
+        assert!(f.symbols("nope").is_empty());
+        // Symbolic names that are not numbers (the state table) are skipped.
+        assert!(f.symbols("state").is_empty());
+    }
+
+    #[test]
+    fn probe_and_error_report_offsets() {
+        let p = Format::parse(include_str!(
+            "../fixtures/formats/6.18/tcp_tcp_probe.format"
+        ))
+        .unwrap()
+        .offsets();
+        assert_eq!((p.srtt, p.skaddr, p.sport, p.family), (100, 128, 64, 68));
+        let e = Format::parse(include_str!(
+            "../fixtures/formats/6.18/sock_inet_sk_error_report.format"
+        ))
+        .unwrap()
+        .offsets();
+        assert_eq!((e.error, e.protocol, e.sport, e.saddr_v6), (8, 18, 12, 28));
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::event::{Event, EventKind, Owner, TcpState, Tuple};
 use flows::{ConnectOutcome, Flow, Role, Rtt};
 use owners::Owners;
 
+/// How many of the most recently closed flows a late event may belong to.
+const RECENT: usize = 64;
+
 /// How often (event time) `process` lets time-based work run.
 const SWEEP_EVERY_NS: u64 = 100_000_000;
 
@@ -144,22 +147,19 @@ impl Engine {
                 prev_state_ns = self.on_state(ev, old, new, owner);
             }
             EventKind::Retrans { kind, segs, state } => {
-                self.flow_mut(ev, state, owner).retrans.add(kind, segs);
+                self.event_flow(ev, state, owner).retrans.add(kind, segs);
             }
             EventKind::ResetSent { state, .. } => {
                 if ev.sock != 0 {
                     let st = state.unwrap_or(TcpState::Close);
-                    self.flow_mut(ev, st, owner).resets_sent += 1;
+                    self.event_flow(ev, st, owner).resets_sent += 1;
                 }
             }
             EventKind::ResetRecv => {
-                self.flow_mut(ev, TcpState::Established, owner).resets_recv += 1;
+                self.event_flow(ev, TcpState::Established, owner)
+                    .resets_recv += 1;
             }
-            EventKind::SockError { errno } => {
-                if self.errors.len() < 65_536 {
-                    self.errors.insert(ev.tuple, (errno, ev.ts_ns));
-                }
-            }
+            EventKind::SockError { errno } => self.on_sock_error(ev, errno),
             EventKind::ConnectError { errno } => self.on_connect_error(ev, errno, owner),
         }
         if self.now_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
@@ -266,6 +266,40 @@ impl Engine {
         f
     }
 
+    /// The flow a non-state event belongs to: the live one, or one that
+    /// closed just before (a RST is sent after the socket went to CLOSE),
+    /// else a new one.
+    fn event_flow(&mut self, ev: &Event, state: TcpState, owner: Option<Owner>) -> &mut Flow {
+        if !self.flows.contains_key(&ev.sock) {
+            let recent = self.closed.len().saturating_sub(RECENT);
+            if let Some(i) = (recent..self.closed.len())
+                .rev()
+                .find(|&i| self.closed[i].sock == ev.sock)
+            {
+                return &mut self.closed[i];
+            }
+        }
+        self.flow_mut(ev, state, owner)
+    }
+
+    /// An error report names no socket: it completes a failed connect of
+    /// the same tuple, or waits for one (the kernel reports before or after
+    /// SYN_SENT -> CLOSE depending on the version).
+    fn on_sock_error(&mut self, ev: &Event, errno: i32) {
+        let pending = self
+            .pending
+            .iter()
+            .copied()
+            .find(|s| self.flows.get(s).is_some_and(|f| f.tuple == ev.tuple));
+        match pending {
+            Some(sock) => self.resolve_failure(sock, Some(errno)),
+            None if self.errors.len() < 65_536 => {
+                self.errors.insert(ev.tuple, (errno, ev.ts_ns));
+            }
+            None => {}
+        }
+    }
+
     fn on_state(
         &mut self,
         ev: &Event,
@@ -273,6 +307,14 @@ impl Engine {
         new: TcpState,
         owner: Option<Owner>,
     ) -> Option<u64> {
+        if old == TcpState::Close && self.flows.contains_key(&ev.sock) {
+            // A new life of the socket (or of its memory): end the old one.
+            if self.pending.contains(&ev.sock) {
+                self.resolve_failure(ev.sock, None);
+            } else {
+                self.close(ev.sock, ev.ts_ns);
+            }
+        }
         let known = self.flows.contains_key(&ev.sock);
         let ts = ev.ts_ns;
         let tw = self.cfg.time_wait_ns;
@@ -637,6 +679,61 @@ pub(crate) mod tests {
         assert_eq!(o[0].owner, Some(c));
         let f = e.flows().find(|f| f.sock == 1).unwrap();
         assert_eq!(f.resets_recv, 1);
+    }
+
+    #[test]
+    fn error_report_after_close_completes_the_failure() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "curl");
+        let t = tuple(40000, 9);
+        e.process(&state(1, 1, tuple(0, 9), c, Close, SynSent));
+        e.process(&state(2, 1, t, owner(0, "x"), SynSent, Close));
+        e.process(&ev(3, 0, t, EventKind::SockError { errno: 111 }));
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(o[0].errno, Some(111));
+        assert_eq!(o[0].tuple, t);
+    }
+
+    #[test]
+    fn a_reused_socket_address_starts_a_new_flow() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "c");
+        e.process(&state(1, 1, tuple(0, 9), c, Close, SynSent));
+        e.process(&state(2, 1, tuple(4, 9), c, SynSent, Close));
+        // The same kernel address now holds a listener.
+        let l = tuple(7000, 0);
+        e.process(&state(3, 1, l, c, Close, Listen));
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1);
+        assert_eq!(
+            o[0].tuple,
+            tuple(4, 9),
+            "the failed connect keeps its own tuple"
+        );
+        assert_eq!(e.census(|_| true).get(&Listen), Some(&1));
+    }
+
+    #[test]
+    fn a_reset_after_close_counts_on_the_closed_flow() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        let c = owner(10, "c");
+        let t = tuple(80, 5000);
+        e.process(&state(1, 1, t, c, Established, Close));
+        e.process(&ev(
+            2,
+            1,
+            t,
+            EventKind::ResetSent {
+                state: Some(Close),
+                reason: Some(12),
+            },
+        ));
+        assert!(e.census(|_| true).is_empty(), "no live flow was made");
+        assert_eq!(e.flows().find(|f| f.sock == 1).unwrap().resets_sent, 1);
     }
 
     #[test]

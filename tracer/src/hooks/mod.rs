@@ -50,6 +50,30 @@ pub const SYNACK: Tp = Tp {
     program: "tcp_retransmit_synack",
     global: names::SYNACK_TP,
 };
+pub const SEND_RESET: Tp = Tp {
+    group: "tcp",
+    name: "tcp_send_reset",
+    program: "tcp_send_reset",
+    global: names::SEND_RESET_TP,
+};
+pub const RECV_RESET: Tp = Tp {
+    group: "tcp",
+    name: "tcp_receive_reset",
+    program: "tcp_receive_reset",
+    global: names::RECV_RESET_TP,
+};
+pub const ERROR_REPORT: Tp = Tp {
+    group: "sock",
+    name: "inet_sk_error_report",
+    program: "inet_sk_error_report",
+    global: names::ERROR_TP,
+};
+pub const PROBE: Tp = Tp {
+    group: "tcp",
+    name: "tcp_probe",
+    program: "tcp_probe",
+    global: names::PROBE_TP,
+};
 pub const CONNECT_ENTER: Tp = Tp {
     group: "syscalls",
     name: "sys_enter_connect",
@@ -66,27 +90,59 @@ pub const CONNECT_EXIT: Tp = Tp {
 /// Fields a tracepoint cannot do without, by the names of [`TpOffsets`].
 fn required(tp: Tp, o: &TpOffsets) -> Vec<&'static str> {
     use tracer_common::ABSENT;
-    let mut need = vec![("sport", o.sport), ("dport", o.dport), ("skaddr", o.skaddr)];
-    if tp == STATE {
-        need.extend([("oldstate", o.oldstate), ("newstate", o.newstate)]);
-    }
-    if tp == CONNECT_ENTER {
-        need = vec![("uservaddr", o.uservaddr)];
-    }
-    if tp == CONNECT_EXIT {
-        need = vec![("ret", o.ret)];
-    }
+    let need: Vec<(&str, u16)> = match tp {
+        STATE => vec![
+            ("skaddr", o.skaddr),
+            ("sport", o.sport),
+            ("dport", o.dport),
+            ("oldstate", o.oldstate),
+            ("newstate", o.newstate),
+        ],
+        // The reset may carry sockaddr blobs (6.x) or ports (older).
+        SEND_RESET if o.sa_saddr != ABSENT => vec![("daddr", o.sa_daddr)],
+        ERROR_REPORT => vec![
+            ("error", o.error),
+            ("protocol", o.protocol),
+            ("sport", o.sport),
+            ("dport", o.dport),
+        ],
+        PROBE => vec![
+            ("skaddr", o.skaddr),
+            ("srtt", o.srtt),
+            ("sport", o.sport),
+            ("dport", o.dport),
+        ],
+        CONNECT_ENTER => vec![("uservaddr", o.uservaddr)],
+        CONNECT_EXIT => vec![("ret", o.ret)],
+        _ => vec![("sport", o.sport), ("dport", o.dport), ("skaddr", o.skaddr)],
+    };
     need.into_iter()
         .filter(|&(_, off)| off == ABSENT)
         .map(|(n, _)| n)
         .collect()
 }
 
-/// Which families of hooks a view needs.
-#[derive(Clone, Copy, Debug, Default)]
+/// Which families of hooks a view needs (state transitions always).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wants {
     pub retrans: bool,
     pub connect: bool,
+    pub resets: bool,
+    /// Socket error reports (failed non-blocking connects).
+    pub errors: bool,
+    /// Per-socket RTT histograms from `tcp_probe` (costs per packet).
+    pub rtt: bool,
+}
+
+impl Wants {
+    /// Everything but RTT: what the flow views use.
+    pub const FLOWS: Self = Self {
+        retrans: true,
+        connect: true,
+        resets: true,
+        errors: true,
+        rtt: false,
+    };
 }
 
 /// The outcome of one hook: attached, or why not.
@@ -103,6 +159,8 @@ pub struct Report {
     pub hooks: Vec<HookStatus>,
     /// The connect plan in use, if connect hooks were wanted and one worked.
     pub connect: Option<ConnectPlan>,
+    /// This kernel's names of reset reasons (`enum sk_rst_reason`).
+    pub reset_reasons: Vec<(i64, String)>,
 }
 
 impl Report {
@@ -138,9 +196,22 @@ impl Probe {
         if wants.retrans {
             tps.extend([RETRANS, SYNACK]);
         }
+        if wants.resets {
+            tps.extend([SEND_RESET, RECV_RESET]);
+        }
+        if wants.errors {
+            tps.push(ERROR_REPORT);
+        }
+        if wants.rtt {
+            tps.push(PROBE);
+        }
         let mut offsets = Vec::new();
+        let mut reset_reasons = Vec::new();
         for tp in &tps {
             let f = tracefs::read_format(&root, tp.group, tp.name)?;
+            if *tp == SEND_RESET {
+                reset_reasons = f.symbols("reason");
+            }
             let o = f.offsets();
             let missing = required(*tp, &o);
             if !missing.is_empty() {
@@ -183,6 +254,7 @@ impl Probe {
         })?;
         let mut report = Report {
             tracefs: root,
+            reset_reasons,
             ..Report::default()
         };
         if wants.retrans {
@@ -217,6 +289,15 @@ impl Probe {
             .take_map(names::EVENTS)
             .context("the object has no EVENTS map")?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The per-socket RTT histograms (present when RTT was wanted).
+    pub fn take_rtt(&mut self) -> Result<aya::maps::HashMap<MapData, u64, tracer_common::RttHist>> {
+        let map = self
+            .bpf
+            .take_map(names::RTT)
+            .context("the object has no RTT map")?;
+        Ok(aya::maps::HashMap::try_from(map)?)
     }
 
     /// The per-CPU counter of ring-buffer reserve failures.

@@ -7,7 +7,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use crate::{engine::Annotated, event::Family};
+use crate::{
+    engine::Annotated,
+    event::{Family, Owner, Tuple},
+};
 
 /// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +41,11 @@ impl Clock {
     /// A clock whose monotonic zero is the epoch plus `offset_ns` (replay, tests).
     pub fn with_offset(offset_ns: i128) -> Self {
         Self { offset_ns }
+    }
+
+    /// Wall-clock nanoseconds at monotonic zero.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
     }
 
     /// Current CLOCK_MONOTONIC in nanoseconds.
@@ -103,17 +111,9 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 /// The fields every per-flow JSON record shares, from `"ts"` to `"rport"`,
 /// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
 /// "laddr":..,"lport":..,"raddr":..,"rport":..,`.
-pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
-    let e = &a.event;
-    let _ = write!(out, "\"ts\":\"{}\",", clock.rfc3339(e.ts_ns));
-    match &a.owner {
-        Some(o) => {
-            let _ = write!(out, "\"pid\":{},\"comm\":", o.pid);
-            json_str(out, &o.comm.as_str());
-        }
-        None => out.extend_from_slice(b"\"pid\":null,\"comm\":null"),
-    }
-    let t = &e.tuple;
+pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
+    let _ = write!(out, "\"ts\":\"{}\",", clock.rfc3339(ts_ns));
+    json_owner(out, owner);
     let _ = write!(
         out,
         ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},",
@@ -125,18 +125,32 @@ pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
     );
 }
 
-/// The owner and flow columns of a text line.
-pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
-    let e = &a.event;
-    let (pid, comm) = match &a.owner {
+/// `"pid":..,"comm":..` (nulls when unknown), without a trailing comma.
+pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
+    match owner {
+        Some(o) => {
+            let _ = write!(out, "\"pid\":{},\"comm\":", o.pid);
+            json_str(out, &o.comm.as_str());
+        }
+        None => out.extend_from_slice(b"\"pid\":null,\"comm\":null"),
+    }
+}
+
+/// [`json_flow`] for an annotated event.
+pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
+    json_flow(out, clock, a.event.ts_ns, &a.event.tuple, a.owner.as_ref());
+}
+
+/// The time, owner and flow columns of a text line.
+pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
+    let (pid, comm) = match owner {
         Some(o) => (o.pid.to_string(), o.comm.as_str().into_owned()),
         None => ("-".into(), "-".into()),
     };
-    let t = &e.tuple;
     let _ = write!(
         out,
         "{} {:>7} {:<15} {} {:<23} {:<23} ",
-        clock.time_of_day(e.ts_ns),
+        clock.time_of_day(ts_ns),
         pid,
         comm,
         ip_version(t.family),
@@ -145,9 +159,24 @@ pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
     );
 }
 
+/// [`text_flow`] for an annotated event.
+pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
+    text_flow(out, clock, a.event.ts_ns, &a.event.tuple, a.owner.as_ref());
+}
+
 /// The header matching [`text_flow_columns`].
 pub const TEXT_FLOW_HEADER: &str =
     "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
+
+/// The kernel's name of an errno (`ECONNREFUSED`), or `errno N`.
+pub fn errno_name(n: i32) -> String {
+    let e = nix::errno::Errno::from_raw(n);
+    if e == nix::errno::Errno::UnknownErrno {
+        format!("errno {n}")
+    } else {
+        format!("{e:?}")
+    }
+}
 
 /// `{"type":"lost","ts":..,"count":N,"source":..}` and a newline.
 pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {
@@ -173,6 +202,14 @@ mod tests {
             "2026-11-22T12:00:01.000001Z"
         );
         assert_eq!(c.time_of_day(1_000_001_000), "12:00:01.000001");
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(111), "ECONNREFUSED");
+        assert_eq!(errno_name(99), "EADDRNOTAVAIL");
+        assert_eq!(errno_name(110), "ETIMEDOUT");
+        assert_eq!(errno_name(100_000), "errno 100000");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub fn run(json_out: bool) -> Result<bool> {
             hooks::STATE,
             hooks::RETRANS,
             hooks::SYNACK,
+            hooks::SEND_RESET,
+            hooks::RECV_RESET,
+            hooks::ERROR_REPORT,
+            hooks::PROBE,
             hooks::CONNECT_ENTER,
             hooks::CONNECT_EXIT,
         ] {
@@ -66,8 +70,8 @@ pub fn run(json_out: bool) -> Result<bool> {
     let probe = Probe::load(
         Filter::default().kernel(),
         Wants {
-            retrans: true,
-            connect: true,
+            rtt: true,
+            ..Wants::FLOWS
         },
     );
     let ok = probe.is_ok();

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 
-use super::View;
+use super::{Context, View};
 use crate::{
     engine::Annotated,
     event::EventKind,
+    hooks::Wants,
     sinks::{
         Mode, Output,
-        format::{Clock, TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
+        format::{TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
     },
 };
 
@@ -17,6 +18,13 @@ use crate::{
 pub struct Retrans;
 
 impl View for Retrans {
+    fn wants(&self) -> Wants {
+        Wants {
+            retrans: true,
+            ..Wants::default()
+        }
+    }
+
     fn text_header(&self) -> Option<String> {
         Some(format!(
             "{TEXT_FLOW_HEADER}{:<12} {:<6} SEGS",
@@ -24,7 +32,8 @@ impl View for Retrans {
         ))
     }
 
-    fn on_event(&mut self, a: &Annotated, out: &mut Output, clock: &Clock) -> bool {
+    fn on_event(&mut self, a: &Annotated, out: &mut Output, cx: &Context) -> bool {
+        let clock = &cx.clock;
         let EventKind::Retrans { state, kind, segs } = a.event.kind else {
             return false;
         };
@@ -53,5 +62,50 @@ impl View for Retrans {
         }
         out.record_done();
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::tests::{owner, retrans, tuple},
+        event::{RetransKind, TcpState},
+        views::testing::render,
+    };
+
+    #[test]
+    fn json_schema_of_a_retransmit() {
+        let a = Annotated {
+            event: retrans(
+                1,
+                1,
+                tuple(40000, 443),
+                owner(0, "swapper/0"),
+                TcpState::SynSent,
+                RetransKind::Syn,
+            ),
+            owner: Some(owner(42, "curl")),
+            prev_state_ns: None,
+        };
+        let cx = crate::views::tests::context();
+        let line = render(Mode::Json, |out| {
+            assert!(Retrans.on_event(&a, out, &cx));
+        });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "comm", "family", "kind", "laddr", "lport", "pid", "raddr", "rport", "segs",
+                "state", "ts", "type"
+            ]
+        );
+        assert_eq!(
+            (v["type"].as_str(), v["kind"].as_str(), v["state"].as_str()),
+            (Some("retrans"), Some("syn"), Some("SYN_SENT"))
+        );
+        assert_eq!((v["pid"].as_u64(), v["segs"].as_u64()), (Some(42), Some(1)));
     }
 }

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 
-use super::View;
+use super::{Context, View};
 use crate::{
     engine::Annotated,
     event::EventKind,
+    hooks::Wants,
     sinks::{
         Mode, Output,
-        format::{Clock, TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
+        format::{TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
     },
 };
 
@@ -17,6 +18,10 @@ use crate::{
 pub struct States;
 
 impl View for States {
+    fn wants(&self) -> Wants {
+        Wants::default()
+    }
+
     fn text_header(&self) -> Option<String> {
         Some(format!(
             "{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}",
@@ -24,7 +29,8 @@ impl View for States {
         ))
     }
 
-    fn on_event(&mut self, a: &Annotated, out: &mut Output, clock: &Clock) -> bool {
+    fn on_event(&mut self, a: &Annotated, out: &mut Output, cx: &Context) -> bool {
+        let clock = &cx.clock;
         let EventKind::State { old, new } = a.event.kind else {
             return false;
         };
@@ -72,24 +78,11 @@ mod tests {
         sinks::Mode,
     };
 
-    /// Formats one annotated event with a view into a string.
     fn render(mode: Mode, a: &Annotated) -> String {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        struct W(std::sync::mpsc::Sender<Vec<u8>>);
-        impl std::io::Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let _ = self.0.send(b.to_vec());
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut out = Output::to_writer(mode, W(tx));
-        let clock = Clock::with_offset(1_795_348_800_000_000_000);
-        assert!(States.on_event(a, &mut out, &clock));
-        out.close();
-        rx.iter().flatten().map(char::from).collect()
+        let cx = crate::views::tests::context();
+        crate::views::testing::render(mode, |out| {
+            assert!(States.on_event(a, out, &cx));
+        })
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! The recording format of `tcptrace record` and `tcptrace replay`: JSON
+//! Lines, a header first, then decoded events, RTT snapshots and lost
+//! counts in the order they were seen.
+//!
+//! ```text
+//! {"type":"header","format":1,"tcptrace":"0.1.0","kernel":"6.18.44",...}
+//! {"type":"event","ts_ns":..,"sock":..,"tuple":{..},"task":{..},"event":"state","old":"CLOSE","new":"SYN_SENT"}
+//! {"type":"rtt","ts_ns":..,"sock":..,"slots":[..],"count":..,"sum_us":..,"last_us":..}
+//! {"type":"lost","ts":"..","count":3,"source":"kernel"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::{engine::flows::Rtt, event::Event};
+
+/// Version of this format.
+pub const FORMAT: u32 = 1;
+
+/// First line of a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    /// Version of the tcptrace that recorded.
+    pub tcptrace: String,
+    /// Kernel release of the recording host.
+    pub kernel: String,
+    /// Hooks that were attached.
+    pub hooks: Vec<String>,
+    pub connect_plan: Option<String>,
+    /// Wall-clock start, RFC 3339.
+    pub start: String,
+    /// Wall-clock nanoseconds at the kernel's monotonic zero, so replay
+    /// prints the same times.
+    pub clock_offset_ns: i64,
+    /// The recording kernel's names of reset reasons.
+    pub reset_reasons: Vec<(i64, String)>,
+}
+
+/// An RTT histogram snapshot of one socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RttLine {
+    pub ts_ns: u64,
+    pub sock: u64,
+    pub slots: Vec<u32>,
+    pub count: u64,
+    pub sum_us: u64,
+    pub last_us: u32,
+}
+
+impl RttLine {
+    pub fn new(ts_ns: u64, sock: u64, r: &Rtt) -> Self {
+        Self {
+            ts_ns,
+            sock,
+            slots: r.slots.to_vec(),
+            count: r.count,
+            sum_us: r.sum_us,
+            last_us: r.last_us,
+        }
+    }
+
+    pub fn rtt(&self) -> Rtt {
+        let mut slots = [0; tracer_common::RTT_SLOTS];
+        for (s, v) in slots.iter_mut().zip(&self.slots) {
+            *s = *v;
+        }
+        Rtt {
+            slots,
+            count: self.count,
+            sum_us: self.sum_us,
+            last_us: self.last_us,
+        }
+    }
+}
+
+/// Events that never reached the recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostLine {
+    #[serde(default)]
+    pub ts: Option<String>,
+    pub count: u64,
+    pub source: String,
+}
+
+/// One line of a recording.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Line {
+    Header(Header),
+    Event(Event),
+    Rtt(RttLine),
+    Lost(LostLine),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::tests::{owner, retrans, state, tuple},
+        event::{EventKind, RetransKind, TcpState},
+    };
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let events = [
+            state(
+                1,
+                2,
+                tuple(3, 4),
+                owner(5, "a\"b"),
+                TcpState::Close,
+                TcpState::SynSent,
+            ),
+            retrans(
+                6,
+                7,
+                tuple(8, 9),
+                owner(0, "swapper/1"),
+                TcpState::FinWait1,
+                RetransKind::SynAck,
+            ),
+            Event {
+                kind: EventKind::ResetSent {
+                    state: None,
+                    reason: Some(3),
+                },
+                ..state(
+                    1,
+                    0,
+                    tuple(1, 2),
+                    owner(1, "x"),
+                    TcpState::Close,
+                    TcpState::Close,
+                )
+            },
+            Event {
+                kind: EventKind::SockError { errno: 111 },
+                ..state(
+                    1,
+                    0,
+                    tuple(1, 2),
+                    owner(1, "x"),
+                    TcpState::Close,
+                    TcpState::Close,
+                )
+            },
+        ];
+        for e in events {
+            let line = serde_json::to_string(&Line::Event(e)).unwrap();
+            assert!(line.starts_with("{\"type\":\"event\""), "{line}");
+            assert_eq!(serde_json::from_str::<Line>(&line).unwrap(), Line::Event(e));
+        }
+    }
+
+    #[test]
+    fn live_lost_records_are_lines() {
+        let l: Line = serde_json::from_str(
+            r#"{"type":"lost","ts":"2026-11-22T12:00:00.000000Z","count":3,"source":"kernel"}"#,
+        )
+        .unwrap();
+        assert!(matches!(l, Line::Lost(LostLine { count: 3, .. })));
+    }
+}
