@@ -227,6 +227,7 @@ pub mod names {
     pub const ERROR_TP: &str = "ERROR_TP";
     pub const PROBE_TP: &str = "PROBE_TP";
     pub const RTT: &str = "RTT";
+    pub const RTT_ON: &str = "RTT_ON";
 }
 
 #[cfg(feature = "user")]

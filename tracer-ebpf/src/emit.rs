@@ -27,6 +27,7 @@ static FILTER: KernelFilter = KernelFilter::ANY;
 
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
+pub const TCP_CLOSE: u8 = 7;
 pub const TCP_LISTEN: u8 = 10;
 
 /// The load-time filter (read volatile so the compiler cannot fold the

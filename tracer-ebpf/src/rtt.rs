@@ -26,6 +26,19 @@ static PROBE_TP: TpOffsets = TpOffsets::ABSENT;
 #[map(name = "RTT")]
 static RTT: LruHashMap<u64, RttHist> = LruHashMap::with_max_entries(65536, 0);
 
+/// Non-zero when user space attached `tcp_probe` (set at load).
+#[unsafe(no_mangle)]
+static RTT_ON: u8 = 0;
+
+/// Drops the histogram of a socket address that is starting a new life.
+#[inline(always)]
+pub fn forget(sk: u64) {
+    // SAFETY: a plain global that user space rewrites before load.
+    if unsafe { core::ptr::read_volatile(&RTT_ON) } != 0 {
+        let _ = RTT.remove(sk);
+    }
+}
+
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     let _ = try_probe(&ctx);

@@ -10,7 +10,8 @@ use tracer_common::{IPPROTO_TCP, TpOffsets, WireEvent, kind};
 
 use crate::{
     connect,
-    emit::{TCP_LISTEN, TCP_SYN_SENT, addresses, field, new_event, submit, wanted},
+    emit::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, addresses, field, new_event, submit, wanted},
+    rtt,
 };
 
 #[unsafe(no_mangle)]
@@ -44,6 +45,11 @@ fn try_state(ctx: &TracePointContext) -> Option<()> {
     if newstate == TCP_SYN_SENT {
         // In process context of connect(): tell a pending connect its socket.
         connect::bind_socket(skaddr);
+    }
+    if oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate != TCP_CLOSE) {
+        // A new socket (or a new life of one) at this address: its RTT
+        // histogram starts empty.
+        rtt::forget(skaddr);
     }
     let mut ev: WireEvent = new_event(kind::STATE);
     ev.skaddr = skaddr;

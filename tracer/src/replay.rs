@@ -121,3 +121,131 @@ pub fn replay_into(
     p.out.flush_batch(now, &p.cx.clock);
     Ok(p.finish(now))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::{
+        View,
+        connect::Connect,
+        hist::{Hist, Metric},
+        resets::Resets,
+        states::States,
+        top::{SortBy, Top},
+    };
+
+    const LOOPBACK: &str = include_str!("../fixtures/recordings/loopback.jsonl");
+
+    fn replay(view: &mut dyn View, filter: Filter) -> Vec<serde_json::Value> {
+        let text = crate::views::testing::render(Mode::Json, |out| {
+            let taken = std::mem::replace(out, Output::to_writer(Mode::Json, std::io::sink()));
+            let opts = ReplayOptions {
+                filter,
+                mode: Mode::Json,
+                count: None,
+            };
+            let done = replay_into(LOOPBACK.as_bytes(), view, opts, |_| taken).unwrap();
+            *out = done;
+        });
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn port(p: u16) -> Filter {
+        Filter {
+            port: Some(p),
+            ..Filter::default()
+        }
+    }
+
+    #[test]
+    fn connect_view_over_a_recording() {
+        let recs = replay(&mut Connect::default(), Filter::default());
+        let refused: Vec<_> = recs.iter().filter(|r| r["rport"] == 7999).collect();
+        assert_eq!(refused.len(), 1, "{recs:#?}");
+        assert_eq!(refused[0]["error"], "ECONNREFUSED");
+        assert!(refused[0]["latency_us"].is_null());
+        assert_eq!(refused[0]["comm"], "python3");
+        let ok: Vec<_> = recs.iter().filter(|r| r["rport"] == 7998).collect();
+        assert_eq!(ok.len(), 6);
+        assert!(
+            ok.iter()
+                .all(|r| r["error"].is_null() && r["latency_us"].is_u64())
+        );
+        // The same wall-clock times as live: the recording's clock is used.
+        assert!(
+            ok[0]["ts"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-22T12:51:47")
+        );
+    }
+
+    #[test]
+    fn resets_states_hist_and_top_over_a_recording() {
+        let resets = replay(&mut Resets, port(7998));
+        let dirs: Vec<&str> = resets
+            .iter()
+            .map(|r| r["direction"].as_str().unwrap())
+            .collect();
+        assert_eq!(dirs, ["received", "sent"]);
+        let reset_reasons: Vec<&serde_json::Value> = resets.iter().map(|r| &r["reason"]).collect();
+        assert_eq!(reset_reasons[1], "TCP_STATE");
+
+        let states = replay(&mut States, port(7998));
+        assert!(
+            states
+                .iter()
+                .any(|r| r["old"] == "SYN_SENT" && r["new"] == "ESTABLISHED")
+        );
+
+        let hist = replay(
+            &mut Hist::new(Metric::Handshake, false, None),
+            Filter::default(),
+        );
+        let d = hist.iter().find(|r| r["key"] == "127.0.0.1:7998").unwrap();
+        assert_eq!(d["count"], 6);
+
+        let rtt = replay(&mut Hist::new(Metric::Rtt, false, None), port(7998));
+        assert!(rtt.iter().all(|r| r["metric"] == "rtt"));
+        assert!(
+            rtt.iter().any(|r| r["count"].as_u64().unwrap() > 0),
+            "{rtt:?}"
+        );
+
+        let top = replay(
+            &mut Top::new(SortBy::Age, u64::MAX / 2, 100, false, true),
+            port(7998),
+        );
+        let last = top.last().unwrap();
+        assert_eq!(last["census"]["TIME_WAIT"], 5, "{last:#}");
+    }
+
+    #[test]
+    fn the_same_recording_gives_the_same_output() {
+        let a = replay(&mut Connect::default(), Filter::default());
+        let b = replay(&mut Connect::default(), Filter::default());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_recording() {
+        let err = replay_into(
+            "{\"type\":\"state\"}\n".as_bytes(),
+            &mut States,
+            ReplayOptions {
+                filter: Filter::default(),
+                mode: Mode::Json,
+                count: None,
+            },
+            |m| Output::to_writer(m, std::io::sink()),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("not a tcptrace recording"),
+            "{err}"
+        );
+    }
+}

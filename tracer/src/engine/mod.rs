@@ -238,6 +238,18 @@ impl Engine {
     pub fn set_rtt(&mut self, sock: u64, rtt: Rtt) {
         if let Some(f) = self.flows.get_mut(&sock) {
             f.rtt = Some(rtt);
+            return;
+        }
+        // A flow that closed since the last read keeps its last histogram.
+        let recent = self.closed.len().saturating_sub(RECENT * 16);
+        if let Some(f) = self
+            .closed
+            .range_mut(recent..)
+            .chain(self.time_wait.iter_mut().rev().take(RECENT * 16))
+            .rev()
+            .find(|f| f.sock == sock)
+        {
+            f.rtt = Some(rtt);
         }
     }
 

@@ -240,6 +240,8 @@ impl Probe {
             loader.override_global(names::SKB_SEGS_OFF, off, true);
         }
         loader.override_global(names::FILTER, &filter, true);
+        let rtt_on = u8::from(wants.rtt);
+        loader.override_global(names::RTT_ON, &rtt_on, true);
         for (global, o) in &offsets {
             loader.override_global(global, o, true);
         }
