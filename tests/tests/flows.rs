@@ -1,0 +1,429 @@
+//! The flow engine's views against real sockets in private network
+//! namespaces: handshake latency and histograms, failed connects with their
+//! errno, resets, the census against `ss`, and RTT against `ss -ti`.
+//! Most tests record once and replay the recording through several views,
+//! which also proves that replay gives what live would.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tests::{NetNs, Tracer, our_pid, require_root, tracer::run, unique_port, wait_until};
+
+/// A temporary recording path, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("tcptrace-{tag}-{}.jsonl", std::process::id())))
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `tcptrace replay FILE VIEW ARGS... --json`, parsed.
+fn replay(file: &TempFile, view: &[&str]) -> Vec<Value> {
+    let mut args = vec!["replay", file.path()];
+    args.extend_from_slice(view);
+    args.push("--json");
+    let (status, out, err) = run(&args);
+    assert!(status.success(), "replay {view:?} failed: {err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Connects from `local` (port 0: any) to `remote`, blocking.
+fn connect_from(local: SocketAddr, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&SockAddr::from(local))?;
+    s.connect_timeout(&SockAddr::from(remote), Duration::from_secs(5))?;
+    Ok(s.into())
+}
+
+/// Connections whose first SYN is dropped take the initial SYN RTO (1 s);
+/// the others take well under 10 ms; `hist` buckets them accordingly, with
+/// as many samples as connections made; `connect` shows each with its owner.
+#[test]
+fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
+    require_root();
+    let ns = NetNs::new("hs");
+    let port = unique_port();
+    const SLOW: u16 = 3;
+    const FAST: u16 = 5;
+    // Source ports 41000.. lose their first SYN only.
+    ns.nft(&format!(
+        "table inet firstsyn {{
+           set seen {{ type inet_service; flags dynamic, timeout; timeout 60s; }}
+           chain input {{
+             type filter hook input priority 0; policy accept;
+             tcp dport {port} tcp flags & (syn | ack) == syn tcp sport 41000-{} tcp sport != @seen add @seen {{ tcp sport }} drop
+           }}
+         }}",
+        41000 + SLOW - 1
+    ));
+    let rec = TempFile::new("hs");
+    let t = Tracer::start(&["record", "-o", rec.path(), "--port", &port.to_string()]);
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let latencies = ns.run("tt-hs", move || {
+        let l = TcpListener::bind(server).unwrap();
+        let mut lat = Vec::new();
+        for i in 0..(SLOW + FAST) {
+            let src = if i < SLOW { 41000 + i } else { 42000 + i };
+            let start = Instant::now();
+            let c = connect_from(format!("127.0.0.1:{src}").parse().unwrap(), server).unwrap();
+            lat.push(start.elapsed());
+            let _ = l.accept().unwrap();
+            drop(c);
+        }
+        lat
+    });
+    assert!(
+        latencies[..SLOW as usize]
+            .iter()
+            .all(|d| *d >= Duration::from_millis(900)),
+        "{latencies:?}"
+    );
+    t.stop();
+
+    let hist = replay(&rec, &["hist"]);
+    let d = hist
+        .iter()
+        .find(|r| r["key"] == format!("127.0.0.1:{port}"))
+        .unwrap_or_else(|| panic!("{hist:#?}"));
+    assert_eq!(d["count"], u64::from(SLOW + FAST), "{d:#}");
+    let buckets = d["buckets"].as_array().unwrap();
+    let count_in = |lo: u64, hi: u64| -> u64 {
+        buckets
+            .iter()
+            .filter(|b| b["lo_us"].as_u64().unwrap() >= lo && b["hi_us"].as_u64().unwrap() <= hi)
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum()
+    };
+    // About 1 s: the log2 buckets 0.5-1 s and 1-2 s.
+    assert_eq!(count_in(524_288, 2_097_151), u64::from(SLOW), "{d:#}");
+    // Under 10 ms: every bucket up to 8-16 ms.
+    assert_eq!(count_in(0, 16_383), u64::from(FAST), "{d:#}");
+    let max_ms = d["max_us"].as_u64().unwrap() / 1000;
+    assert!((900..1500).contains(&max_ms), "{d:#}");
+
+    let connects = replay(&rec, &["connect"]);
+    assert_eq!(connects.len(), usize::from(SLOW + FAST), "{connects:#?}");
+    for c in &connects {
+        assert_eq!(c["pid"], our_pid(), "{c}");
+        assert_eq!(c["comm"], "tt-hs", "{c}");
+        assert!(c["error"].is_null(), "{c}");
+        let us = c["latency_us"].as_u64().unwrap();
+        let slow = (41000..41000 + u64::from(SLOW)).contains(&c["lport"].as_u64().unwrap());
+        if slow {
+            assert!((900_000..1_500_000).contains(&us), "{c}");
+        } else {
+            assert!(us < 10_000, "{c}");
+        }
+    }
+}
+
+/// A connect to a closed port: ECONNREFUSED for the connecting thread, and
+/// the RST it received.
+#[test]
+fn refused_connect_reports_errno_and_received_reset() {
+    require_root();
+    let ns = NetNs::new("refused");
+    let port = unique_port();
+    let rec = TempFile::new("refused");
+    let t = Tracer::start(&["record", "-o", rec.path(), "--port", &port.to_string()]);
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let err = ns.run("tt-refused", move || {
+        TcpStream::connect(target).unwrap_err()
+    });
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    std::thread::sleep(Duration::from_millis(100));
+    t.stop();
+
+    let connects = replay(&rec, &["connect"]);
+    assert_eq!(connects.len(), 1, "{connects:#?}");
+    let c = &connects[0];
+    assert_eq!(c["error"], "ECONNREFUSED", "{c}");
+    assert!(c["latency_us"].is_null());
+    assert_eq!(
+        (c["pid"].as_u64(), c["comm"].as_str()),
+        (Some(our_pid()), Some("tt-refused"))
+    );
+    assert_eq!(c["rport"], port);
+
+    let resets = replay(&rec, &["resets"]);
+    let received: Vec<&Value> = resets
+        .iter()
+        .filter(|r| r["direction"] == "received")
+        .collect();
+    assert_eq!(received.len(), 1, "{resets:#?}");
+    assert_eq!(received[0]["comm"], "tt-refused");
+    assert_eq!(received[0]["rport"], port);
+    // The RST came from the kernel for a port with no socket.
+    let sent: Vec<&Value> = resets.iter().filter(|r| r["direction"] == "sent").collect();
+    assert_eq!(sent.len(), 1, "{resets:#?}");
+    assert_eq!(sent[0]["lport"], port);
+    assert_eq!(sent[0]["reason"], "NO_SOCKET");
+}
+
+/// With two ephemeral ports in the namespace and both in use, the third
+/// connect fails with EADDRNOTAVAIL, reported for its owner.
+#[test]
+fn exhausted_ephemeral_ports_report_eaddrnotavail() {
+    require_root();
+    let ns = NetNs::new("ports");
+    ns.sh(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_local_port_range=40000 40001",
+    ]);
+    let port = unique_port();
+    let rec = TempFile::new("ports");
+    let t = Tracer::start(&["record", "-o", rec.path(), "--port", &port.to_string()]);
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let err = ns.run("tt-ports", move || {
+        let l = TcpListener::bind(server).unwrap();
+        let a = TcpStream::connect(server).unwrap();
+        let b = TcpStream::connect(server).unwrap();
+        let e = TcpStream::connect(server).unwrap_err();
+        drop((a, b, l));
+        e
+    });
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
+    std::thread::sleep(Duration::from_millis(100));
+    t.stop();
+    let connects = replay(&rec, &["connect"]);
+    let failed: Vec<&Value> = connects.iter().filter(|c| !c["error"].is_null()).collect();
+    assert_eq!(failed.len(), 1, "{connects:#?}");
+    assert_eq!(failed[0]["error"], "EADDRNOTAVAIL");
+    assert_eq!(failed[0]["comm"], "tt-ports");
+    assert_eq!(failed[0]["pid"], our_pid());
+    assert_eq!(
+        connects.len(),
+        3,
+        "two successes and the failure: {connects:#?}"
+    );
+}
+
+/// `ss -tan` in the namespace: sockets per state for one port.
+fn ss_census(ns: &NetNs, port: u16) -> BTreeMap<String, u64> {
+    let out = ns.sh(&[
+        "ss",
+        "-Htan",
+        &format!("( sport = :{port} or dport = :{port} )"),
+    ]);
+    let mut c = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let state = match line.split_whitespace().next().unwrap() {
+            "ESTAB" => "ESTABLISHED",
+            "LISTEN" => "LISTEN",
+            "TIME-WAIT" => "TIME_WAIT",
+            "CLOSE-WAIT" => "CLOSE_WAIT",
+            "FIN-WAIT-1" => "FIN_WAIT1",
+            "FIN-WAIT-2" => "FIN_WAIT2",
+            "SYN-SENT" => "SYN_SENT",
+            "SYN-RECV" => "SYN_RECV",
+            "LAST-ACK" => "LAST_ACK",
+            "CLOSING" => "CLOSING",
+            other => panic!("unexpected ss state {other}"),
+        };
+        *c.entry(state.to_string()).or_default() += 1;
+    }
+    c
+}
+
+/// After a known workload, `top --json` shows the census the kernel shows.
+#[test]
+fn top_census_matches_ss() {
+    require_root();
+    let ns = NetNs::new("census");
+    let port = unique_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (keep_tx, keep_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (phase_tx, phase_rx) = std::sync::mpsc::channel::<()>();
+    let worker = ns.spawn("tt-census", move || {
+        // Before tcptrace starts: a listener and one established pair
+        // (found in /proc at start-up).
+        let l = TcpListener::bind(server).unwrap();
+        let early = TcpStream::connect(server).unwrap();
+        let (early_srv, _) = l.accept().unwrap();
+        ready_tx.send(()).unwrap();
+        phase_rx.recv().unwrap();
+        let mut keep = vec![early, early_srv];
+        // Two more established pairs.
+        for _ in 0..2 {
+            let c = TcpStream::connect(server).unwrap();
+            let (s, _) = l.accept().unwrap();
+            keep.extend([c, s]);
+        }
+        // Two half-closed by the client: FIN_WAIT2 / CLOSE_WAIT.
+        for _ in 0..2 {
+            let c = TcpStream::connect(server).unwrap();
+            let (s, _) = l.accept().unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            keep.extend([c, s]);
+        }
+        // Three closed by the client first: TIME_WAIT on the client side.
+        for _ in 0..3 {
+            let mut c = TcpStream::connect(server).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            c.write_all(b"x").unwrap();
+            drop(c);
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+        }
+        ready_tx.send(()).unwrap();
+        keep_rx.recv().unwrap();
+        drop((keep, l));
+    });
+    ready_rx.recv().unwrap();
+    let t = Tracer::start(&[
+        "top",
+        "--json",
+        "--interval",
+        "0.2",
+        "--port",
+        &port.to_string(),
+    ]);
+    phase_tx.send(()).unwrap();
+    ready_rx.recv().unwrap();
+    // Let the last transitions settle, then compare the next snapshots.
+    let mut kernel = BTreeMap::new();
+    let settled = wait_until(Duration::from_secs(5), || {
+        kernel = ss_census(&ns, port);
+        kernel.get("FIN_WAIT2") == Some(&2) && kernel.get("TIME_WAIT") == Some(&3)
+    });
+    assert!(settled, "workload did not settle: {kernel:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    let kernel = ss_census(&ns, port);
+    let recs = t.stop();
+    keep_tx.send(()).unwrap();
+    worker.join().unwrap();
+    let last = recs
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "top")
+        .expect("a top record");
+    let census: BTreeMap<String, u64> = last["census"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        census, kernel,
+        "tcptrace census vs ss -tan; last snapshot: {last:#}"
+    );
+    assert_eq!(kernel.get("ESTABLISHED"), Some(&6));
+    assert_eq!(kernel.get("CLOSE_WAIT"), Some(&2));
+    assert_eq!(kernel.get("LISTEN"), Some(&1));
+}
+
+/// `ss -ti` for one socket: (srtt, rttvar) in µs.
+fn ss_rtt(ns: &NetNs, lport: u16) -> Option<(f64, f64)> {
+    let out = ns.sh(&["ss", "-Htin", &format!("( sport = :{lport} )")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rtt = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rtt:"))?;
+    let (s, v) = rtt.split_once('/')?;
+    Some((
+        s.parse::<f64>().ok()? * 1000.0,
+        v.parse::<f64>().ok()? * 1000.0,
+    ))
+}
+
+/// A bulk flow's RTT histogram is populated, and its median is within the
+/// range `ss -ti` reports for that socket (srtt ± rttvar over the transfer,
+/// widened to the log2 bucket the median falls in).
+#[test]
+fn bulk_flow_rtt_matches_ss() {
+    require_root();
+    let ns = NetNs::new("rtt");
+    ns.small_segments();
+    let port = unique_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Tracer::start(&[
+        "top",
+        "--json",
+        "--rtt",
+        "--interval",
+        "0.5",
+        "--port",
+        &port.to_string(),
+    ]);
+    let (lport_tx, lport_rx) = std::sync::mpsc::channel();
+    let worker = ns.spawn("tt-bulk", move || {
+        let l = TcpListener::bind(server).unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut total = 0usize;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        });
+        let mut c = TcpStream::connect(server).unwrap();
+        lport_tx.send(c.local_addr().unwrap().port()).unwrap();
+        let chunk = vec![1u8; 64 << 10];
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            c.write_all(&chunk).unwrap();
+        }
+        drop(c);
+        reader.join().unwrap()
+    });
+    let lport = lport_rx.recv().unwrap();
+    let mut lo = f64::MAX;
+    let mut hi: f64 = 0.0;
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        if let Some((srtt, var)) = ss_rtt(&ns, lport) {
+            lo = lo.min(srtt - var);
+            hi = hi.max(srtt + var);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(worker.join().unwrap() > 0);
+    let recs = t.stop();
+    let flow = recs
+        .iter()
+        .rev()
+        .filter(|r| r["type"] == "top")
+        .flat_map(|r| r["flows"].as_array().unwrap().iter())
+        .find(|f| f["lport"] == lport && !f["rtt_us"].is_null())
+        .unwrap_or_else(|| panic!("no RTT for the bulk flow: {recs:#?}"));
+    let median = flow["rtt_us"].as_f64().unwrap();
+    // The median is reported as the upper bound of its log2 bucket.
+    let bucket = (median / 2.0, median);
+    assert!(lo <= hi, "ss reported no rtt for the socket");
+    assert!(
+        bucket.0 <= hi.max(1.0) && bucket.1 >= lo.max(0.0),
+        "median bucket {bucket:?} µs outside ss's srtt±rttvar range [{lo}, {hi}] µs"
+    );
+    eprintln!("rtt: tcptrace median bucket {bucket:?} µs, ss srtt±rttvar [{lo:.0}, {hi:.0}] µs");
+}
