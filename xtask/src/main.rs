@@ -208,7 +208,15 @@ fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
         c.current_dir(root_dir());
         c
     };
-    c.args(["test", "--package", "tests", "--", "--test-threads=1"]);
+    // Every privileged test binary runs even if an earlier one fails.
+    c.args([
+        "test",
+        "--package",
+        "tests",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]);
     if let Some(f) = &filter {
         c.arg(f);
     }
