@@ -185,6 +185,9 @@ pub struct TopArgs {
     /// Show each flow's smoothed RTT (costs a map update per received segment).
     #[arg(long)]
     pub rtt: bool,
+    /// Keep closed flows in the table this long.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    pub linger: Duration,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -130,15 +130,16 @@ fn build(v: &ViewCommand) -> (Box<dyn View>, &'static str) {
                 "TCP handshake latency"
             },
         ),
-        ViewCommand::Top(a) => (
-            Box::new(Top::new(
+        ViewCommand::Top(a) => {
+            let mut top = Top::new(
                 a.sort,
                 secs(a.interval),
                 a.limit,
                 !a.common.json && std::io::stdout().is_terminal(),
                 a.rtt,
-            )),
-            "TCP flows",
-        ),
+            );
+            top.linger_ns = secs(a.linger);
+            (Box::new(top), "TCP flows")
+        }
     }
 }

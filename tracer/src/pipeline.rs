@@ -21,7 +21,7 @@ pub struct Pipeline<'a> {
 impl<'a> Pipeline<'a> {
     pub fn new(view: &'a mut dyn View, out: Output, cx: Context, limit: Option<u64>) -> Self {
         Self {
-            engine: Engine::default(),
+            engine: Engine::new(view.engine_config()),
             view,
             out,
             cx,

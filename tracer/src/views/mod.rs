@@ -41,6 +41,10 @@ impl Context {
 pub trait View {
     /// The hooks this view needs.
     fn wants(&self) -> Wants;
+    /// Engine settings the view asks for.
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::default()
+    }
     /// The column header for text output, if any.
     fn text_header(&self) -> Option<String> {
         None

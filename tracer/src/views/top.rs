@@ -35,6 +35,8 @@ pub struct Top {
     /// Redraw in place (stdout is a terminal and text mode).
     pub redraw: bool,
     pub rtt: bool,
+    /// How long closed flows stay in the table.
+    pub linger_ns: u64,
     last_ns: Option<u64>,
 }
 
@@ -46,6 +48,7 @@ impl Top {
             limit,
             redraw,
             rtt,
+            linger_ns: crate::engine::Config::default().linger_ns,
             last_ns: None,
         }
     }
@@ -116,7 +119,14 @@ impl Top {
                         opt(f.rtt.as_ref().and_then(|r| r.median_us())),
                     );
                 }
-                out.buf.extend_from_slice(b"]}\n");
+                out.buf.extend_from_slice(b"],\"transitions\":{");
+                let mut matrix: Vec<_> = engine.matrix().iter().collect();
+                matrix.sort();
+                for (i, ((old, new), n)) in matrix.into_iter().enumerate() {
+                    let sep = if i > 0 { "," } else { "" };
+                    let _ = write!(out.buf, "{sep}\"{}->{}\":{n}", old.name(), new.name());
+                }
+                out.buf.extend_from_slice(b"}}\n");
             }
             Mode::Text => {
                 if self.redraw {
@@ -192,6 +202,13 @@ impl View for Top {
         }
     }
 
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config {
+            linger_ns: self.linger_ns,
+            ..crate::engine::Config::default()
+        }
+    }
+
     fn on_tick(&mut self, engine: &Engine, now_ns: u64, out: &mut Output, cx: &Context) -> bool {
         let last = *self.last_ns.get_or_insert(now_ns);
         if now_ns < last + self.interval_ns {
@@ -246,6 +263,7 @@ mod tests {
         assert_eq!(flows[0]["retrans"], 1);
         assert_eq!(flows[0]["handshake_us"], 1);
         assert_eq!(flows[0]["role"], "client");
+        assert_eq!(v["transitions"]["SYN_SENT->ESTABLISHED"], 2);
     }
 
     #[test]
