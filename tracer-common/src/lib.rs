@@ -190,15 +190,22 @@ pub struct KernelFilter {
     /// Transitions into or out of LISTEN always pass (they are rare and
     /// needed to attribute accepted sockets).
     pub ports: [u16; 4],
+    /// State transitions are sent only if bit `newstate` is set; 0 sends
+    /// all. Views that need transitions only to know owners (retransmits,
+    /// resets) skip the rest, which in a connection storm is most of them.
+    pub state_mask: u16,
+    pub _pad: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelFilter>() == 12);
+const _: () = assert!(core::mem::size_of::<KernelFilter>() == 16);
 
 impl KernelFilter {
     pub const ANY: Self = Self {
         family: 0,
         nports: 0,
         ports: [0; 4],
+        state_mask: 0,
+        _pad: 0,
     };
 }
 

@@ -38,6 +38,13 @@ fn filter() -> KernelFilter {
     unsafe { core::ptr::read_volatile(&FILTER) }
 }
 
+/// Whether a transition into `newstate` is wanted at all.
+#[inline(always)]
+pub fn wanted_state(newstate: u8) -> bool {
+    let mask = filter().state_mask;
+    mask == 0 || (newstate < 16 && mask & (1u16 << newstate) != 0)
+}
+
 /// Whether an event with this family and these ports passes the pre-filter.
 #[inline(always)]
 pub fn wanted(family: u16, sport: u16, dport: u16) -> bool {

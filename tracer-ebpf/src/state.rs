@@ -10,7 +10,10 @@ use tracer_common::{IPPROTO_TCP, TpOffsets, WireEvent, kind};
 
 use crate::{
     connect,
-    emit::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, addresses, field, new_event, submit, wanted},
+    emit::{
+        TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, addresses, field, new_event, submit, wanted,
+        wanted_state,
+    },
     rtt,
 };
 
@@ -38,7 +41,7 @@ fn try_state(ctx: &TracePointContext) -> Option<()> {
     let dport = field::<u16>(ctx, off.dport)?;
     let family = field::<u16>(ctx, off.family).unwrap_or(0);
     let listener = oldstate == TCP_LISTEN || newstate == TCP_LISTEN;
-    if !listener && !wanted(family, sport, dport) {
+    if !listener && !(wanted_state(newstate) && wanted(family, sport, dport)) {
         return None;
     }
     let skaddr = field::<u64>(ctx, off.skaddr)?;

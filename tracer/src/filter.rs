@@ -149,4 +149,16 @@ mod tests {
         assert_eq!(&k.ports[..2], &[80, 443]);
         assert_eq!(Filter::default().kernel(), KernelFilter::ANY);
     }
+
+    #[test]
+    fn owners_only_state_mask() {
+        use crate::hooks::Wants;
+        let w = Wants {
+            owners_only: true,
+            ..Wants::default()
+        };
+        // SYN_SENT=2, SYN_RECV=3, CLOSE=7, LISTEN=10.
+        assert_eq!(w.state_mask(), (1 << 2) | (1 << 3) | (1 << 7) | (1 << 10));
+        assert_eq!(Wants::FLOWS.state_mask(), 0);
+    }
 }

@@ -16,7 +16,10 @@ use aya::{
 };
 use tracer_common::{KernelFilter, TpOffsets, names};
 
-use crate::tracefs::{self, Format};
+use crate::{
+    event::TcpState,
+    tracefs::{self, Format},
+};
 pub use connect::ConnectPlan;
 
 /// The kernel programs, built by `tracer/build.rs`.
@@ -132,6 +135,9 @@ pub struct Wants {
     pub errors: bool,
     /// Per-socket RTT histograms from `tcp_probe` (costs per packet).
     pub rtt: bool,
+    /// State transitions are needed only to attribute owners: the kernel
+    /// sends only those into SYN_SENT, SYN_RECV, LISTEN and CLOSE.
+    pub owners_only: bool,
 }
 
 impl Wants {
@@ -142,7 +148,23 @@ impl Wants {
         resets: true,
         errors: true,
         rtt: false,
+        owners_only: false,
     };
+
+    /// The kernel's state mask for these wants (0: every transition).
+    pub fn state_mask(&self) -> u16 {
+        if !self.owners_only {
+            return 0;
+        }
+        [
+            TcpState::SynSent,
+            TcpState::SynRecv,
+            TcpState::Listen,
+            TcpState::Close,
+        ]
+        .iter()
+        .fold(0, |m, s| m | 1 << (*s as u16))
+    }
 }
 
 /// The outcome of one hook: attached, or why not.
@@ -184,7 +206,8 @@ pub struct Probe {
 
 impl Probe {
     /// Loads the object with `filter` and attaches what `wants` asks for.
-    pub fn load(filter: KernelFilter, wants: Wants) -> Result<Self> {
+    pub fn load(mut filter: KernelFilter, wants: Wants) -> Result<Self> {
+        filter.state_mask = wants.state_mask();
         if OBJECT.is_empty() {
             bail!(
                 "this tcptrace was built without its kernel programs (AYA_BUILD_SKIP was set); build it with `cargo xtask build`"

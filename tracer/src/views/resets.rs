@@ -21,6 +21,7 @@ impl View for Resets {
     fn wants(&self) -> Wants {
         Wants {
             resets: true,
+            owners_only: true,
             ..Wants::default()
         }
     }

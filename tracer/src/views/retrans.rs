@@ -21,6 +21,7 @@ impl View for Retrans {
     fn wants(&self) -> Wants {
         Wants {
             retrans: true,
+            owners_only: true,
             ..Wants::default()
         }
     }
