@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    ABSENT, KernelFilter, WireEvent,
+    ABSENT, KernelFilter, TpOffsets, WireEvent,
     ringbuf::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
 };
 
@@ -122,6 +122,37 @@ pub fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address; the offset comes from
     // this kernel's format file.
     unsafe { ctx.read_at::<T>(off as usize & 0x3ff).ok() }
+}
+
+/// A record of `kind` with the flow fields read from a tracepoint that uses
+/// the TCP tracepoints' names (sport, dport, family, saddr/daddr,
+/// saddr_v6/daddr_v6), or `None` when the pre-filter rejects it (unless
+/// `always`) or the ports are unreadable.
+#[inline(always)]
+pub fn flow_event(
+    ctx: &TracePointContext,
+    off: &TpOffsets,
+    kind: u8,
+    always: bool,
+) -> Option<WireEvent> {
+    let sport = field::<u16>(ctx, off.sport)?;
+    let dport = field::<u16>(ctx, off.dport)?;
+    let family = field::<u16>(ctx, off.family).unwrap_or(0);
+    if !always && !wanted(family, sport, dport) {
+        return None;
+    }
+    let mut ev = new_event(kind);
+    ev.sport = sport;
+    ev.dport = dport;
+    ev.family = family as u8;
+    addresses(
+        ctx,
+        &mut ev,
+        family,
+        (off.saddr, off.daddr),
+        (off.saddr_v6, off.daddr_v6),
+    );
+    Some(ev)
 }
 
 /// Reads the address pair of a TCP tracepoint into `ev`: the v4 fields for

@@ -9,7 +9,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{IPPROTO_TCP, TpOffsets, kind};
 
-use crate::emit::{addresses, field, new_event, submit, wanted};
+use crate::emit::{field, flow_event, submit};
 
 #[unsafe(no_mangle)]
 static ERROR_TP: TpOffsets = TpOffsets::ABSENT;
@@ -26,24 +26,8 @@ fn try_error(ctx: &TracePointContext) -> Option<()> {
     if field::<u16>(ctx, off.protocol)? != IPPROTO_TCP {
         return None;
     }
-    let sport = field::<u16>(ctx, off.sport)?;
-    let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
-    if !wanted(family, sport, dport) {
-        return None;
-    }
-    let mut ev = new_event(kind::SOCK_ERROR);
-    ev.sport = sport;
-    ev.dport = dport;
-    ev.family = family as u8;
+    let mut ev = flow_event(ctx, &off, kind::SOCK_ERROR, false)?;
     ev.ret = field::<i32>(ctx, off.error)?;
-    addresses(
-        ctx,
-        &mut ev,
-        family,
-        (off.saddr, off.daddr),
-        (off.saddr_v6, off.daddr_v6),
-    );
     submit(&ev);
     Some(())
 }

@@ -12,7 +12,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{AF_INET, AF_INET6, TpOffsets, WireEvent, kind};
 
-use crate::emit::{addresses, field, new_event, submit, wanted};
+use crate::emit::{field, flow_event, new_event, submit, wanted};
 
 #[unsafe(no_mangle)]
 static SEND_RESET_TP: TpOffsets = TpOffsets::ABSENT;
@@ -50,27 +50,19 @@ fn try_send(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: a plain global that user space rewrites before load.
     let off = unsafe { core::ptr::read_volatile(&SEND_RESET_TP) };
     let mut ev: WireEvent = new_event(kind::RESET_SENT);
-    let family;
-    if let Some((f, sport)) = sockaddr(ctx, off.sa_saddr, &mut ev.saddr) {
+    let family = if let Some((f, sport)) = sockaddr(ctx, off.sa_saddr, &mut ev.saddr) {
         let (_, dport) = sockaddr(ctx, off.sa_daddr, &mut ev.daddr)?;
-        family = f;
+        if !wanted(f, sport, dport) {
+            return None;
+        }
         ev.sport = sport;
         ev.dport = dport;
+        f
     } else {
-        family = field::<u16>(ctx, off.family).unwrap_or(0);
-        ev.sport = field::<u16>(ctx, off.sport)?;
-        ev.dport = field::<u16>(ctx, off.dport)?;
-        addresses(
-            ctx,
-            &mut ev,
-            family,
-            (off.saddr, off.daddr),
-            (off.saddr_v6, off.daddr_v6),
-        );
-    }
-    if !wanted(family, ev.sport, ev.dport) {
-        return None;
-    }
+        // Older kernels: ports and addresses as in the other TCP tracepoints.
+        ev = flow_event(ctx, &off, kind::RESET_SENT, false)?;
+        u16::from(ev.family)
+    };
     ev.family = family as u8;
     ev.skaddr = field::<u64>(ctx, off.skaddr).unwrap_or(0);
     ev.newstate = field::<i32>(ctx, off.newstate).unwrap_or(0) as u8;
@@ -82,24 +74,8 @@ fn try_send(ctx: &TracePointContext) -> Option<()> {
 fn try_recv(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: a plain global that user space rewrites before load.
     let off = unsafe { core::ptr::read_volatile(&RECV_RESET_TP) };
-    let sport = field::<u16>(ctx, off.sport)?;
-    let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
-    if !wanted(family, sport, dport) {
-        return None;
-    }
-    let mut ev = new_event(kind::RESET_RECV);
+    let mut ev = flow_event(ctx, &off, kind::RESET_RECV, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
-    ev.sport = sport;
-    ev.dport = dport;
-    ev.family = family as u8;
-    addresses(
-        ctx,
-        &mut ev,
-        family,
-        (off.saddr, off.daddr),
-        (off.saddr_v6, off.daddr_v6),
-    );
     submit(&ev);
     Some(())
 }

@@ -12,7 +12,7 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{ABSENT, SkbSegsOffset, TpOffsets, kind};
 
-use crate::emit::{TCP_SYN_RECV, addresses, field, new_event, submit, wanted};
+use crate::emit::{TCP_SYN_RECV, field, flow_event, submit};
 
 #[unsafe(no_mangle)]
 static RETRANS_TP: TpOffsets = TpOffsets::ABSENT;
@@ -63,13 +63,7 @@ fn try_retrans(ctx: &TracePointContext, off: &TpOffsets, k: u8) -> Option<()> {
         // Nothing left the host; the kernel's RetransSegs does not count it.
         return None;
     }
-    let sport = field::<u16>(ctx, off.sport)?;
-    let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
-    if !wanted(family, sport, dport) {
-        return None;
-    }
-    let mut ev = new_event(k);
+    let mut ev = flow_event(ctx, off, k, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
     if k == kind::RETRANS_SYNACK {
         ev.newstate = TCP_SYN_RECV;
@@ -78,16 +72,6 @@ fn try_retrans(ctx: &TracePointContext, off: &TpOffsets, k: u8) -> Option<()> {
         ev.newstate = field::<i32>(ctx, off.newstate).unwrap_or(0) as u8;
         ev.ret = segments(ctx, off);
     }
-    ev.sport = sport;
-    ev.dport = dport;
-    ev.family = family as u8;
-    addresses(
-        ctx,
-        &mut ev,
-        family,
-        (off.saddr, off.daddr),
-        (off.saddr_v6, off.daddr_v6),
-    );
     submit(&ev);
     Some(())
 }

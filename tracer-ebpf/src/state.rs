@@ -10,10 +10,7 @@ use tracer_common::{IPPROTO_TCP, TpOffsets, WireEvent, kind};
 
 use crate::{
     connect,
-    emit::{
-        TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, addresses, field, new_event, submit, wanted,
-        wanted_state,
-    },
+    emit::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, field, flow_event, submit, wanted_state},
     rtt,
 };
 
@@ -37,13 +34,11 @@ fn try_state(ctx: &TracePointContext) -> Option<()> {
     }
     let oldstate = field::<i32>(ctx, off.oldstate)? as u8;
     let newstate = field::<i32>(ctx, off.newstate)? as u8;
-    let sport = field::<u16>(ctx, off.sport)?;
-    let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
     let listener = oldstate == TCP_LISTEN || newstate == TCP_LISTEN;
-    if !listener && !(wanted_state(newstate) && wanted(family, sport, dport)) {
+    if !listener && !wanted_state(newstate) {
         return None;
     }
+    let mut ev: WireEvent = flow_event(ctx, &off, kind::STATE, listener)?;
     let skaddr = field::<u64>(ctx, off.skaddr)?;
     if newstate == TCP_SYN_SENT {
         // In process context of connect(): tell a pending connect its socket.
@@ -54,20 +49,9 @@ fn try_state(ctx: &TracePointContext) -> Option<()> {
         // histogram starts empty.
         rtt::forget(skaddr);
     }
-    let mut ev: WireEvent = new_event(kind::STATE);
     ev.skaddr = skaddr;
     ev.oldstate = oldstate;
     ev.newstate = newstate;
-    ev.sport = sport;
-    ev.dport = dport;
-    ev.family = family as u8;
-    addresses(
-        ctx,
-        &mut ev,
-        family,
-        (off.saddr, off.daddr),
-        (off.saddr_v6, off.daddr_v6),
-    );
     submit(&ev);
     Some(())
 }
