@@ -10,6 +10,14 @@ use std::{
 use serde_json::Value;
 use tests::{NetNs, Tracer, our_pid, require_root, tracer::of_type, unique_port, wait_until};
 
+/// Events tcptrace reported lost (ring full, or skipped by the kernel).
+fn lost_count(recs: &[Value]) -> u64 {
+    of_type(recs, "lost")
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
 /// Drops `percent` % of segments to and from `port` in the input hook (an
 /// output-hook drop is a local error, not a retransmission).
 fn random_drop(ns: &NetNs, port: u16, percent: u32) {
@@ -84,7 +92,7 @@ fn random_loss_retransmits_match_kernel_counter() {
     );
     let kernel = ns.counter("Tcp", "RetransSegs") - before;
     let recs = t.stop();
-    assert!(of_type(&recs, "lost").is_empty(), "lost events: {recs:?}");
+    let lost = lost_count(&recs);
     let rt: Vec<&Value> = of_type(&recs, "retrans");
     assert!(kernel > 0, "8 % loss produced no retransmission at all");
     // The kernel counts segments; a retransmitted buffer may hold several
@@ -94,12 +102,23 @@ fn random_loss_retransmits_match_kernel_counter() {
         .iter()
         .map(|r| r["segs"].as_u64().expect("segs known here"))
         .sum();
-    assert_eq!(
-        segs,
-        kernel,
-        "tcptrace saw {segs} retransmitted segments in {} records, the namespace's RetransSegs grew by {kernel}",
-        rt.len()
-    );
+    if lost == 0 {
+        assert_eq!(
+            segs,
+            kernel,
+            "tcptrace saw {segs} retransmitted segments in {} records, the namespace's RetransSegs grew by {kernel}",
+            rt.len()
+        );
+    } else {
+        // The kernel skipped some events (our program was already running
+        // on that CPU) and tcptrace said so: what is missing is what it
+        // reported lost, each a buffer of one or two segments.
+        let missing = kernel - segs.min(kernel);
+        assert!(
+            segs <= kernel && missing <= 2 * lost,
+            "segs {segs}, kernel {kernel}, reported lost {lost}"
+        );
+    }
     for r in &rt {
         assert_eq!(r["family"], "ipv4");
         assert_eq!(r["pid"], our_pid(), "{r}");

@@ -56,6 +56,8 @@ struct Source {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
+    /// Kernel recursion misses at start-up and reported so far.
+    nested_seen: u64,
     rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
     decode_errors: u64,
 }
@@ -81,6 +83,7 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             .context("watching the ring buffer")?,
         lost: probe.take_lost()?,
         lost_seen: 0,
+        nested_seen: hooks::nested_misses(&probe),
         rtt: if wants.rtt {
             Some(probe.take_rtt()?)
         } else {
@@ -135,7 +138,7 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
         drain(&mut src, &mut p);
         if ticks >= SLOW_EVERY_TICKS {
             ticks = 0;
-            check_lost(&mut src, &mut p);
+            check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
         }
         p.tick(Clock::monotonic_now());
@@ -147,7 +150,7 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     if !p.done() {
         drain(&mut src, &mut p);
     }
-    check_lost(&mut src, &mut p);
+    check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);
     if src.decode_errors > 0 {
         eprintln!(
@@ -185,28 +188,44 @@ fn drain(src: &mut Source, p: &mut Pipeline<'_>) {
     p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
 }
 
-/// Reports events the kernel could not queue since the last look.
-fn check_lost(src: &mut Source, p: &mut Pipeline<'_>) {
+/// Reports events lost since the last look: those the kernel could not
+/// queue (ring full) and those it skipped because one of our programs was
+/// already running on that CPU.
+fn check_lost(src: &mut Source, p: &mut Pipeline<'_>, probe: &Probe) {
     let total = hooks::lost_total(&src.lost);
-    if total <= src.lost_seen {
-        return;
-    }
-    let n = total - src.lost_seen;
-    src.lost_seen = total;
-    match p.out.mode {
-        Mode::Json => {
-            format::lost_json(
-                &mut p.out.buf,
-                &p.cx.clock,
-                Clock::monotonic_now(),
-                n,
-                "kernel",
-            );
-            p.out.flush_blocking();
-        }
-        Mode::Text => eprintln!(
-            "tcptrace: warning: lost {n} events: the kernel ring buffer was full (the reader fell behind)"
+    let full = total.saturating_sub(src.lost_seen);
+    src.lost_seen = src.lost_seen.max(total);
+    let nested_total = hooks::nested_misses(probe);
+    let nested = nested_total.saturating_sub(src.nested_seen);
+    src.nested_seen = src.nested_seen.max(nested_total);
+    for (n, source, why) in [
+        (
+            full,
+            "kernel",
+            "the kernel ring buffer was full (the reader fell behind)",
         ),
+        (
+            nested,
+            "kernel-nested",
+            "the kernel skipped them while our program was already running on that CPU",
+        ),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        match p.out.mode {
+            Mode::Json => {
+                format::lost_json(
+                    &mut p.out.buf,
+                    &p.cx.clock,
+                    Clock::monotonic_now(),
+                    n,
+                    source,
+                );
+                p.out.flush_blocking();
+            }
+            Mode::Text => eprintln!("tcptrace: warning: lost {n} events: {why}"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! accepts).
 
 pub mod connect;
+mod misses;
 mod privileges;
 
 use std::path::PathBuf;
@@ -333,6 +334,12 @@ impl Probe {
             .context("the object has no LOST map")?;
         Ok(PerCpuArray::try_from(map)?)
     }
+}
+
+/// Events the kernel skipped because one of our programs was already
+/// running on that CPU (see [`misses`]).
+pub fn nested_misses(probe: &Probe) -> u64 {
+    misses::recursion_misses(&probe.bpf)
 }
 
 /// Sums the per-CPU lost counter.
