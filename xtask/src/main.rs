@@ -3,6 +3,7 @@
 //! `build`, `run` and `test` run `setup` first when something it installs is
 //! missing, so a fresh machine needs nothing but cargo.
 
+mod bench;
 mod setup;
 
 use std::{
@@ -49,6 +50,12 @@ enum Task {
     },
     /// cargo fmt --check and clippy (user space and kernel crate).
     Lint,
+    /// Benchmarks against no tracer, bpftrace and libbpf-tools (as root);
+    /// writes BENCHMARKS.md and bench/results.json.
+    Bench(bench::Opts),
+    /// A benchmark workload (used by `bench`).
+    #[command(hide = true, subcommand)]
+    BenchWorker(bench::worker::Work),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +84,11 @@ fn run(task: Task) -> Result<()> {
             setup::run(false)?;
             lint()
         }
+        Task::Bench(opts) => {
+            let bin = build(true)?;
+            bench::run(opts, &root_dir(), bin)
+        }
+        Task::BenchWorker(w) => bench::worker::run(w),
     }
 }
 
