@@ -12,7 +12,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
-    time::{Instant, MissedTickBehavior, interval, sleep_until},
+    time::{Instant, sleep, sleep_until},
 };
 use tracer_common::RttHist;
 
@@ -30,10 +30,14 @@ use crate::{
     wire,
 };
 
-/// How often the ring is drained when nothing forces a wakeup.
+/// How often the ring is drained while events flow and nothing forces a
+/// wakeup.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
-/// How often (in drain ticks) the lost counter and the RTT map are read.
-const SLOW_EVERY_TICKS: u32 = 100;
+/// The longest wait when the ring stays empty: each empty drain doubles the
+/// wait up to this, so an idle agent wakes 5 times a second, not 100.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How often the lost counters and the RTT map are read.
+const SLOW_EVERY: Duration = Duration::from_secs(1);
 /// Records drained before output is handed over.
 const BATCH: usize = 4096;
 
@@ -124,20 +128,23 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = opts.duration.map(|d| Instant::now() + d);
-    let mut tick = interval(DRAIN_EVERY);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut ticks = 0u32;
+    let mut wait = DRAIN_EVERY;
+    let mut slow_at = Instant::now() + SLOW_EVERY;
     loop {
         tokio::select! {
-            _ = tick.tick() => { ticks += 1; }
+            _ = sleep(wait) => {}
             r = src.ring.readable_mut() => { r?.clear_ready(); }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
-        drain(&mut src, &mut p);
-        if ticks >= SLOW_EVERY_TICKS {
-            ticks = 0;
+        wait = if drain(&mut src, &mut p) == 0 {
+            (wait * 2).min(IDLE_WAIT)
+        } else {
+            DRAIN_EVERY
+        };
+        if Instant::now() >= slow_at {
+            slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
         }
@@ -168,8 +175,9 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Drains everything in the ring, handing output over every [`BATCH`].
-fn drain(src: &mut Source, p: &mut Pipeline<'_>) {
+/// Drains everything in the ring, handing output over every [`BATCH`];
+/// returns how many records it read.
+fn drain(src: &mut Source, p: &mut Pipeline<'_>) -> usize {
     let ring = src.ring.get_mut();
     let mut n = 0;
     while !p.done() {
@@ -186,6 +194,7 @@ fn drain(src: &mut Source, p: &mut Pipeline<'_>) {
         }
     }
     p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
+    n
 }
 
 /// Reports events lost since the last look: those the kernel could not

@@ -255,6 +255,9 @@ impl Probe {
             Err("not wanted".into())
         };
         let mut loader = EbpfLoader::new();
+        // The programs need no CO-RE relocation: skip parsing the kernel's
+        // BTF at load (a large part of start-up time).
+        loader.btf(None);
         let segs_off = if wants.retrans {
             skb_segs_offset()
         } else {

@@ -248,7 +248,10 @@ impl Running {
                 break;
             }
             if Instant::now() > deadline && !killed {
-                eprintln!("bench: {} did not stop within 60 s of SIGINT; killing it", self.cfg.name);
+                eprintln!(
+                    "bench: {} did not stop within 60 s of SIGINT; killing it",
+                    self.cfg.name
+                );
                 let _ = self.child.kill();
                 killed = true;
             }
@@ -265,7 +268,8 @@ impl Running {
             cpu_secs: (total - self.cpu_at_ready).max(0.0),
             events: self.cfg.counts_events.then_some(events),
             lost,
-            rss_peak_kb: rss_peak_kb.max(ru.ru_maxrss as u64),
+            // Not ru_maxrss: it counts pages shared with the harness before exec.
+            rss_peak_kb,
             rss_kb,
         })
     }
