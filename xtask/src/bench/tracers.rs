@@ -1,10 +1,13 @@
-//! The configurations under test: no tracer, tcptrace views, bpftrace peer
-//! scripts, libbpf-tools `tcpstates`. Each runs as a child writing to a
-//! tmpfs file; its CPU time after start-up, peak and final RSS, events seen
-//! and events lost are read when it stops.
+//! One configuration running as a child process: started and waited for
+//! until its programs are attached, then, after the workload, left to drain,
+//! sampled (CPU, wakeups, RSS) and stopped with SIGINT. Its output goes to a
+//! tmpfs file (like /dev/null it never blocks, unlike /dev/null it can be
+//! counted) and is counted once it has exited.
 
 use std::{
+    collections::BTreeMap,
     fs,
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command},
     time::{Duration, Instant},
@@ -12,167 +15,110 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-/// What runs.
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    None,
-    /// tcptrace with these arguments (the workload's `--port` is added).
-    Tcptrace(&'static [&'static str]),
-    /// bpftrace with this script under bench/peers (port as `$1`).
-    Bpftrace(&'static str),
-    /// libbpf-tools tcpstates (no port filter: its -L/-D filters AND).
-    Tcpstates,
+use super::{
+    configs::{Config, Kind, Watch},
+    host,
+};
+
+/// Where the programs under test are.
+pub struct Tools {
+    pub tcptrace: PathBuf,
+    pub tcpstates: PathBuf,
+    /// `bench/peers`.
+    pub peers: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Config {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// Whether its output lines are events (stream views and peers).
-    pub counts_events: bool,
-}
-
-/// Every configuration; workloads pick theirs by name.
-pub const CONFIGS: &[Config] = &[
-    Config {
-        name: "none",
-        kind: Kind::None,
-        counts_events: false,
-    },
-    Config {
-        name: "tcptrace states",
-        kind: Kind::Tcptrace(&["states"]),
-        counts_events: true,
-    },
-    Config {
-        name: "tcptrace states --json",
-        kind: Kind::Tcptrace(&["states", "--json"]),
-        counts_events: true,
-    },
-    Config {
-        name: "tcptrace retrans",
-        kind: Kind::Tcptrace(&["retrans"]),
-        counts_events: true,
-    },
-    Config {
-        name: "tcptrace retrans --json",
-        kind: Kind::Tcptrace(&["retrans", "--json"]),
-        counts_events: true,
-    },
-    Config {
-        name: "tcptrace connect --json",
-        kind: Kind::Tcptrace(&["connect", "--json"]),
-        counts_events: false,
-    },
-    Config {
-        name: "tcptrace top --json",
-        kind: Kind::Tcptrace(&["top", "--json"]),
-        counts_events: false,
-    },
-    Config {
-        name: "bpftrace states count",
-        kind: Kind::Bpftrace("states-count.bt"),
-        counts_events: true,
-    },
-    Config {
-        name: "bpftrace states printf",
-        kind: Kind::Bpftrace("states-printf.bt"),
-        counts_events: true,
-    },
-    Config {
-        name: "bpftrace retrans count",
-        kind: Kind::Bpftrace("retrans-count.bt"),
-        counts_events: true,
-    },
-    Config {
-        name: "bpftrace retrans printf",
-        kind: Kind::Bpftrace("retrans-printf.bt"),
-        counts_events: true,
-    },
-    Config {
-        name: "libbpf-tools tcpstates",
-        kind: Kind::Tcpstates,
-        counts_events: true,
-    },
-];
-
-pub fn config(name: &str) -> Config {
-    *CONFIGS
-        .iter()
-        .find(|c| c.name == name)
-        .expect("known configuration")
-}
-
-/// A started tracer.
+/// A started configuration.
 pub struct Running {
     child: Child,
-    cfg: Config,
+    cfg: &'static Config,
+    port: u16,
     out: PathBuf,
     err: PathBuf,
-    cpu_at_ready: f64,
+    /// When it was spawned.
     pub started: Instant,
+    /// From spawn to attached.
     pub ready_after: Duration,
+    attached_at: Instant,
+    cpu_at_ready: u64,
+    switches_at_ready: u64,
 }
 
-/// What a tracer did during the workload.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a configuration did during one run.
+#[derive(Clone, Debug, Default)]
 pub struct Sample {
+    /// CPU seconds (user + system, all threads) from attached to drained:
+    /// start-up and exit are left out.
     pub cpu_secs: f64,
+    /// Wall-clock seconds of that span.
+    pub wall_secs: f64,
+    /// CPU seconds of the whole process (wait4), start-up and exit included.
+    pub cpu_total_secs: f64,
+    /// Context switches over the sampled span.
+    pub wakeups: u64,
+    /// Output events counted (only for configurations that print one per
+    /// event, or count in the kernel).
     pub events: Option<u64>,
-    pub lost: u64,
+    /// Retransmissions: the segments they held (tcptrace's `segs`, the
+    /// peers' `tcp_gso_segs`), the unit of `RetransSegs`.
+    pub segs: Option<u64>,
+    /// Events the tool itself reported lost, by its reason.
+    pub lost_by: BTreeMap<String, u64>,
     pub rss_peak_kb: u64,
     pub rss_kb: u64,
+    pub ready_ms: f64,
+    /// It ignored SIGINT for 20 s and was killed (its count may be short).
+    pub killed: bool,
 }
 
-fn ticks_per_sec() -> f64 {
-    // SAFETY: no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+impl Sample {
+    pub fn lost(&self) -> u64 {
+        self.lost_by.values().sum()
+    }
 }
 
-/// utime + stime of a live process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 of stat; index 11 and 12 after the comm.
-    (t(11) + t(12)) / ticks_per_sec()
-}
-
-fn status_kb(pid: u32, key: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+/// Whether a process holds an fd whose link target contains `what`, and how
+/// many.
+fn fds(pid: u32, what: &str) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| fs::read_link(e.path()).ok())
+                .filter(|l| l.to_string_lossy().contains(what))
+                .count()
         })
         .unwrap_or(0)
 }
 
+fn text(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+fn file_len(p: &Path) -> u64 {
+    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
 impl Running {
-    /// Starts `cfg` watching `port`; `None` for the baseline.
-    pub fn start(cfg: Config, port: u16, tcptrace: &Path, root: &Path) -> Result<Option<Self>> {
+    /// Starts `cfg` watching `port` and waits until it is attached; `None`
+    /// for the baseline.
+    pub fn start(cfg: &'static Config, port: u16, tools: &Tools) -> Result<Option<Self>> {
         let mut cmd = match cfg.kind {
             Kind::None => return Ok(None),
             Kind::Tcptrace(args) => {
-                let mut c = Command::new(tcptrace);
+                let mut c = Command::new(&tools.tcptrace);
                 c.args(args).args(["--port", &port.to_string()]);
                 c
             }
             Kind::Bpftrace(script) => {
                 let mut c = Command::new("bpftrace");
-                c.arg(root.join("bench/peers").join(script))
-                    .arg(port.to_string());
+                c.arg(tools.peers.join(script)).arg(port.to_string());
                 c
             }
-            Kind::Tcpstates => Command::new("tcpstates"),
+            Kind::Tcpstates => Command::new(&tools.tcpstates),
         };
         let tag = cfg.name.replace([' ', '-'], "_");
-        let out = PathBuf::from(format!("/dev/shm/ttbench-{tag}.out"));
-        let err = PathBuf::from(format!("/dev/shm/ttbench-{tag}.err"));
+        let out = PathBuf::from(format!("/dev/shm/ttbench-{}-{tag}.out", std::process::id()));
+        let err = out.with_extension("err");
         let started = Instant::now();
         let child = cmd
             .stdout(fs::File::create(&out)?)
@@ -182,145 +128,250 @@ impl Running {
         let mut r = Self {
             child,
             cfg,
+            port,
             out,
             err,
-            cpu_at_ready: 0.0,
             started,
             ready_after: Duration::ZERO,
+            attached_at: started,
+            cpu_at_ready: 0,
+            switches_at_ready: 0,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !r.ready() {
+        let deadline = started + Duration::from_secs(30);
+        let mut announced: Option<Instant> = None;
+        while !r.ready(&mut announced) {
             if Instant::now() > deadline || r.child.try_wait()?.is_some() {
-                let err = fs::read_to_string(&r.err).unwrap_or_default();
                 let _ = r.child.kill();
                 let _ = r.child.wait();
-                bail!("{} did not start: {err}", cfg.name);
+                bail!("{} did not start: {}", cfg.name, text(&r.err).trim());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        r.ready_after = started.elapsed();
-        r.cpu_at_ready = cpu_secs(r.child.id());
+        r.attached_at = Instant::now();
+        r.ready_after = r.attached_at - started;
+        r.cpu_at_ready = host::cpu_ns(r.child.id());
+        r.switches_at_ready = host::switches(r.child.id());
         Ok(Some(r))
     }
 
-    fn ready(&self) -> bool {
-        let text = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+    /// Whether the programs are attached. Each tool says so differently.
+    fn ready(&self, announced: &mut Option<Instant>) -> bool {
+        let pid = self.child.id();
         match self.cfg.kind {
             Kind::None => true,
-            Kind::Tcptrace(_) => text(&self.err).contains("watching"),
-            Kind::Bpftrace(_) => text(&self.out).contains("Attaching"),
-            // Its stdout is block-buffered into the file: give it the time
-            // its start-up takes here instead.
-            Kind::Tcpstates => self.started.elapsed() > Duration::from_millis(1500),
+            // Printed once every program is attached.
+            Kind::Tcptrace(_) => text(&self.err).contains("tcptrace: watching"),
+            // bpftrace prints "Attaching N probes..." *before* attaching,
+            // after opening one perf buffer per CPU; each attached
+            // tracepoint then adds a perf event fd.
+            Kind::Bpftrace(_) => {
+                let out = text(&self.out);
+                let Some(n) = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Attaching "))
+                    .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+                else {
+                    return false;
+                };
+                let seen = *announced.get_or_insert_with(Instant::now);
+                // SAFETY: no preconditions.
+                let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as usize;
+                fds(pid, "[perf_event]") >= cpus + n || seen.elapsed() > Duration::from_millis(500)
+            }
+            // tcpstates sets up its perf buffer (and its epoll fd) right
+            // after attaching; its stdout is block-buffered, so its header
+            // cannot tell us.
+            Kind::Tcpstates => fds(pid, "[eventpoll]") > 0,
         }
     }
 
-    /// The first line of output after the ready marker, if any yet.
+    /// Whether it has printed an event yet (for the time to first event).
     pub fn has_event(&self) -> bool {
-        let text = fs::read_to_string(&self.out).unwrap_or_default();
-        match self.cfg.kind {
-            Kind::Tcptrace(args) if args.contains(&"--json") => text.lines().next().is_some(),
-            _ => text.lines().nth(1).is_some(),
+        let t = text(&self.out);
+        t.lines()
+            .any(|l| l.starts_with("{\"type\":\"state\"") || l.starts_with("{\"type\":\"retrans\""))
+    }
+
+    /// Waits until its output has not grown for 200 ms (at most 30 s), so
+    /// the sample covers draining everything the workload made.
+    fn quiesce(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut len = file_len(&self.out);
+        let mut still_since = Instant::now();
+        while Instant::now() < deadline && still_since.elapsed() < Duration::from_millis(200) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = file_len(&self.out);
+            if now != len {
+                len = now;
+                still_since = Instant::now();
+            }
         }
     }
 
-    /// Stops the tracer (SIGINT, so it flushes) and reads what it did.
+    /// Lets it drain, samples it, stops it (SIGINT, so it flushes) and
+    /// counts what it printed.
     pub fn stop(mut self) -> Result<Sample> {
+        self.quiesce();
         let pid = self.child.id();
-        let rss_peak_kb = status_kb(pid, "VmHWM:");
-        let rss_kb = status_kb(pid, "VmRSS:");
+        let mut s = Sample {
+            cpu_secs: host::cpu_ns(pid).saturating_sub(self.cpu_at_ready) as f64 / 1e9,
+            wall_secs: self.attached_at.elapsed().as_secs_f64(),
+            wakeups: host::switches(pid).saturating_sub(self.switches_at_ready),
+            rss_peak_kb: host::status_kb(pid, "VmHWM:"),
+            rss_kb: host::status_kb(pid, "VmRSS:"),
+            ready_ms: self.ready_after.as_secs_f64() * 1e3,
+            ..Sample::default()
+        };
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGINT,
         );
-        // wait4 for the child's whole CPU time, final drain included.
         let mut status = 0;
-        // SAFETY: zeroed rusage is a valid out-parameter.
+        // SAFETY: a zeroed rusage is a valid out-parameter.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // A printf peer may still be writing out its backlog: give it time,
-        // then stop it hard (its count is then what it had written).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut killed = false;
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            // SAFETY: valid pointers; WNOHANG polls.
+            // SAFETY: valid pointers; WNOHANG only polls.
             let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut ru) };
-            if r == pid as i32 {
+            if r == pid as i32 || r < 0 {
                 break;
             }
-            if Instant::now() > deadline && !killed {
+            if Instant::now() > deadline && !s.killed {
                 eprintln!(
-                    "bench: {} did not stop within 60 s of SIGINT; killing it",
+                    "bench: {} did not stop within 20 s of SIGINT; killing it",
                     self.cfg.name
                 );
                 let _ = self.child.kill();
-                killed = true;
+                s.killed = true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        let total = tv(ru.ru_utime) + tv(ru.ru_stime);
-        let out = fs::read_to_string(&self.out).unwrap_or_default();
-        let err = fs::read_to_string(&self.err).unwrap_or_default();
+        s.cpu_total_secs = tv(ru.ru_utime) + tv(ru.ru_stime);
+        self.count(&mut s)?;
         let _ = fs::remove_file(&self.out);
         let _ = fs::remove_file(&self.err);
-        let (events, lost) = self.count(&out, &err);
-        Ok(Sample {
-            cpu_secs: (total - self.cpu_at_ready).max(0.0),
-            events: self.cfg.counts_events.then_some(events),
-            lost,
-            // Not ru_maxrss: it counts pages shared with the harness before exec.
-            rss_peak_kb,
-            rss_kb,
-        })
+        Ok(s)
     }
 
-    fn count(&self, out: &str, err: &str) -> (u64, u64) {
-        // "lost N events" in any tool's stderr.
-        let text_lost: u64 = err
+    fn count(&self, s: &mut Sample) -> Result<()> {
+        let lines = BufReader::new(fs::File::open(&self.out)?)
             .lines()
-            .filter_map(|l| {
-                let i = l.find("lost ")?;
-                l[i + 5..].split_whitespace().next()?.parse::<u64>().ok()
-            })
-            .sum();
-        match self.cfg.kind {
-            Kind::None => (0, 0),
-            Kind::Tcptrace(args) if args.contains(&"--json") => {
-                let mut events = 0;
-                let mut lost = 0;
-                for l in out.lines() {
-                    if l.starts_with("{\"type\":\"lost\"") {
-                        lost += serde_json::from_str::<serde_json::Value>(l)
-                            .ok()
-                            .and_then(|v| v["count"].as_u64())
-                            .unwrap_or(0);
-                    } else {
-                        events += 1;
-                    }
-                }
-                (events, lost)
+            .map_while(Result::ok);
+        let err = text(&self.err);
+        let mut events = 0u64;
+        let mut segs = 0u64;
+        let mut lost = |why: &str, n: u64| {
+            if n > 0 {
+                *s.lost_by.entry(why.to_string()).or_default() += n;
             }
-            // Text: a header line, then one line per event.
-            Kind::Tcptrace(_) | Kind::Tcpstates => {
-                (out.lines().count().saturating_sub(1) as u64, text_lost)
-            }
-            Kind::Bpftrace(script) if script.ends_with("count.bt") => {
-                let n = out
-                    .lines()
-                    .find_map(|l| l.strip_prefix("@events: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                (n, 0)
-            }
-            Kind::Bpftrace(_) => {
-                let n = out
-                    .lines()
-                    .skip_while(|l| !l.starts_with("Attaching"))
-                    .skip(1)
-                    .filter(|l| !l.trim().is_empty())
-                    .count() as u64;
-                (n, text_lost)
+        };
+        // "lost N events: why" (tcptrace text), "lost N events on CPU #c"
+        // (libbpf-tools), "N records dropped because the output was too
+        // slow" (tcptrace text).
+        for l in err.lines() {
+            if let Some(i) = l.find("lost ") {
+                let n = number(&l[i + 5..]);
+                let why = if l.contains("already running") {
+                    "kernel-nested"
+                } else if l.contains("ring buffer") {
+                    "kernel"
+                } else {
+                    "perf buffer"
+                };
+                lost(why, n);
+            } else if l.contains("records dropped because the output") {
+                lost(
+                    "output",
+                    number(l.trim_start_matches("tcptrace: warning: ")),
+                );
             }
         }
+        match self.cfg.kind {
+            Kind::None => {}
+            Kind::Tcptrace(args) if args.contains(&"--json") => {
+                for l in lines {
+                    if l.starts_with("{\"type\":\"lost\"") {
+                        let source = field(&l, "\"source\":\"").unwrap_or("?");
+                        let source = source.split('"').next().unwrap_or("?").to_string();
+                        lost(&source, field(&l, "\"count\":").map_or(0, number));
+                    } else if !l.is_empty() {
+                        events += 1;
+                        segs += field(&l, "\"segs\":").map_or(1, |v| number(v).max(1));
+                    }
+                }
+            }
+            Kind::Tcptrace(_) => {
+                for l in lines.filter(|l| !l.is_empty() && !l.starts_with("TIME")) {
+                    events += 1;
+                    segs += l.split_whitespace().last().map_or(1, |v| number(v).max(1));
+                }
+            }
+            Kind::Bpftrace(script) if script.ends_with("count.bt") => {
+                events = lines
+                    .filter_map(|l| l.strip_prefix("@events: ").map(number))
+                    .sum();
+                segs = events;
+            }
+            Kind::Bpftrace(_) => {
+                for l in lines.skip_while(|l| !l.starts_with("Attaching")).skip(1) {
+                    // bpftrace reports perf-buffer overruns in its stdout.
+                    if let Some(r) = l.strip_prefix("Lost ") {
+                        lost("perf buffer", number(r));
+                    } else if !l.trim().is_empty() {
+                        events += 1;
+                        // The retrans scripts print the segments last.
+                        segs += l.split_whitespace().last().map_or(1, |v| number(v).max(1));
+                    }
+                }
+            }
+            Kind::Tcpstates => {
+                // SKADDR PID COMM LADDR LPORT RADDR RPORT OLD -> NEW MS, read
+                // from the end because COMM may hold spaces.
+                let port = self.port.to_string();
+                events = lines
+                    .filter(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        f.len() >= 11 && (f[f.len() - 7] == port || f[f.len() - 5] == port)
+                    })
+                    .count() as u64;
+            }
+        }
+        if matches!(self.cfg.watch, Watch::States | Watch::Retrans) {
+            s.events = Some(events);
+        }
+        if self.cfg.watch == Watch::Retrans {
+            s.segs = Some(segs);
+        }
+        Ok(())
+    }
+}
+
+/// The text after `key` in `line`.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.find(key).map(|i| &line[i + key.len()..])
+}
+
+/// The leading decimal number of `s` (0 if none).
+fn number(s: &str) -> u64 {
+    let s = s.trim_start();
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s[..end].parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_fields() {
+        assert_eq!(number("12 events"), 12);
+        assert_eq!(number("null}"), 0);
+        let l = r#"{"type":"lost","ts":"x","count":42,"source":"kernel-nested"}"#;
+        assert_eq!(field(l, "\"count\":").map(number), Some(42));
+        assert_eq!(
+            field(l, "\"source\":\"").and_then(|v| v.split('"').next()),
+            Some("kernel-nested")
+        );
     }
 }

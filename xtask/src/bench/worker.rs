@@ -20,7 +20,7 @@ use socket2::Socket;
 #[derive(Debug, Subcommand)]
 pub enum Work {
     /// Connect/accept/close `count` times on loopback, spread over 8
-    /// loopback addresses so tuples do not run out.
+    /// loopback addresses so tuples do not run out; the client closes.
     Storm {
         #[arg(long)]
         ns: String,
@@ -32,8 +32,8 @@ pub enum Work {
         #[arg(long)]
         rst: bool,
     },
-    /// `flows` flows of `bytes` each (or for at most `secs` seconds) from
-    /// namespace `client_ns` to 10.201.0.2.
+    /// `flows` flows sending for `secs` seconds from namespace `client_ns`
+    /// to 10.201.0.2 in `server_ns`, then closing.
     Bulk {
         #[arg(long)]
         client_ns: String,
@@ -44,11 +44,9 @@ pub enum Work {
         #[arg(long)]
         flows: u64,
         #[arg(long)]
-        bytes: u64,
-        #[arg(long, default_value_t = 5)]
-        secs: u64,
+        secs: f64,
     },
-    /// For `secs` seconds: `rate` connections per second plus two bulk
+    /// For `secs` seconds: `rate` connections per second plus `bulk` bulk
     /// flows, on loopback.
     Steady {
         #[arg(long)]
@@ -58,7 +56,9 @@ pub enum Work {
         #[arg(long)]
         rate: u64,
         #[arg(long)]
-        secs: u64,
+        secs: f64,
+        #[arg(long, default_value_t = 2)]
+        bulk: u64,
     },
 }
 
@@ -81,55 +81,106 @@ pub fn run(w: Work) -> Result<()> {
             server_ns,
             port,
             flows,
-            bytes,
             secs,
-        } => bulk(&client_ns, &server_ns, port, flows, bytes, secs)?,
+        } => bulk(&client_ns, &server_ns, port, flows, secs)?,
         Work::Steady {
             ns,
             port,
             rate,
             secs,
-        } => steady(&ns, port, rate, secs)?,
+            bulk,
+        } => steady(&ns, port, rate, secs, bulk)?,
     };
     println!("{v}");
     Ok(())
 }
 
 /// A listener with a deep accept queue, so a storm measures the stack and
-/// the tracer rather than SYNs dropped on a full backlog.
-fn listen(addr: SocketAddr) -> Result<TcpListener> {
+/// the tracer rather than SYNs dropped on a full backlog. `accept` gives up
+/// after `timeout` (SO_RCVTIMEO), so no loop waits forever for a connection
+/// that never comes.
+fn listen(addr: SocketAddr, timeout: Duration) -> Result<TcpListener> {
     let s = Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         None,
     )?;
     s.set_reuse_address(true)?;
+    s.set_read_timeout(Some(timeout))?;
     s.bind(&addr.into())?;
     s.listen(65_535)?;
     Ok(s.into())
 }
 
+/// No workload runs longer than this, whatever its count.
+const LIMIT: Duration = Duration::from_secs(120);
+
 fn storm(ns: &str, port: u16, count: u64, rst: bool) -> Result<serde_json::Value> {
     enter(ns)?;
-    let l = listen(format!("0.0.0.0:{port}").parse().unwrap())?;
+    let l = listen(
+        format!("0.0.0.0:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    )?;
+    // The server waits for the client's FIN or RST before it closes, so
+    // every connection makes the same state transitions (were it to close
+    // first, a RST would find its socket in FIN_WAIT1 or in ESTABLISHED
+    // depending on timing).
     let server = thread::spawn(move || {
-        for _ in 0..count {
-            if let Ok((s, _)) = l.accept() {
-                drop(s);
+        let mut accepted = 0u64;
+        let mut byte = [0u8; 1];
+        while accepted < count {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    accepted += 1;
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = s.read(&mut byte);
+                }
+                Err(_) => break,
             }
         }
+        accepted
     });
+    // Eight loopback addresses: 8 x 64 000 client ports before a tuple
+    // would have to be reused.
+    let addrs: Vec<SocketAddr> = (1..=8)
+        .map(|i| format!("127.0.0.{i}:{port}").parse().unwrap())
+        .collect();
     let start = Instant::now();
-    for i in 0..count {
-        let addr: SocketAddr = format!("127.0.0.{}:{port}", 1 + i % 8).parse().unwrap();
-        let c = TcpStream::connect(addr)?;
+    let mut done = 0u64;
+    while done < count {
+        // Looking at the clock every 1024 connections costs nothing.
+        if done.is_multiple_of(1024) && start.elapsed() > LIMIT {
+            break;
+        }
+        let c = TcpStream::connect(addrs[(done % 8) as usize])?;
         if rst {
             Socket::from(c).set_linger(Some(Duration::ZERO))?;
         }
+        done += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    server.join().ok();
-    Ok(serde_json::json!({"ops": count, "secs": secs}))
+    let accepted = server.join().unwrap_or(0);
+    Ok(serde_json::json!({"ops": done, "secs": secs, "conns": done, "accepted": accepted}))
+}
+
+/// Reads until EOF, or until `end`; returns the bytes read.
+fn drain(mut s: TcpStream, end: Instant) -> u64 {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => n += k as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    n
 }
 
 fn bulk(
@@ -137,58 +188,66 @@ fn bulk(
     server_ns: &str,
     port: u16,
     flows: u64,
-    bytes: u64,
-    secs: u64,
+    secs: f64,
 ) -> Result<serde_json::Value> {
-    // Heavy loss backs retransmission timers off exponentially: bound the
-    // run and report what got through.
-    let until = Instant::now() + Duration::from_secs(secs);
+    // Every flow sends for `secs`, then closes; what heavy loss leaves
+    // unfinished (retransmission timers back off exponentially) is given
+    // up CLOSE_GRACE later.
+    const CLOSE_GRACE: Duration = Duration::from_secs(3);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let end = until + CLOSE_GRACE;
     let (tx, rx) = std::sync::mpsc::channel();
     let sns = server_ns.to_string();
     let server = thread::spawn(move || -> Result<u64> {
         enter(&sns)?;
-        let l = listen(format!("10.201.0.2:{port}").parse().unwrap())?;
+        let l = listen(
+            format!("10.201.0.2:{port}").parse().unwrap(),
+            Duration::from_millis(200),
+        )?;
         tx.send(()).ok();
         let mut readers = Vec::new();
-        for _ in 0..flows {
-            let (mut s, _) = l.accept()?;
-            s.set_read_timeout(Some(Duration::from_secs(secs + 2)))?;
-            readers.push(thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 16];
-                let mut n = 0u64;
-                while let Ok(k) = s.read(&mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                }
-                n
-            }));
+        while (readers.len() as u64) < flows && Instant::now() < until {
+            if let Ok((s, _)) = l.accept() {
+                readers.push(thread::spawn(move || drain(s, end)));
+            }
         }
         Ok(readers.into_iter().map(|r| r.join().unwrap_or(0)).sum())
     });
     rx.recv().ok();
-    let start = Instant::now();
     let cns = client_ns.to_string();
     let writers: Vec<_> = (0..flows)
         .map(|_| {
             let cns = cns.clone();
             thread::spawn(move || -> Result<()> {
                 enter(&cns)?;
-                let mut c = TcpStream::connect(("10.201.0.2", port))?;
+                // SYNs are dropped too: connecting may take several SYN
+                // timeouts (1 s, 2 s, ...); a flow that never connects
+                // sends nothing.
+                let left = until.saturating_duration_since(Instant::now());
+                let Ok(mut c) = TcpStream::connect_timeout(
+                    &SocketAddr::from(([10, 201, 0, 2], port)),
+                    left.max(Duration::from_millis(1)),
+                ) else {
+                    return Ok(());
+                };
                 c.set_write_timeout(Some(Duration::from_millis(200)))?;
                 let chunk = vec![7u8; 1 << 16];
-                let mut left = bytes;
-                while left > 0 && Instant::now() < until {
-                    let n = left.min(chunk.len() as u64) as usize;
-                    match c.write(&chunk[..n]) {
-                        Ok(k) => left -= k as u64,
+                while Instant::now() < until {
+                    match c.write(&chunk) {
+                        Ok(_) => {}
                         Err(e)
-                            if e.kind() == std::io::ErrorKind::WouldBlock
-                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
+                // Close cleanly (FIN, then wait for the server's FIN) so
+                // the run's retransmissions are over when it returns.
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                drain(c, end);
                 Ok(())
             })
         })
@@ -203,37 +262,27 @@ fn bulk(
     Ok(serde_json::json!({"ops": got, "secs": secs}))
 }
 
-fn steady(ns: &str, port: u16, rate: u64, secs: u64) -> Result<serde_json::Value> {
+fn steady(ns: &str, port: u16, rate: u64, secs: f64, bulk: u64) -> Result<serde_json::Value> {
     enter(ns)?;
-    let l = listen(format!("127.0.0.1:{port}").parse().unwrap())?;
-    let until = Instant::now() + Duration::from_secs(secs);
+    let l = listen(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_millis(200),
+    )?;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let end = until + Duration::from_secs(2);
     let server = thread::spawn(move || {
         let mut readers = Vec::new();
-        while let Ok((mut s, _)) = l.accept() {
-            if s.peer_addr().map(|a| a.port()).unwrap_or(0) == 1 {
-                break;
-            }
-            readers.push(thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 16];
-                let mut n = 0u64;
-                while let Ok(k) = s.read(&mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                }
-                n
-            }));
-            if Instant::now() > until {
-                break;
+        while Instant::now() < until {
+            if let Ok((s, _)) = l.accept() {
+                readers.push(thread::spawn(move || drain(s, end)));
             }
         }
-        readers
-            .into_iter()
-            .map(|r| r.join().unwrap_or(0))
-            .sum::<u64>()
+        for r in readers {
+            let _ = r.join();
+        }
     });
-    let bulk: Vec<_> = (0..2)
+    let bulk: Vec<_> = (0..bulk)
         .map(|_| {
             let ns = ns.to_string();
             thread::spawn(move || -> u64 {
@@ -266,8 +315,7 @@ fn steady(ns: &str, port: u16, rate: u64, secs: u64) -> Result<serde_json::Value
         }
     }
     let sent: u64 = bulk.into_iter().map(|b| b.join().unwrap_or(0)).sum();
-    // Wake the accept loop so it can end.
-    let _ = TcpStream::connect(("127.0.0.1", port));
-    drop(server);
-    Ok(serde_json::json!({"ops": sent, "secs": secs as f64, "conns": conns}))
+    let _ = server.join();
+    let secs = start.elapsed().as_secs_f64().min(secs);
+    Ok(serde_json::json!({"ops": sent, "secs": secs, "conns": conns}))
 }

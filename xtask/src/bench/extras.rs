@@ -1,0 +1,168 @@
+//! Measurements outside the round-robin matrix: the calibration that says
+//! how many state transitions a storm makes, the time from start to first
+//! event, and replay of a recorded storm through each view.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+
+use super::{configs::config, netns::NetNs, tracers::Running, workloads::Bench};
+
+/// Transitions of `n` connections: `fixed + per_conn * n` (the listener's
+/// own transitions are the fixed part).
+#[derive(Clone, Copy, Debug)]
+pub struct Line {
+    pub per_conn: f64,
+    pub fixed: f64,
+}
+
+/// How many `sock:inet_sock_set_state` events a loopback storm makes,
+/// measured (never assumed) with bpftrace counting in the kernel.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    pub fin: Line,
+    pub rst: Line,
+    /// (rst, connections, counted) of every calibration run.
+    pub points: Vec<(bool, u64, u64)>,
+}
+
+impl Calibration {
+    pub fn expected(&self, rst: bool, conns: f64) -> f64 {
+        let l = if rst { self.rst } else { self.fin };
+        l.fixed + l.per_conn * conns
+    }
+}
+
+/// Storms of two sizes under `bpftrace states count`; the slope is the
+/// transitions per connection. RST closes make a number that depends on
+/// timing (whether the server's socket sees the RST before it closes), so
+/// for them the expectation is approximate.
+pub fn calibrate(b: &mut Bench) -> Result<Calibration> {
+    const SIZES: [u64; 2] = [1_000, 4_000];
+    let counter = config("bpftrace states count");
+    let mut points = Vec::new();
+    let mut line = |rst: bool, b: &mut Bench| -> Result<Line> {
+        let mut y = [0.0; 2];
+        for (i, n) in SIZES.into_iter().enumerate() {
+            let ns = NetNs::new("calib")?;
+            let port = b.next_port();
+            let t = Running::start(counter, port, &b.tools)?.expect("a counter");
+            let v = b.worker(&Bench::storm_args(&ns, port, n, rst))?;
+            let s = t.stop()?;
+            let conns = v["conns"].as_u64().unwrap_or(0);
+            if conns != n {
+                bail!("calibration storm made {conns} connections, not {n}");
+            }
+            let counted = s.events.unwrap_or(0);
+            points.push((rst, n, counted));
+            y[i] = counted as f64;
+        }
+        let per_conn = (y[1] - y[0]) / (SIZES[1] - SIZES[0]) as f64;
+        Ok(Line {
+            per_conn,
+            fixed: y[0] - per_conn * SIZES[0] as f64,
+        })
+    };
+    let fin = line(false, b)?;
+    let rst = line(true, b)?;
+    Ok(Calibration { fin, rst, points })
+}
+
+/// From spawning `tcptrace states --json` while connections are being made
+/// (2 000/s, no bulk flows: a busy but not saturated host): to attached
+/// ("watching" on stderr) and to its first event on stdout.
+#[derive(Clone, Copy, Debug)]
+pub struct Startup {
+    pub ready_ms: f64,
+    pub first_event_ms: f64,
+}
+
+pub fn startup(b: &mut Bench, tries: usize) -> Result<Vec<Startup>> {
+    let cfg = config("tcptrace states --json");
+    let mut v = Vec::new();
+    for _ in 0..tries {
+        let ns = NetNs::new("first")?;
+        let port = b.next_port();
+        let mut load = Command::new(&b.xtask)
+            .args(["bench-worker", "steady", "--ns", &ns.name, "--port"])
+            .arg(port.to_string())
+            .args(["--rate", "2000", "--secs", "2", "--bulk", "0"])
+            .stdout(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Running::start(cfg, port, &b.tools)?.expect("a tracer");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.has_event() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        v.push(Startup {
+            ready_ms: t.ready_after.as_secs_f64() * 1e3,
+            first_event_ms: t.started.elapsed().as_secs_f64() * 1e3,
+        });
+        t.stop()?;
+        let _ = load.wait();
+    }
+    Ok(v)
+}
+
+/// Views replayed from the recording; another view is one more name.
+const REPLAY_VIEWS: &[&str] = &["states", "retrans", "connect", "resets", "hist", "top"];
+
+/// One view's replay of the recorded storm.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    pub view: &'static str,
+    pub events: u64,
+    pub secs: f64,
+}
+
+/// Records a storm with `tcptrace record`, then replays it through each
+/// view with `--json` to /dev/null (one process, one core; reading and
+/// decoding JSON included).
+pub fn replay(b: &mut Bench, count: u64) -> Result<Vec<Replay>> {
+    let ns = NetNs::new("rec")?;
+    let port = b.next_port();
+    let file = format!("/dev/shm/ttbench-{}-record.jsonl", std::process::id());
+    let mut rec = Command::new(&b.tools.tcptrace)
+        .args(["record", "-o", &file, "--port", &port.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Wait for "watching" on its stderr.
+    let mut err = std::io::BufReader::new(rec.stderr.take().expect("piped"));
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut err, &mut line)? > 0 && !line.contains("watching") {
+        line.clear();
+    }
+    b.worker(&Bench::storm_args(&ns, port, count, false))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rec.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    rec.wait()?;
+    let events = std::fs::read_to_string(&file)?
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":\"event\""))
+        .count() as u64;
+    let mut out = Vec::new();
+    for &view in REPLAY_VIEWS {
+        let start = Instant::now();
+        let st = Command::new(&b.tools.tcptrace)
+            .args(["replay", &file, view, "--json"])
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("tcptrace replay {view} failed with {st}");
+        }
+        out.push(Replay {
+            view,
+            events,
+            secs: start.elapsed().as_secs_f64(),
+        });
+    }
+    let _ = std::fs::remove_file(&file);
+    Ok(out)
+}
