@@ -74,8 +74,10 @@ pub fn foreign_tracers() -> Vec<String> {
                 return None;
             }
             let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
-            (ppid != me).then(|| format!("{comm}[{pid}]"))
+            let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+            let (state, ppid) = (f.next()?, f.next()?);
+            // A zombie has detached its programs already.
+            (ppid != me && state != "Z").then(|| format!("{comm}[{pid}]"))
         })
         .collect()
 }

@@ -32,6 +32,7 @@ pub struct Summary {
     pub workload: String,
     pub config: &'static str,
     pub is_tcptrace: bool,
+    pub runs: usize,
     pub unit: &'static str,
     pub rate: f64,
     pub rate_min: f64,
@@ -103,6 +104,7 @@ pub fn summarize(runs: &[Run]) -> Vec<Summary> {
                 workload: w.to_string(),
                 config: cfg.name,
                 is_tcptrace: matches!(cfg.kind, Kind::Tcptrace(_)),
+                runs: rs.len(),
                 unit: rs[0].unit,
                 rate,
                 rate_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
@@ -154,6 +156,18 @@ fn lost_text(s: &Summary) -> String {
     }
     let parts: Vec<String> = s.lost_by.iter().map(|(k, v)| format!("{v} {k}")).collect();
     parts.join(", ")
+}
+
+/// Spawn to attached of the tcptrace runs of the matrix, which start before
+/// their workload: (median, worst).
+fn quiet_ready_ms(runs: &[Run]) -> Option<(f64, f64)> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter(|x| matches!(x.config.kind, Kind::Tcptrace(_)) && x.workload != "idle")
+        .map(|x| x.sample.ready_ms)
+        .collect();
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (!v.is_empty()).then(|| (median(v), max))
 }
 
 pub fn goals(r: &Results) -> Vec<Goal> {
@@ -245,9 +259,13 @@ pub fn goals(r: &Results) -> Vec<Goal> {
         let first: Vec<f64> = r.startup.iter().map(|x| x.first_event_ms).collect();
         let m = median(first.clone());
         let max = first.iter().copied().fold(0.0, f64::max);
+        let quiet = quiet_ready_ms(r.runs);
         g.push(Goal {
-            what: "first event within 300 ms of start (median of the tries)".into(),
-            measured: format!("median {m:.0} ms, worst {max:.0} ms"),
+            what: "first event within 300 ms of start, under 2 000 new connections/s (median of the tries)".into(),
+            measured: format!(
+                "median {m:.0} ms, worst {max:.0} ms (attached in {} ms median when started before its workload)",
+                quiet.map_or("-".into(), |(m, _)| format!("{m:.0}"))
+            ),
             met: Some(m <= 300.0),
         });
     }
@@ -362,6 +380,19 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
         };
         let _ = writeln!(s, "| {} | {} | {met} |", g.what, g.measured);
     }
+    let floor: Vec<String> = r
+        .summaries
+        .iter()
+        .filter(|x| x.workload.starts_with("storm") && x.config == "bpftrace states count")
+        .filter_map(|x| Some(format!("{} {:+.1} %", x.workload, x.slowdown_pct?)))
+        .collect();
+    if !floor.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nFor scale: bpftrace counting the same tracepoint in the kernel, with no output at all, slows the storms by {} (the cost of the tracepoint and a program call).",
+            floor.join(", ")
+        );
+    }
     let mut workloads: Vec<&str> = Vec::new();
     for x in r.summaries {
         if x.workload != "idle" && !workloads.contains(&x.workload.as_str()) {
@@ -369,9 +400,21 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
         }
     }
     for w in workloads {
+        let spread = r
+            .summaries
+            .iter()
+            .find(|x| x.workload == w && x.config == "none")
+            .filter(|x| x.rate > 0.0 && x.runs > 1)
+            .map(|x| {
+                format!(
+                    "\n\nThe baseline's runs spread over {:.0} % of their median: slowdowns smaller than that are noise.",
+                    (x.rate_max - x.rate_min) / x.rate * 100.0
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "\n## {w}\n\n| configuration | rate, median (min–max) | slowdown | events seen / expected | lost | tracer CPU µs/event | tracer CPU % of a core | RSS MB peak / end |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+            "\n## {w}{spread}\n\n| configuration | rate, median (min–max) | slowdown | events seen / expected | lost | tracer CPU µs/event | tracer CPU % of a core | RSS MB peak / end |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for x in r.summaries.iter().filter(|x| x.workload == w) {
             let seen = match (x.seen, x.expected) {
@@ -449,18 +492,10 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
             list(&|x| x.ready_ms),
             list(&|x| x.first_event_ms)
         );
-        let quiet: Vec<f64> = r
-            .runs
-            .iter()
-            .filter(|x| matches!(x.config.kind, Kind::Tcptrace(_)) && x.workload != "idle")
-            .map(|x| x.sample.ready_ms)
-            .collect();
-        if !quiet.is_empty() {
-            let max = quiet.iter().copied().fold(0.0, f64::max);
+        if let Some((m, max)) = quiet_ready_ms(r.runs) {
             let _ = writeln!(
                 s,
-                "- for comparison, spawn to attached in every tcptrace run above, started before its workload: median {:.0} ms, worst {max:.0} ms",
-                median(quiet)
+                "- for comparison, spawn to attached in every tcptrace run above, started before its workload: median {m:.0} ms, worst {max:.0} ms"
             );
         }
     }
@@ -483,7 +518,7 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
     if let Some(c) = r.calibration {
         let _ = writeln!(
             s,
-            "\n## Expected events\n\nMeasured at the start of the run with `bpftrace states count` (an in-kernel count on `sock:inet_sock_set_state`, filtered to the port) over storms of 1 000 and 4 000 connections: a FIN-closed loopback connection makes {:.2} transitions (plus {:.0} for the listener), a RST-closed one {:.2} (plus {:.0}). The RST figure depends on timing (whether the server's socket has begun to close when the RST arrives), so under RST storms a slower run makes more transitions and `seen / expected` can pass 100 %. Retransmissions are expected from the namespaces' own `RetransSegs` (`/proc/net/snmp`).",
+            "\n## Expected events\n\nMeasured at the start of the run with `bpftrace states count` (an in-kernel count on `sock:inet_sock_set_state`, filtered to the port) over storms of 1 000 and 4 000 connections: a FIN-closed loopback connection makes {:.2} transitions (plus {:.0} for the listener), a RST-closed one {:.2} (plus {:.0}). The storm's server waits for the client's FIN or RST before it closes, which makes these numbers exact (otherwise a RST finds the server's socket in one state or another depending on timing). Retransmissions are expected from the namespaces' own `RetransSegs` (`/proc/net/snmp`).",
             c.fin.per_conn, c.fin.fixed, c.rst.per_conn, c.rst.fixed
         );
     }
