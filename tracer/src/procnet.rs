@@ -133,28 +133,9 @@ fn convert(e: &TcpNetEntry) -> (Tuple, TcpState) {
     )
 }
 
-/// Reads a counter from `/proc/net/snmp` (e.g. `Tcp`, `RetransSegs`).
-pub fn snmp_counter(text: &str, group: &str, name: &str) -> Option<u64> {
-    let prefix = format!("{group}:");
-    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
-    let header = lines.next()?;
-    let values = lines.next()?;
-    let idx = header.split_whitespace().position(|h| h == name)?;
-    values.split_whitespace().nth(idx)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_snmp_counters() {
-        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 75 0\n";
-        assert_eq!(snmp_counter(text, "Tcp", "RetransSegs"), Some(75));
-        assert_eq!(snmp_counter(text, "Ip", "DefaultTTL"), Some(64));
-        assert_eq!(snmp_counter(text, "Tcp", "Nope"), None);
-        assert_eq!(snmp_counter(text, "Udp", "InDatagrams"), None);
-    }
 
     #[test]
     fn seeding_finds_our_own_listener() {

@@ -7,8 +7,6 @@ pub mod connect;
 mod misses;
 mod privileges;
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
@@ -178,7 +176,6 @@ pub struct HookStatus {
 /// What was attached.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    pub tracefs: PathBuf,
     pub hooks: Vec<HookStatus>,
     /// The connect plan in use, if connect hooks were wanted and one worked.
     pub connect: Option<ConnectPlan>,
@@ -282,7 +279,6 @@ impl Probe {
             )
         })?;
         let mut report = Report {
-            tracefs: root,
             reset_reasons,
             ..Report::default()
         };
