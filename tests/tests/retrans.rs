@@ -178,7 +178,14 @@ fn syn_retransmits(ip: &str, family: &str) {
         kernel >= 2,
         "expected SYN retransmits at 1 s and 3 s, kernel counted {kernel}"
     );
-    assert_eq!(rt.len() as u64, kernel, "{rt:#?}");
+    // Exact, unless tcptrace reported events the kernel skipped (our
+    // program already running on that CPU): those may be among ours.
+    let lost = lost_count(&recs);
+    let seen = rt.len() as u64;
+    assert!(
+        seen == kernel || (seen < kernel && kernel - seen <= lost),
+        "tcptrace saw {seen} SYN retransmits, the kernel counted {kernel}, reported lost {lost}: {recs:#?}"
+    );
     for r in &rt {
         assert_eq!(r["kind"], "syn", "{r}");
         assert_eq!(r["state"], "SYN_SENT", "{r}");
