@@ -133,10 +133,15 @@ impl Comm {
         Self(b)
     }
 
+    /// The name's bytes, without the NUL padding.
+    pub fn bytes(&self) -> &[u8] {
+        let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);
+        &self.0[..n]
+    }
+
     /// Lossy UTF-8 text of the name.
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
-        let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);
-        String::from_utf8_lossy(&self.0[..n])
+        String::from_utf8_lossy(self.bytes())
     }
 }
 

@@ -17,7 +17,12 @@
 pub mod flows;
 pub mod owners;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+// Keys are kernel addresses and tuples, some chosen by remote peers:
+// foldhash is seeded per process (so flooding one bucket needs the seed)
+// and several times faster than SipHash on the per-event path.
+use foldhash::HashMap;
 
 use crate::event::{Event, EventKind, Owner, TcpState, Tuple};
 use flows::{ConnectOutcome, Flow, Role, Rtt};
@@ -102,14 +107,14 @@ impl Engine {
         Self {
             cfg,
             owners: Owners::default(),
-            flows: HashMap::new(),
-            seeded: HashMap::new(),
+            flows: HashMap::default(),
+            seeded: HashMap::default(),
             closed: VecDeque::new(),
             time_wait: VecDeque::new(),
-            errors: HashMap::new(),
+            errors: HashMap::default(),
             pending: Vec::new(),
             outcomes: Vec::new(),
-            matrix: HashMap::new(),
+            matrix: HashMap::default(),
             now_ns: 0,
             last_sweep_ns: 0,
             evicted: 0,
@@ -237,7 +242,7 @@ impl Engine {
     /// Replaces a live flow's RTT summary (from the kernel's RTT map).
     pub fn set_rtt(&mut self, sock: u64, rtt: Rtt) {
         if let Some(f) = self.flows.get_mut(&sock) {
-            f.rtt = Some(rtt);
+            f.rtt = Some(Box::new(rtt));
             return;
         }
         // A flow that closed since the last read keeps its last histogram.
@@ -249,7 +254,7 @@ impl Engine {
             .rev()
             .find(|f| f.sock == sock)
         {
-            f.rtt = Some(rtt);
+            f.rtt = Some(Box::new(rtt));
         }
     }
 

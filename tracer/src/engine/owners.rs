@@ -11,7 +11,9 @@
 //!   `/proc/net/tcp{,6}` and `/proc/<pid>/fd` by tuple
 //!   ([`crate::procnet::seed`]).
 
-use std::{collections::HashMap, net::IpAddr};
+use std::net::IpAddr;
+
+use foldhash::HashMap;
 
 use crate::event::{Event, EventKind, Family, Owner, TcpState, Tuple};
 

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use super::put;
 use crate::{
     engine::Annotated,
     event::{Family, Owner, Tuple},
@@ -60,38 +61,45 @@ impl Clock {
     }
 
     pub fn wall(&self, mono_ns: u64) -> SystemTime {
-        let ns = (mono_ns as i128 + self.offset_ns).max(0) as u128;
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+        UNIX_EPOCH + Duration::from_nanos(self.wall_ns(mono_ns))
     }
 
-    /// RFC 3339 with microseconds, UTC: `2026-11-22T12:30:01.123456Z`.
-    pub fn rfc3339(&self, mono_ns: u64) -> humantime::Rfc3339Timestamp {
-        humantime::format_rfc3339_micros(self.wall(mono_ns))
+    /// Wall-clock nanoseconds since the epoch.
+    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
     }
 
-    /// `HH:MM:SS.uuuuuu` UTC, for text output.
+    /// Appends RFC 3339 with microseconds, UTC: `2026-11-22T12:30:01.123456Z`.
+    pub fn put_rfc3339(&self, out: &mut Vec<u8>, mono_ns: u64) {
+        put::rfc3339_micros(out, self.wall_ns(mono_ns));
+    }
+
+    /// Appends `HH:MM:SS.uuuuuu` UTC, for text output.
+    pub fn put_time_of_day(&self, out: &mut Vec<u8>, mono_ns: u64) {
+        put::time_of_day(out, self.wall_ns(mono_ns));
+    }
+
+    /// [`Self::put_rfc3339`] as a string.
+    pub fn rfc3339(&self, mono_ns: u64) -> String {
+        to_string(|o| self.put_rfc3339(o, mono_ns))
+    }
+
+    /// [`Self::put_time_of_day`] as a string.
     pub fn time_of_day(&self, mono_ns: u64) -> String {
-        let d = self
-            .wall(mono_ns)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let s = d.as_secs() % 86_400;
-        format!(
-            "{:02}:{:02}:{:02}.{:06}",
-            s / 3600,
-            s / 60 % 60,
-            s % 60,
-            d.subsec_micros()
-        )
+        to_string(|o| self.put_time_of_day(o, mono_ns))
     }
+}
+
+/// What `f` appends, as a string (for output that is not per event).
+fn to_string(f: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut v = Vec::with_capacity(32);
+    f(&mut v);
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// `addr:port`, with brackets for IPv6.
 pub fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
+    to_string(|o| put::endpoint(o, addr, port))
 }
 
 /// `4` or `6`, for text output.
@@ -104,33 +112,38 @@ pub fn ip_version(f: Family) -> char {
 
 /// A JSON string literal.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Serializing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    put::json_str(out, s.as_bytes());
 }
 
 /// The fields every per-flow JSON record shares, from `"ts"` to `"rport"`,
 /// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
 /// "laddr":..,"lport":..,"raddr":..,"rport":..,`.
 pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
-    let _ = write!(out, "\"ts\":\"{}\",", clock.rfc3339(ts_ns));
+    out.extend_from_slice(b"\"ts\":\"");
+    clock.put_rfc3339(out, ts_ns);
+    out.extend_from_slice(b"\",");
     json_owner(out, owner);
-    let _ = write!(
-        out,
-        ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},",
-        t.family.name(),
-        t.laddr,
-        t.lport,
-        t.raddr,
-        t.rport
-    );
+    out.extend_from_slice(b",\"family\":\"");
+    out.extend_from_slice(t.family.name().as_bytes());
+    out.extend_from_slice(b"\",\"laddr\":\"");
+    put::ip(out, t.laddr);
+    out.extend_from_slice(b"\",\"lport\":");
+    put::int(out, t.lport);
+    out.extend_from_slice(b",\"raddr\":\"");
+    put::ip(out, t.raddr);
+    out.extend_from_slice(b"\",\"rport\":");
+    put::int(out, t.rport);
+    out.push(b',');
 }
 
 /// `"pid":..,"comm":..` (nulls when unknown), without a trailing comma.
 pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
     match owner {
         Some(o) => {
-            let _ = write!(out, "\"pid\":{},\"comm\":", o.pid);
-            json_str(out, &o.comm.as_str());
+            out.extend_from_slice(b"\"pid\":");
+            put::int(out, o.pid);
+            out.extend_from_slice(b",\"comm\":");
+            put::json_str(out, o.comm.bytes());
         }
         None => out.extend_from_slice(b"\"pid\":null,\"comm\":null"),
     }
@@ -143,20 +156,33 @@ pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
 
 /// The time, owner and flow columns of a text line.
 pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
-    let (pid, comm) = match owner {
-        Some(o) => (o.pid.to_string(), o.comm.as_str().into_owned()),
-        None => ("-".into(), "-".into()),
-    };
-    let _ = write!(
-        out,
-        "{} {:>7} {:<15} {} {:<23} {:<23} ",
-        clock.time_of_day(ts_ns),
-        pid,
-        comm,
-        ip_version(t.family),
-        endpoint(t.laddr, t.lport),
-        endpoint(t.raddr, t.rport)
-    );
+    clock.put_time_of_day(out, ts_ns);
+    out.push(b' ');
+    let at = out.len();
+    match owner {
+        Some(o) => put::int(out, o.pid),
+        None => out.push(b'-'),
+    }
+    put::pad_left(out, at, 7);
+    out.push(b' ');
+    let at = out.len();
+    match owner {
+        Some(o) => match std::str::from_utf8(o.comm.bytes()) {
+            Ok(s) => out.extend_from_slice(s.as_bytes()),
+            Err(_) => out.extend_from_slice(o.comm.as_str().as_bytes()),
+        },
+        None => out.push(b'-'),
+    }
+    put::pad_right_chars(out, at, 15);
+    out.push(b' ');
+    out.push(ip_version(t.family) as u8);
+    out.push(b' ');
+    for (addr, port) in [(t.laddr, t.lport), (t.raddr, t.rport)] {
+        let at = out.len();
+        put::endpoint(out, addr, port);
+        put::pad_right(out, at, 23);
+        out.push(b' ');
+    }
 }
 
 /// [`text_flow`] for an annotated event.
@@ -180,11 +206,9 @@ pub fn errno_name(n: i32) -> String {
 
 /// `{"type":"lost","ts":..,"count":N,"source":..}` and a newline.
 pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {
-    let _ = writeln!(
-        out,
-        "{{\"type\":\"lost\",\"ts\":\"{}\",\"count\":{count},\"source\":\"{source}\"}}",
-        clock.rfc3339(now_ns)
-    );
+    out.extend_from_slice(b"{\"type\":\"lost\",\"ts\":\"");
+    clock.put_rfc3339(out, now_ns);
+    let _ = writeln!(out, "\",\"count\":{count},\"source\":\"{source}\"}}");
 }
 
 #[cfg(test)]

@@ -5,19 +5,25 @@
 //! counted and reported (`lost` record, source `output`), never silently.
 
 pub mod format;
+pub mod put;
 
 use std::{
     io::{self, Write},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::{SyncSender, TrySendError, sync_channel},
+        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
 };
 
 /// Batches waiting for the writer thread.
 const QUEUE_BATCHES: usize = 1024;
+/// Written batches kept for reuse: a fresh 64 KiB buffer per batch costs
+/// page faults on every drain.
+const SPARE_BATCHES: usize = 4;
+/// Capacity of a batch buffer.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// Text or JSON Lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +40,8 @@ pub struct Output {
     /// Records in `buf`.
     records: u64,
     tx: Option<SyncSender<Vec<u8>>>,
+    /// Emptied batches coming back from the writer.
+    spare: Receiver<Vec<u8>>,
     writer: Option<JoinHandle<()>>,
     closed: Arc<AtomicBool>,
     /// Records dropped because the writer fell behind, not yet reported.
@@ -49,26 +57,33 @@ impl Output {
     /// Output to any writer through a writer thread.
     pub fn to_writer(mode: Mode, mut w: impl Write + Send + 'static) -> Self {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_BATCHES);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(SPARE_BATCHES);
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
         let writer = std::thread::Builder::new()
             .name("tcptrace-out".into())
             .spawn(move || {
-                for batch in rx {
+                for mut batch in rx {
                     if w.write_all(&batch).and_then(|()| w.flush()).is_err() {
                         // Closed pipe (`| head`) or full disk: stop quietly, the
                         // main loop sees `closed` and ends.
                         flag.store(true, Ordering::Relaxed);
                         return;
                     }
+                    if batch.capacity() == BATCH_BYTES {
+                        batch.clear();
+                        // Full: enough spares already, let this one go.
+                        let _ = give_back.try_send(batch);
+                    }
                 }
             })
             .expect("spawning the output thread");
         Self {
             mode,
-            buf: Vec::with_capacity(64 << 10),
+            buf: Vec::with_capacity(BATCH_BYTES),
             records: 0,
             tx: Some(tx),
+            spare,
             writer: Some(writer),
             closed,
             dropped: 0,
@@ -102,7 +117,11 @@ impl Output {
             head.append(&mut self.buf);
             self.buf = head;
         }
-        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
+        let batch = std::mem::replace(&mut self.buf, next);
         let records = std::mem::take(&mut self.records);
         if let Some(tx) = &self.tx {
             match tx.try_send(batch) {

@@ -1,8 +1,6 @@
 //! `tcptrace retrans`: one record per retransmitted segment (data, SYN,
 //! SYN-ACK), with the owning process, the flow and the TCP state.
 
-use std::io::Write;
-
 use super::{Context, View};
 use crate::{
     engine::Annotated,
@@ -11,6 +9,7 @@ use crate::{
     sinks::{
         Mode, Output,
         format::{TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
+        put,
     },
 };
 
@@ -42,23 +41,30 @@ impl View for Retrans {
             Mode::Json => {
                 out.buf.extend_from_slice(b"{\"type\":\"retrans\",");
                 json_flow_fields(&mut out.buf, clock, a);
-                let _ = write!(
-                    out.buf,
-                    "\"state\":\"{}\",\"kind\":\"{}\",\"segs\":",
-                    state.name(),
-                    kind.name()
-                );
+                let b = &mut out.buf;
+                b.extend_from_slice(b"\"state\":\"");
+                b.extend_from_slice(state.name().as_bytes());
+                b.extend_from_slice(b"\",\"kind\":\"");
+                b.extend_from_slice(kind.name().as_bytes());
+                b.extend_from_slice(b"\",\"segs\":");
                 match segs {
-                    Some(n) => {
-                        let _ = writeln!(out.buf, "{n}}}");
-                    }
-                    None => out.buf.extend_from_slice(b"null}\n"),
+                    Some(n) => put::int(b, n),
+                    None => b.extend_from_slice(b"null"),
                 }
+                b.extend_from_slice(b"}\n");
             }
             Mode::Text => {
-                text_flow_columns(&mut out.buf, clock, a);
-                let segs = segs.map_or_else(|| "-".to_string(), |n| n.to_string());
-                let _ = writeln!(out.buf, "{:<12} {:<6} {segs}", state.name(), kind.name());
+                let b = &mut out.buf;
+                text_flow_columns(b, clock, a);
+                put::column(b, state.name(), 12);
+                b.push(b' ');
+                put::column(b, kind.name(), 6);
+                b.push(b' ');
+                match segs {
+                    Some(n) => put::int(b, n),
+                    None => b.push(b'-'),
+                }
+                b.push(b'\n');
             }
         }
         out.record_done();

@@ -1,8 +1,6 @@
 //! `tcptrace states`: one record per TCP state transition, with the time
 //! the socket spent in the state it left.
 
-use std::io::Write;
-
 use super::{Context, View};
 use crate::{
     engine::Annotated,
@@ -11,6 +9,7 @@ use crate::{
     sinks::{
         Mode, Output,
         format::{TEXT_FLOW_HEADER, json_flow_fields, text_flow_columns},
+        put,
     },
 };
 
@@ -38,30 +37,36 @@ impl View for States {
             Mode::Json => {
                 out.buf.extend_from_slice(b"{\"type\":\"state\",");
                 json_flow_fields(&mut out.buf, clock, a);
-                let _ = write!(
-                    out.buf,
-                    "\"old\":\"{}\",\"new\":\"{}\",",
-                    old.name(),
-                    new.name()
-                );
+                let b = &mut out.buf;
+                b.extend_from_slice(b"\"old\":\"");
+                b.extend_from_slice(old.name().as_bytes());
+                b.extend_from_slice(b"\",\"new\":\"");
+                b.extend_from_slice(new.name().as_bytes());
+                b.extend_from_slice(b"\",\"prev_state_us\":");
                 match a.prev_state_ns {
-                    Some(ns) => {
-                        let _ = writeln!(out.buf, "\"prev_state_us\":{}}}", ns / 1000);
-                    }
-                    None => out.buf.extend_from_slice(b"\"prev_state_us\":null}\n"),
+                    Some(ns) => put::int(b, ns / 1000),
+                    None => b.extend_from_slice(b"null"),
                 }
+                b.extend_from_slice(b"}\n");
             }
             Mode::Text => {
-                text_flow_columns(&mut out.buf, clock, a);
-                let prev = a
-                    .prev_state_ns
-                    .map_or_else(|| "-".to_string(), |ns| format!("{:.3}", ns as f64 / 1e6));
-                let _ = writeln!(
-                    out.buf,
-                    "{:>11} -> {:<11} {prev:>10}",
-                    old.name(),
-                    new.name()
-                );
+                let b = &mut out.buf;
+                text_flow_columns(b, clock, a);
+                let at = b.len();
+                b.extend_from_slice(old.name().as_bytes());
+                put::pad_left(b, at, 11);
+                b.extend_from_slice(b" -> ");
+                let at = b.len();
+                b.extend_from_slice(new.name().as_bytes());
+                put::pad_right(b, at, 11);
+                b.push(b' ');
+                let at = b.len();
+                match a.prev_state_ns {
+                    Some(ns) => put::millis3(b, ns),
+                    None => b.push(b'-'),
+                }
+                put::pad_left(b, at, 10);
+                b.push(b'\n');
             }
         }
         out.record_done();
