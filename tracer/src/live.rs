@@ -18,6 +18,7 @@ use tracer_common::RttHist;
 
 use crate::{
     engine::flows::Rtt,
+    event::Event,
     filter::Filter,
     hooks::{self, Probe},
     pipeline::Pipeline,
@@ -40,6 +41,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 const SLOW_EVERY: Duration = Duration::from_secs(1);
 /// Records drained before output is handed over.
 const BATCH: usize = 4096;
+/// How long events wait for the /proc seeds at start-up (see `run_async`).
+const SEED_HOLD: Duration = Duration::from_millis(150);
+/// Events held at most meanwhile (a storm makes 500 000 a second).
+const HOLD_MAX: usize = 200_000;
 
 /// Options for a live run.
 #[derive(Clone, Debug)]
@@ -114,10 +119,15 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     if let Some(h) = header {
         Record { wants }.start(h, &mut p.out);
     }
-    let now = Clock::monotonic_now();
-    for s in procnet::seed() {
-        p.engine.seed(s.tuple, s.state, s.owner, now);
-    }
+    // Sockets from before start-up are read from /proc beside the ring
+    // reader. Events are held until the seeds are in, so that the first
+    // ones (say, a connection accepted by a listener from before start-up)
+    // know their owners; but on a host with a large TCP table (a TIME_WAIT
+    // storm) reading /proc takes a second or more, and events do not wait
+    // longer than SEED_HOLD for it: the seeds then join late.
+    let mut seeding = Some(Seeding::start()?);
+    let hold_until = Instant::now() + SEED_HOLD;
+    let mut held = Vec::new();
     p.header();
     eprintln!(
         "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
@@ -138,6 +148,17 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
+        if let Some(s) = &seeding
+            && s.merge(&mut p, false)
+        {
+            seeding = None;
+        }
+        if seeding.is_some() && Instant::now() < hold_until && held.len() < HOLD_MAX {
+            hold(&mut src, &mut held);
+            wait = DRAIN_EVERY;
+            continue;
+        }
+        release(&mut held, &mut p);
         wait = if drain(&mut src, &mut p) == 0 {
             (wait * 2).min(IDLE_WAIT)
         } else {
@@ -153,6 +174,13 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             break;
         }
     }
+    // A short run still ends with the census of what was there before.
+    if let Some(s) = &seeding
+        && !p.out.is_closed()
+    {
+        s.merge(&mut p, true);
+    }
+    release(&mut held, &mut p);
     // What the kernel already wrote still counts.
     if !p.done() {
         drain(&mut src, &mut p);
@@ -173,6 +201,75 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     }
     drop(probe);
     Ok(())
+}
+
+/// `/proc` seeding on a thread of its own.
+struct Seeding(std::sync::mpsc::Receiver<Vec<procnet::Seed>>);
+
+impl Seeding {
+    fn start() -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("tcptrace-seed".into())
+            .spawn(move || {
+                let _ = tx.send(procnet::seed());
+            })
+            .context("starting the /proc reader")?;
+        Ok(Self(rx))
+    }
+
+    /// Hands the seeds to the engine once they are read (waiting for them
+    /// if `wait`); returns whether seeding is over.
+    fn merge(&self, p: &mut Pipeline<'_>, wait: bool) -> bool {
+        let seeds = if wait {
+            self.0.recv().ok()
+        } else {
+            match self.0.try_recv() {
+                Ok(s) => Some(s),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        if let Some(seeds) = seeds {
+            p.engine.seed_late(
+                seeds.into_iter().map(|s| (s.tuple, s.state, s.owner)),
+                Clock::monotonic_now(),
+            );
+        }
+        true
+    }
+}
+
+/// Reads the ring into `held` while the seeds are being read.
+fn hold(src: &mut Source, held: &mut Vec<Event>) {
+    let ring = src.ring.get_mut();
+    while held.len() < HOLD_MAX {
+        let Some(item) = ring.next() else { break };
+        let rec = wire::read_record(&item);
+        drop(item);
+        match rec.and_then(|w| wire::decode(&w)) {
+            Ok(ev) => held.push(ev),
+            Err(_) => src.decode_errors += 1,
+        }
+    }
+}
+
+/// Feeds the held events to the pipeline.
+fn release(held: &mut Vec<Event>, p: &mut Pipeline<'_>) {
+    if held.is_empty() {
+        return;
+    }
+    for (i, ev) in held.drain(..).enumerate() {
+        if p.done() {
+            break;
+        }
+        p.feed(&ev);
+        if i % BATCH == BATCH - 1 {
+            p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
+        }
+    }
+    held.shrink_to_fit();
+    p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
 }
 
 /// Drains everything in the ring, handing output over every [`BATCH`];

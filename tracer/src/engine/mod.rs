@@ -141,6 +141,40 @@ impl Engine {
         }
     }
 
+    /// Records sockets found in /proc while events already flow (seeding
+    /// runs beside the ring reader so that it does not delay the first
+    /// event). A tuple the engine already follows from events keeps what
+    /// the events said, which is at least as new, and only gains the owner
+    /// if it had none; the rest are seeded as by [`Self::seed`].
+    pub fn seed_late(
+        &mut self,
+        seeds: impl IntoIterator<Item = (Tuple, TcpState, Option<Owner>)>,
+        now_ns: u64,
+    ) {
+        let mut known: HashMap<Tuple, u64> = HashMap::default();
+        known.extend(self.flows.values().map(|f| (f.tuple, f.sock)));
+        // Closed flows are known too, but have nothing to gain.
+        known.extend(
+            self.time_wait
+                .iter()
+                .chain(&self.closed)
+                .map(|f| (f.tuple, 0)),
+        );
+        for (tuple, state, owner) in seeds {
+            match known.get(&tuple) {
+                None => self.seed(tuple, state, owner, now_ns),
+                Some(&sock) => {
+                    if let (Some(f), Some(o)) = (self.flows.get_mut(&sock), owner)
+                        && f.owner.is_none()
+                    {
+                        f.owner = Some(o);
+                        self.owners.adopt(sock, o);
+                    }
+                }
+            }
+        }
+    }
+
     /// Takes one event and returns it annotated.
     pub fn process(&mut self, ev: &Event) -> Annotated {
         self.now_ns = self.now_ns.max(ev.ts_ns);
@@ -783,6 +817,35 @@ pub(crate) mod tests {
         e.advance(2 + 1_000_000_000);
         let o = e.take_outcomes();
         assert_eq!((o.len(), o[0].errno), (1, None));
+    }
+
+    #[test]
+    fn late_seeds_do_not_overrule_events() {
+        use TcpState::*;
+        let mut e = Engine::default();
+        // Two sockets from before start-up changed state before /proc was
+        // read: one closed, one went to CLOSE_WAIT (a softirq: no owner).
+        let nobody = owner(0, "swapper/0");
+        e.process(&state(10, 1, tuple(1, 80), nobody, Established, CloseWait));
+        e.process(&state(11, 2, tuple(2, 80), nobody, LastAck, Close));
+        let app = owner(7, "app");
+        e.seed_late(
+            [
+                (tuple(1, 80), Established, Some(app)),
+                (tuple(2, 80), LastAck, Some(app)),
+                (tuple(3, 80), Established, Some(app)),
+            ],
+            20,
+        );
+        let census = e.census(|_| true);
+        assert_eq!(census.get(&CloseWait), Some(&1), "{census:?}");
+        assert_eq!(census.get(&Established), Some(&1), "only the untouched one");
+        assert_eq!(census.get(&LastAck), None, "the closed one stays closed");
+        let f = e.flows().find(|f| f.sock == 1).unwrap();
+        assert_eq!(f.owner, Some(app), "the event's flow gains the owner");
+        // And later events of that socket carry it.
+        let a = e.process(&state(30, 1, tuple(1, 80), nobody, CloseWait, LastAck));
+        assert_eq!(a.owner, Some(app));
     }
 
     #[test]

@@ -104,6 +104,14 @@ impl Owners {
         owner
     }
 
+    /// Learns the owner of a socket the engine follows from another source
+    /// (a late /proc seed).
+    pub fn adopt(&mut self, sock: u64, owner: Owner) {
+        if sock != 0 {
+            self.by_sock.entry(sock).or_insert(owner);
+        }
+    }
+
     /// Drops what is known of a socket (the engine evicted it).
     pub fn forget(&mut self, sock: u64) {
         self.by_sock.remove(&sock);
