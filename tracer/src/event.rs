@@ -133,6 +133,11 @@ impl Comm {
         Self(b)
     }
 
+    /// The 16 bytes as the kernel gave them, NUL-padded.
+    pub fn raw(&self) -> &[u8; 16] {
+        &self.0
+    }
+
     /// The name's bytes, without the NUL padding.
     pub fn bytes(&self) -> &[u8] {
         let n = self.0.iter().position(|&c| c == 0).unwrap_or(16);

@@ -27,7 +27,7 @@ use crate::{
         Mode, Output,
         format::{self, Clock},
     },
-    views::{Context, View, record::Record},
+    views::{Context, View},
     wire,
 };
 
@@ -57,8 +57,6 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Write to this file instead of standard output.
     pub output: Option<PathBuf>,
-    /// The view is `record`: write the recording header first.
-    pub record: bool,
 }
 
 struct Source {
@@ -112,13 +110,8 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
         reset_reasons: probe.report.reset_reasons.clone(),
         filter: opts.filter,
     };
-    let header = opts
-        .record
-        .then(|| Record::header(&probe.report, &cx, Clock::monotonic_now()));
     let mut p = Pipeline::new(view, out, cx, opts.count);
-    if let Some(h) = header {
-        Record { wants }.start(h, &mut p.out);
-    }
+    p.view.start(&probe.report, &p.cx, &mut p.out);
     // Sockets from before start-up are read from /proc beside the ring
     // reader. Events are held until the seeds are in, so that the first
     // ones (say, a connection accepted by a listener from before start-up)

@@ -45,7 +45,6 @@ fn main() -> ExitCode {
                     count: a.run.count,
                     what,
                     output: None,
-                    record: false,
                 },
             )
         }
@@ -55,6 +54,7 @@ fn main() -> ExitCode {
                     rtt: r.rtt,
                     ..tracer::hooks::Wants::FLOWS
                 },
+                binary: r.binary,
             };
             live::run(
                 &mut view,
@@ -65,7 +65,6 @@ fn main() -> ExitCode {
                     count: r.run.count,
                     what: "TCP events for a recording",
                     output: r.output,
-                    record: true,
                 },
             )
         }

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     filter::Filter,
     pipeline::Pipeline,
-    record::{FORMAT, Line},
+    record::{FORMAT, FORMAT_BINARY, Line, frame},
     sinks::{Mode, Output, format::Clock},
     views::{Context, View},
 };
@@ -49,22 +49,22 @@ pub fn run(path: &Path, view: &mut dyn View, opts: ReplayOptions) -> Result<()> 
 /// Replays `input` into an output made by `make_out`; returns the output
 /// to be closed.
 pub fn replay_into(
-    input: impl BufRead,
+    mut input: impl BufRead,
     view: &mut dyn View,
     opts: ReplayOptions,
     make_out: impl FnOnce(Mode) -> Output,
 ) -> Result<Output> {
-    let mut lines = input.lines().enumerate();
-    let header = match lines.next() {
-        Some((_, line)) => match serde_json::from_str::<Line>(&line?) {
-            Ok(Line::Header(h)) => h,
-            _ => bail!("not a tcptrace recording: the first line is not a header"),
-        },
-        None => bail!("the recording is empty"),
+    let mut line = Vec::new();
+    if input.read_until(b'\n', &mut line)? == 0 {
+        bail!("the recording is empty");
+    }
+    let header = match serde_json::from_slice::<Line>(&line) {
+        Ok(Line::Header(h)) => h,
+        _ => bail!("not a tcptrace recording: the first line is not a header"),
     };
-    if header.format != FORMAT {
+    if header.format != FORMAT && header.format != FORMAT_BINARY {
         bail!(
-            "recording format {} is not supported by this tcptrace (format {FORMAT})",
+            "recording format {} is not supported by this tcptrace (formats {FORMAT} and {FORMAT_BINARY})",
             header.format
         );
     }
@@ -77,16 +77,45 @@ pub fn replay_into(
     p.header();
     let mut last_tick = 0;
     let mut now = 0;
-    for (n, line) in lines {
-        if p.done() {
+    let mut frame = [0u8; frame::LEN];
+    // Records read, the header included.
+    let mut n: u64 = 1;
+    while !p.done() {
+        let Some(&first) = input.fill_buf()?.first() else {
             break;
-        }
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: Line = serde_json::from_str(&line)
-            .with_context(|| format!("line {} of the recording", n + 1))?;
+        };
+        n += 1;
+        let parsed = if first == frame::MARKER {
+            if let Err(e) = input.read_exact(&mut frame) {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    truncated(n);
+                    break;
+                }
+                return Err(e.into());
+            }
+            Line::Event(
+                frame::decode(&frame).with_context(|| format!("record {n} of the recording"))?,
+            )
+        } else {
+            line.clear();
+            input.read_until(b'\n', &mut line)?;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(&line) {
+                Ok(l) => l,
+                // The writer was stopped mid-line (disk full, SIGKILL).
+                Err(_) if !line.ends_with(b"\n") => {
+                    truncated(n);
+                    break;
+                }
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("record {n} of the recording"))
+                    );
+                }
+            }
+        };
         match parsed {
             Line::Event(ev) => {
                 now = now.max(ev.ts_ns);
@@ -112,14 +141,21 @@ pub fn replay_into(
                     l.count, l.source
                 ),
             },
-            Line::Header(_) => bail!("line {}: a second header", n + 1),
+            Line::Header(_) => bail!("record {n}: a second header"),
         }
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             p.out.flush_batch(now, &p.cx.clock);
         }
     }
     p.out.flush_batch(now, &p.cx.clock);
     Ok(p.finish(now))
+}
+
+/// Says that the recording's last record is incomplete.
+fn truncated(n: u64) {
+    eprintln!(
+        "tcptrace: warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
+    );
 }
 
 #[cfg(test)]
@@ -137,6 +173,10 @@ mod tests {
     const LOOPBACK: &str = include_str!("../fixtures/recordings/loopback.jsonl");
 
     fn replay(view: &mut dyn View, filter: Filter) -> Vec<serde_json::Value> {
+        replay_bytes(LOOPBACK.as_bytes(), view, filter)
+    }
+
+    fn replay_bytes(input: &[u8], view: &mut dyn View, filter: Filter) -> Vec<serde_json::Value> {
         let text = crate::views::testing::render(Mode::Json, |out| {
             let taken = std::mem::replace(out, Output::to_writer(Mode::Json, std::io::sink()));
             let opts = ReplayOptions {
@@ -144,7 +184,7 @@ mod tests {
                 mode: Mode::Json,
                 count: None,
             };
-            let done = replay_into(LOOPBACK.as_bytes(), view, opts, |_| taken).unwrap();
+            let done = replay_into(input, view, opts, |_| taken).unwrap();
             *out = done;
         });
         text.lines()
@@ -220,6 +260,70 @@ mod tests {
         );
         let last = top.last().unwrap();
         assert_eq!(last["census"]["TIME_WAIT"], 5, "{last:#}");
+    }
+
+    /// The loopback recording with its events as binary frames.
+    fn as_binary(json: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in json.lines() {
+            match serde_json::from_str::<Line>(l).unwrap() {
+                Line::Header(mut h) => {
+                    h.format = FORMAT_BINARY;
+                    serde_json::to_writer(&mut out, &Line::Header(h)).unwrap();
+                    out.push(b'\n');
+                }
+                Line::Event(ev) => frame::encode(&mut out, &ev),
+                _ => {
+                    out.extend_from_slice(l.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_binary_recording_replays_like_its_json_twin() {
+        let bin = as_binary(LOOPBACK);
+        assert!(
+            bin.len() * 2 < LOOPBACK.len(),
+            "{} vs {}",
+            bin.len(),
+            LOOPBACK.len()
+        );
+        let f = Filter::default;
+        assert_eq!(
+            replay_bytes(&bin, &mut Connect::default(), f()),
+            replay(&mut Connect::default(), f())
+        );
+        assert_eq!(
+            replay_bytes(&bin, &mut States, f()),
+            replay(&mut States, f())
+        );
+        assert_eq!(
+            replay_bytes(&bin, &mut Resets, f()),
+            replay(&mut Resets, f())
+        );
+        let top = || Top::new(SortBy::Age, u64::MAX / 2, 100, false, true);
+        assert_eq!(replay_bytes(&bin, &mut top(), f()), replay(&mut top(), f()));
+    }
+
+    #[test]
+    fn a_truncated_recording_replays_what_came_before() {
+        let bin = as_binary(LOOPBACK);
+        let all = replay_bytes(&bin, &mut States, Filter::default()).len();
+        // Cut inside the last event frame.
+        let last = bin.iter().rposition(|&b| b == frame::MARKER).unwrap();
+        let cut = replay_bytes(&bin[..last + 10], &mut States, Filter::default()).len();
+        assert!(cut > 0 && cut < all, "{cut} of {all}");
+        // And in the middle of a JSON line.
+        let json = LOOPBACK.trim_end();
+        let cut = replay_bytes(
+            &json.as_bytes()[..json.len() - 5],
+            &mut States,
+            Filter::default(),
+        );
+        assert!(!cut.is_empty());
     }
 
     #[test]

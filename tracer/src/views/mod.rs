@@ -45,6 +45,8 @@ pub trait View {
     fn engine_config(&self) -> crate::engine::Config {
         crate::engine::Config::default()
     }
+    /// A live run has attached its hooks (`record` writes its header).
+    fn start(&mut self, _report: &crate::hooks::Report, _cx: &Context, _out: &mut Output) {}
     /// The column header for text output, if any.
     fn text_header(&self) -> Option<String> {
         None

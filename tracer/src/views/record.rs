@@ -1,23 +1,26 @@
 //! `tcptrace record`: every decoded event (and RTT snapshot) as a line of
-//! the recording format ([`crate::record`]), after a header.
+//! the recording format ([`crate::record`]) or, with `--binary`, as a
+//! binary frame; after a header.
 
 use super::{Context, View};
 use crate::{
     engine::{Annotated, flows::Rtt},
     hooks::{Report, Wants},
-    record::{FORMAT, Header, Line, RttLine},
+    record::{FORMAT, FORMAT_BINARY, Header, Line, RttLine, frame},
     sinks::Output,
 };
 
 pub struct Record {
     pub wants: Wants,
+    /// Events as binary frames (format 2).
+    pub binary: bool,
 }
 
 impl Record {
     /// The header for a recording made with `report` now.
-    pub fn header(report: &Report, cx: &Context, now_ns: u64) -> Header {
+    pub fn header(&self, report: &Report, cx: &Context, now_ns: u64) -> Header {
         Header {
-            format: FORMAT,
+            format: if self.binary { FORMAT_BINARY } else { FORMAT },
             tcptrace: env!("CARGO_PKG_VERSION").into(),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())
@@ -40,12 +43,6 @@ impl Record {
         let _ = serde_json::to_writer(&mut out.buf, line);
         out.buf.push(b'\n');
     }
-
-    /// Writes the header line.
-    pub fn start(&self, header: Header, out: &mut Output) {
-        Self::line(out, &Line::Header(header));
-        out.flush_blocking();
-    }
 }
 
 impl View for Record {
@@ -53,8 +50,18 @@ impl View for Record {
         self.wants
     }
 
+    fn start(&mut self, report: &Report, cx: &Context, out: &mut Output) {
+        let h = self.header(report, cx, crate::sinks::format::Clock::monotonic_now());
+        Self::line(out, &Line::Header(h));
+        out.flush_blocking();
+    }
+
     fn on_event(&mut self, a: &Annotated, out: &mut Output, _cx: &Context) -> bool {
-        Self::line(out, &Line::Event(a.event));
+        if self.binary {
+            frame::encode(&mut out.buf, &a.event);
+        } else {
+            Self::line(out, &Line::Event(a.event));
+        }
         out.record_done();
         true
     }

@@ -1,6 +1,7 @@
 //! The recording format of `tcptrace record` and `tcptrace replay`: JSON
 //! Lines, a header first, then decoded events, RTT snapshots and lost
-//! counts in the order they were seen.
+//! counts in the order they were seen. With `--binary` (format 2) each
+//! event is a fixed-size binary [`frame`] instead of a line.
 //!
 //! ```text
 //! {"type":"header","format":1,"tcptrace":"0.1.0","kernel":"6.18.44",...}
@@ -9,12 +10,16 @@
 //! {"type":"lost","ts":"..","count":3,"source":"kernel"}
 //! ```
 
+pub mod frame;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{engine::flows::Rtt, event::Event};
 
-/// Version of this format.
+/// Version of this format: every record a JSON line.
 pub const FORMAT: u32 = 1;
+/// Events as binary [`frame`]s, the rest JSON lines.
+pub const FORMAT_BINARY: u32 = 2;
 
 /// First line of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
