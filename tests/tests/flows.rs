@@ -62,16 +62,19 @@ fn connect_from(local: SocketAddr, remote: SocketAddr) -> std::io::Result<TcpStr
     Ok(s.into())
 }
 
+/// Connections that lose their first SYN, and connections that do not.
+const SLOW: u16 = 3;
+const FAST: u16 = 5;
+
 /// Connections whose first SYN is dropped take the initial SYN RTO (1 s);
 /// the others take well under 10 ms; `hist` buckets them accordingly, with
 /// as many samples as connections made; `connect` shows each with its owner.
+/// The same from a JSON and from a binary recording made side by side.
 #[test]
 fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
     require_root();
     let ns = NetNs::new("hs");
     let port = unique_port();
-    const SLOW: u16 = 3;
-    const FAST: u16 = 5;
     // Source ports 41000.. lose their first SYN only.
     ns.nft(&format!(
         "table inet firstsyn {{
@@ -84,7 +87,16 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
         41000 + SLOW - 1
     ));
     let rec = TempFile::new("hs");
+    let bin = TempFile::new("hs-bin");
     let t = Tracer::start(&["record", "-o", rec.path(), "--port", &port.to_string()]);
+    let tb = Tracer::start(&[
+        "record",
+        "--binary",
+        "-o",
+        bin.path(),
+        "--port",
+        &port.to_string(),
+    ]);
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let latencies = ns.run("tt-hs", move || {
         let l = TcpListener::bind(server).unwrap();
@@ -106,8 +118,20 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
         "{latencies:?}"
     );
     t.stop();
+    tb.stop();
+    let head = std::fs::read(bin.path()).unwrap();
+    assert!(
+        head.starts_with(b"{\"type\":\"header\",\"format\":2,"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..60.min(head.len())])
+    );
+    for rec in [&rec, &bin] {
+        check_handshakes(rec, port);
+    }
+}
 
-    let hist = replay(&rec, &["hist"]);
+fn check_handshakes(rec: &TempFile, port: u16) {
+    let hist = replay(rec, &["hist"]);
     let d = hist
         .iter()
         .find(|r| r["key"] == format!("127.0.0.1:{port}"))
@@ -128,7 +152,7 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
     let max_ms = d["max_us"].as_u64().unwrap() / 1000;
     assert!((900..1500).contains(&max_ms), "{d:#}");
 
-    let connects = replay(&rec, &["connect"]);
+    let connects = replay(rec, &["connect"]);
     assert_eq!(connects.len(), usize::from(SLOW + FAST), "{connects:#?}");
     for c in &connects {
         assert_eq!(c["pid"], our_pid(), "{c}");
