@@ -36,6 +36,15 @@ pub struct RetransCounts {
 }
 
 impl RetransCounts {
+    const NONE: Self = Self {
+        data: 0,
+        syn: 0,
+        synack: 0,
+        segs: 0,
+    };
+}
+
+impl RetransCounts {
     pub fn add(&mut self, kind: RetransKind, segs: Option<u16>) {
         match kind {
             RetransKind::Data => self.data += 1,
@@ -79,7 +88,8 @@ impl Rtt {
     }
 }
 
-/// One flow.
+/// One flow. Kept small (136 bytes): a table of 100 000 live flows pays
+/// for every byte, so what most flows never have lives in [`Extra`].
 #[derive(Clone, Debug)]
 pub struct Flow {
     pub sock: u64,
@@ -89,30 +99,43 @@ pub struct Flow {
     /// Current state. `TimeWait` is inferred: the kernel hands a closing
     /// socket to a timewait socket that no tracepoint follows.
     pub state: TcpState,
+    /// The connect outcome has been emitted.
+    pub(crate) outcome_done: bool,
+    /// When the current state was entered (0: before tracing started).
     pub since_ns: u64,
     /// First seen.
     pub start_ns: u64,
     /// When the socket reached CLOSE (or its inferred TIME_WAIT ended).
     pub end_ns: Option<u64>,
-    pub syn_sent_ns: Option<u64>,
-    pub syn_recv_ns: Option<u64>,
     /// Client: SYN_SENT -> ESTABLISHED. Server: SYN_RECV -> ESTABLISHED of
     /// the accepted socket (which the kernel creates only when the final ACK
     /// arrives, so this is near zero but for TCP Fast Open).
     pub handshake_ns: Option<u64>,
+    extra: Option<Box<Extra>>,
+}
+
+/// What a flow has only when something went wrong or `--rtt` is on.
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
     pub retrans: RetransCounts,
     pub resets_sent: u32,
     pub resets_recv: u32,
     /// The error the kernel reported to the owner, if any (positive errno).
     pub error: Option<i32>,
-    /// Boxed: 150 bytes that most flows (no `--rtt`) never fill, and a
-    /// flow table of 100 000 entries pays for every byte of `Flow`.
-    pub rtt: Option<Box<Rtt>>,
+    pub rtt: Option<Rtt>,
     /// A failed connect waiting for its errno (from the connect hook).
     pub(crate) pending_fail_ns: Option<u64>,
-    /// The connect outcome has been emitted.
-    pub(crate) outcome_done: bool,
 }
+
+/// The [`Extra`] of a flow that has none.
+static NO_EXTRA: Extra = Extra {
+    retrans: RetransCounts::NONE,
+    resets_sent: 0,
+    resets_recv: 0,
+    error: None,
+    rtt: None,
+    pending_fail_ns: None,
+};
 
 impl Flow {
     pub fn new(sock: u64, tuple: Tuple, state: TcpState, ts_ns: u64) -> Self {
@@ -122,20 +145,28 @@ impl Flow {
             owner: None,
             role: Role::Unknown,
             state,
+            outcome_done: false,
             since_ns: ts_ns,
             start_ns: ts_ns,
             end_ns: None,
-            syn_sent_ns: None,
-            syn_recv_ns: None,
             handshake_ns: None,
-            retrans: RetransCounts::default(),
-            resets_sent: 0,
-            resets_recv: 0,
-            error: None,
-            rtt: None,
-            pending_fail_ns: None,
-            outcome_done: false,
+            extra: None,
         }
+    }
+
+    /// Retransmits, resets, error, RTT (zeros and `None` when nothing
+    /// happened).
+    pub fn extra(&self) -> &Extra {
+        self.extra.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_default()
+    }
+
+    /// Takes the pending-failure time, if any.
+    pub(crate) fn take_pending_fail(&mut self) -> Option<u64> {
+        self.extra.as_mut().and_then(|x| x.pending_fail_ns.take())
     }
 
     /// Whether the flow still counts in the census.
@@ -168,6 +199,12 @@ impl ConnectOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flow_stays_small() {
+        // 100 000 live flows must fit in the memory goal (see BENCHMARKS.md).
+        assert!(size_of::<Flow>() <= 136, "{}", size_of::<Flow>());
+    }
 
     #[test]
     fn rtt_median_from_log2_slots() {

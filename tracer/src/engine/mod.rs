@@ -186,16 +186,20 @@ impl Engine {
                 prev_state_ns = self.on_state(ev, old, new, owner);
             }
             EventKind::Retrans { kind, segs, state } => {
-                self.event_flow(ev, state, owner).retrans.add(kind, segs);
+                self.event_flow(ev, state, owner)
+                    .extra_mut()
+                    .retrans
+                    .add(kind, segs);
             }
             EventKind::ResetSent { state, .. } => {
                 if ev.sock != 0 {
                     let st = state.unwrap_or(TcpState::Close);
-                    self.event_flow(ev, st, owner).resets_sent += 1;
+                    self.event_flow(ev, st, owner).extra_mut().resets_sent += 1;
                 }
             }
             EventKind::ResetRecv => {
                 self.event_flow(ev, TcpState::Established, owner)
+                    .extra_mut()
                     .resets_recv += 1;
             }
             EventKind::SockError { errno } => self.on_sock_error(ev, errno),
@@ -276,7 +280,7 @@ impl Engine {
     /// Replaces a live flow's RTT summary (from the kernel's RTT map).
     pub fn set_rtt(&mut self, sock: u64, rtt: Rtt) {
         if let Some(f) = self.flows.get_mut(&sock) {
-            f.rtt = Some(Box::new(rtt));
+            f.extra_mut().rtt = Some(rtt);
             return;
         }
         // A flow that closed since the last read keeps its last histogram.
@@ -288,7 +292,7 @@ impl Engine {
             .rev()
             .find(|f| f.sock == sock)
         {
-            f.rtt = Some(Box::new(rtt));
+            f.extra_mut().rtt = Some(rtt);
         }
     }
 
@@ -372,27 +376,23 @@ impl Engine {
         let f = self.flow_mut(ev, old, owner);
         let prev = (known && f.since_ns != 0).then(|| ts.saturating_sub(f.since_ns));
         match (old, new) {
-            (TcpState::Close, TcpState::SynSent) => {
-                f.role = Role::Client;
-                f.syn_sent_ns = Some(ts);
-            }
+            (TcpState::Close, TcpState::SynSent) => f.role = Role::Client,
             (_, TcpState::Listen) => f.role = Role::Listener,
-            (TcpState::Listen, TcpState::SynRecv) => {
-                f.role = Role::Server;
-                f.syn_recv_ns = Some(ts);
+            (TcpState::Listen, TcpState::SynRecv) => f.role = Role::Server,
+            // From the SYN (SYN_SENT, SYN_RECV entered at `since_ns`), when
+            // this run saw it.
+            (TcpState::SynRecv, TcpState::Established) if f.role == Role::Server => {
+                f.handshake_ns = prev;
             }
-            (TcpState::SynRecv, TcpState::Established) => {
-                f.handshake_ns = f.syn_recv_ns.map(|s| ts.saturating_sub(s));
-            }
-            (TcpState::SynSent, TcpState::Established) => {
-                f.handshake_ns = f.syn_sent_ns.map(|s| ts.saturating_sub(s));
+            (TcpState::SynSent, TcpState::Established) if f.role == Role::Client => {
+                f.handshake_ns = prev;
             }
             _ => {}
         }
         f.state = new;
         f.since_ns = ts;
         let (sock, tuple, flow_owner, error, handshake) =
-            (f.sock, f.tuple, f.owner, f.error, f.handshake_ns);
+            (f.sock, f.tuple, f.owner, f.extra().error, f.handshake_ns);
         let first_outcome = !f.outcome_done;
         match (old, new) {
             (TcpState::SynSent, TcpState::Established) if first_outcome && handshake.is_some() => {
@@ -416,7 +416,7 @@ impl Engine {
                     None => {
                         // The connect hook may still tell why (EADDRNOTAVAIL).
                         if let Some(f) = self.flows.get_mut(&ev.sock) {
-                            f.pending_fail_ns = Some(ts);
+                            f.extra_mut().pending_fail_ns = Some(ts);
                         }
                         self.pending.push(ev.sock);
                     }
@@ -438,10 +438,10 @@ impl Engine {
     fn on_connect_error(&mut self, ev: &Event, errno: i32, owner: Option<Owner>) {
         match self.flows.get_mut(&ev.sock) {
             Some(f) if f.outcome_done => {}
-            Some(f) if f.pending_fail_ns.is_some() => {
+            Some(f) if f.extra().pending_fail_ns.is_some() => {
                 self.resolve_failure(ev.sock, Some(errno));
             }
-            Some(f) => f.error = Some(errno),
+            Some(f) => f.extra_mut().error = Some(errno),
             None => {
                 // Already closed and reported, or never seen: report unless
                 // a lingering flow says it was reported.
@@ -471,17 +471,20 @@ impl Engine {
         let Some(f) = self.flows.get_mut(&sock) else {
             return;
         };
-        let was_pending = f.pending_fail_ns.take();
+        let was_pending = f.take_pending_fail();
         if !f.outcome_done {
             f.outcome_done = true;
-            f.error = f.error.or(errno);
+            let errno = f.extra().error.or(errno);
+            if errno.is_some() {
+                f.extra_mut().error = errno;
+            }
             self.outcomes.push(ConnectOutcome {
                 ts_ns: was_pending.unwrap_or(f.since_ns),
                 sock,
                 tuple: f.tuple,
                 owner: f.owner,
                 latency_ns: None,
-                errno: f.error,
+                errno,
             });
         }
         if let Some(ts) = was_pending {
@@ -494,7 +497,7 @@ impl Engine {
         if self
             .flows
             .get(&sock)
-            .is_some_and(|f| f.pending_fail_ns.is_some())
+            .is_some_and(|f| f.extra().pending_fail_ns.is_some())
         {
             return; // closed once its errno is known
         }
@@ -518,7 +521,7 @@ impl Engine {
             .filter(|s| {
                 self.flows
                     .get(s)
-                    .and_then(|f| f.pending_fail_ns)
+                    .and_then(|f| f.extra().pending_fail_ns)
                     .is_none_or(|t| now.saturating_sub(t) >= self.cfg.pending_connect_ns)
             })
             .collect();
@@ -729,7 +732,7 @@ pub(crate) mod tests {
         assert_eq!((o[0].errno, o[0].latency_ns), (Some(111), None));
         assert_eq!(o[0].owner, Some(c));
         let f = e.flows().find(|f| f.sock == 1).unwrap();
-        assert_eq!(f.resets_recv, 1);
+        assert_eq!(f.extra().resets_recv, 1);
     }
 
     #[test]
@@ -784,7 +787,10 @@ pub(crate) mod tests {
             },
         ));
         assert!(e.census(|_| true).is_empty(), "no live flow was made");
-        assert_eq!(e.flows().find(|f| f.sock == 1).unwrap().resets_sent, 1);
+        assert_eq!(
+            e.flows().find(|f| f.sock == 1).unwrap().extra().resets_sent,
+            1
+        );
     }
 
     #[test]
@@ -899,7 +905,7 @@ pub(crate) mod tests {
             },
         ));
         let f = e.flows().find(|f| f.sock == 9).unwrap();
-        assert_eq!((f.retrans.data, f.retrans.segs), (2, 2));
-        assert_eq!(f.resets_sent, 1);
+        assert_eq!((f.extra().retrans.data, f.extra().retrans.segs), (2, 2));
+        assert_eq!(f.extra().resets_sent, 1);
     }
 }

@@ -131,7 +131,9 @@ impl Hist {
     fn rtt_groups(&self, engine: &Engine, cx: &Context) -> BTreeMap<String, Group> {
         let mut groups = BTreeMap::new();
         for f in engine.flows() {
-            let Some(r) = &f.rtt else { continue };
+            let Some(r) = &f.extra().rtt else {
+                continue;
+            };
             if !cx.filter.matches_flow(&f.tuple, f.owner.as_ref(), true) {
                 continue;
             }

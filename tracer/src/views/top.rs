@@ -63,8 +63,8 @@ impl Top {
         match self.sort {
             SortBy::Retrans => flows.sort_by_key(|f| {
                 (
-                    Reverse(f.retrans.total()),
-                    Reverse(f.resets_sent + f.resets_recv),
+                    Reverse(f.extra().retrans.total()),
+                    Reverse(f.extra().resets_sent + f.extra().resets_recv),
                     f.start_ns,
                 )
             }),
@@ -111,12 +111,12 @@ impl Top {
                         f.role.name(),
                         f.end_ns.is_some() && f.state != TcpState::TimeWait,
                         opt(age_ms(f)),
-                        f.retrans.total(),
-                        f.retrans.segs,
-                        f.resets_sent,
-                        f.resets_recv,
+                        f.extra().retrans.total(),
+                        f.extra().retrans.segs,
+                        f.extra().resets_sent,
+                        f.extra().resets_recv,
                         opt(f.handshake_ns.map(|n| n / 1000)),
-                        opt(f.rtt.as_ref().and_then(|r| r.median_us())),
+                        opt(f.extra().rtt.as_ref().and_then(|r| r.median_us())),
                     );
                 }
                 out.buf.extend_from_slice(b"],\"transitions\":{");
@@ -174,12 +174,13 @@ impl Top {
                             || "-".to_string(),
                             |ms| format!("{:.1}", ms as f64 / 1e3)
                         ),
-                        f.retrans.total(),
-                        format!("{}/{}", f.resets_sent, f.resets_recv),
+                        f.extra().retrans.total(),
+                        format!("{}/{}", f.extra().resets_sent, f.extra().resets_recv),
                         ms(f.handshake_ns),
                     );
                     if self.rtt {
                         let rtt = f
+                            .extra()
                             .rtt
                             .as_ref()
                             .and_then(|r| r.median_us())
