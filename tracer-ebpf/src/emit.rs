@@ -12,8 +12,9 @@ use tracer_common::{
     ringbuf::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
 };
 
-/// Default ring size; user space may change it before load.
-const RING_BYTES: u32 = 8 << 20;
+/// Ring size in the object; user space sets the real one at load
+/// (`--ring-size`, default `tracer::hooks::RING_BYTES`).
+const RING_BYTES: u32 = 4 << 20;
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);

@@ -130,6 +130,12 @@ pub struct RunArgs {
     /// Stop after this many records.
     #[arg(short, long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
+    /// Size of the kernel's event buffer, a power of two from 64K to 1G
+    /// (default 4M, about 60 ms of a 700 000 events/s storm). Larger rides
+    /// out longer stalls of tcptrace; smaller uses less memory (the buffer
+    /// is mapped twice, so it counts twice in RSS). Live only.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
 }
 
 /// Options of every view.
@@ -271,6 +277,29 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let err =
+        || format!("'{s}' is not a buffer size; give a power of two from 64K to 1G, e.g. 512K, 8M");
+    let t = s.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(err()),
+    };
+    let n = num.parse::<u64>().map_err(|_| err())?.saturating_mul(mult);
+    if n.is_power_of_two() && (64 << 10..=1 << 30).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(err())
+    }
+}
+
 fn parse_count(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -328,10 +357,21 @@ mod tests {
             (&["states", "-p", "abc"][..], "not a process id"),
             (&["states", "--duration", "0"][..], "not a duration"),
             (&["states", "-c", "0"][..], "not a count"),
+            (&["states", "--ring-size", "3M"][..], "power of two"),
+            (&["states", "--ring-size", "32K"][..], "power of two"),
+            (&["record", "--ring-size", "2T"][..], "power of two"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
             assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
+        for (arg, bytes) in [
+            ("64K", 65_536),
+            ("8M", 8 << 20),
+            ("1G", 1 << 30),
+            ("1048576", 1 << 20),
+        ] {
+            assert_eq!(parse_ring_size(arg), Ok(bytes), "{arg}");
         }
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub mode: Mode,
     pub duration: Option<Duration>,
     pub count: Option<u64>,
+    /// Size of the kernel's ring buffer (default [`hooks::RING_BYTES`]).
+    pub ring_bytes: Option<u32>,
     /// What the start-up message says is being watched.
     pub what: &'static str,
     /// Write to this file instead of standard output.
@@ -80,7 +82,11 @@ pub fn run(view: &mut dyn View, opts: RunOptions) -> Result<()> {
 
 async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     let wants = view.wants();
-    let mut probe = Probe::load(opts.filter.kernel(), wants)?;
+    let mut probe = Probe::load(
+        opts.filter.kernel(),
+        wants,
+        opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
+    )?;
     let ring = probe.take_ring()?;
     let mut src = Source {
         // SAFETY: the ring buffer owns its map fd, which stays open and the

@@ -73,6 +73,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             rtt: true,
             ..Wants::FLOWS
         },
+        crate::hooks::RING_BYTES,
     );
     let ok = probe.is_ok();
 
