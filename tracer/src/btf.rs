@@ -23,6 +23,25 @@ pub enum BtfError {
     Kind(u32),
 }
 
+/// Parsed BTF: the raw bytes and where each type starts in them. Members
+/// are read from the raw bytes when asked for: the kernel's BTF holds some
+/// 150 000 types, and a `Vec` of members per struct left ~20 MB of small
+/// allocations in the heap after start-up.
+pub struct Btf {
+    raw: Vec<u8>,
+    /// The type and string sections, as ranges of `raw`.
+    types_at: usize,
+    strings: std::ops::Range<usize>,
+    /// Byte offset in the type section of each type id; index 0 (void) is
+    /// unused.
+    types: Vec<u32>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// A struct or union member.
 #[derive(Clone, Copy, Debug)]
 struct Member {
     name_off: u32,
@@ -31,58 +50,38 @@ struct Member {
     bit_offset: u32,
 }
 
-#[derive(Clone, Debug)]
-enum Type {
-    /// A struct or a union with its members.
-    Composite { name_off: u32, members: Vec<Member> },
-    /// Anything else; only its place in the id sequence matters.
-    Other,
-}
-
-/// Parsed types and strings.
-pub struct Btf {
-    /// Index 0 is the void type; ids start at 1.
-    types: Vec<Type>,
-    strings: Vec<u8>,
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 impl Btf {
     /// Parses the running kernel's BTF.
     pub fn from_sys_fs() -> std::io::Result<Self> {
         let raw = std::fs::read("/sys/kernel/btf/vmlinux")?;
-        Self::parse(&raw).map_err(std::io::Error::other)
+        Self::parse(raw).map_err(std::io::Error::other)
     }
 
     /// Parses raw little-endian BTF.
-    pub fn parse(raw: &[u8]) -> Result<Self, BtfError> {
+    pub fn parse(raw: Vec<u8>) -> Result<Self, BtfError> {
         if raw.len() < 24 || u16::from_le_bytes([raw[0], raw[1]]) != MAGIC {
             return Err(BtfError::Header);
         }
-        let field = |i: usize| u32_at(raw, 4 + 4 * i).ok_or(BtfError::Header);
+        let field = |i: usize| u32_at(&raw, 4 + 4 * i).ok_or(BtfError::Header);
         let hdr_len = field(0)? as usize;
         let (type_off, type_len) = (field(1)? as usize, field(2)? as usize);
         let (str_off, str_len) = (field(3)? as usize, field(4)? as usize);
         let section = |off: usize, len: usize| {
-            raw.get(hdr_len + off..hdr_len + off + len)
-                .ok_or(BtfError::Header)
+            let r = hdr_len + off..hdr_len + off + len;
+            raw.get(r.clone()).map(|_| r).ok_or(BtfError::Header)
         };
-        let types_raw = section(type_off, type_len)?;
-        let strings = section(str_off, str_len)?.to_vec();
+        let types_range = section(type_off, type_len)?;
+        let strings = section(str_off, str_len)?;
+        let types_raw = &raw[types_range.clone()];
 
-        let mut types = vec![Type::Other];
+        let mut types = vec![0];
         let mut at = 0;
         while at < types_raw.len() {
             let bad = BtfError::Truncated(at);
-            let name_off = u32_at(types_raw, at).ok_or(bad.clone())?;
             let info = u32_at(types_raw, at + 4).ok_or(bad.clone())?;
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
-            at += 12;
+            types.push(at as u32);
             let extra = match kind {
                 1 | 14 | 17 => 4,          // INT, VAR, DECL_TAG
                 2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
@@ -92,49 +91,64 @@ impl Btf {
                 15 | 19 => vlen * 12,      // DATASEC, ENUM64
                 k => return Err(BtfError::Kind(k)),
             };
-            if kind == KIND_STRUCT || kind == KIND_UNION {
-                let mut members = Vec::with_capacity(vlen);
-                for i in 0..vlen {
-                    let m = at + i * 12;
-                    let off = u32_at(types_raw, m + 8).ok_or(bad.clone())?;
-                    members.push(Member {
-                        name_off: u32_at(types_raw, m).ok_or(bad.clone())?,
-                        type_id: u32_at(types_raw, m + 4).ok_or(bad.clone())?,
-                        bit_offset: if kind_flag { off & 0x00ff_ffff } else { off },
-                    });
-                }
-                types.push(Type::Composite { name_off, members });
-            } else {
-                types.push(Type::Other);
-            }
-            at += extra;
+            at += 12 + extra;
             if at > types_raw.len() {
                 return Err(bad);
             }
         }
-        Ok(Self { types, strings })
+        Ok(Self {
+            types_at: types_range.start,
+            raw,
+            strings,
+            types,
+        })
     }
 
     fn name(&self, off: u32) -> &[u8] {
-        let s = self.strings.get(off as usize..).unwrap_or_default();
+        let s = self.raw[self.strings.clone()]
+            .get(off as usize..)
+            .unwrap_or_default();
         &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
+    }
+
+    /// The name and members of type `id` if it is a struct or union (the
+    /// type section was checked at parse, so reads stay in bounds).
+    fn composite(&self, id: usize) -> Option<(u32, impl Iterator<Item = Member> + '_)> {
+        let at = self.types_at + *self.types.get(id).filter(|_| id > 0)? as usize;
+        let word = move |i: usize| u32_at(&self.raw, at + 4 * i).unwrap_or(0);
+        let info = word(1);
+        let kind = (info >> 24) & 0x1f;
+        if kind != KIND_STRUCT && kind != KIND_UNION {
+            return None;
+        }
+        let kind_flag = info >> 31 == 1;
+        let members = (0..(info & 0xffff) as usize).map(move |i| {
+            let off = word(3 + 3 * i + 2);
+            Member {
+                name_off: word(3 + 3 * i),
+                type_id: word(3 + 3 * i + 1),
+                bit_offset: if kind_flag { off & 0x00ff_ffff } else { off },
+            }
+        });
+        Some((word(0), members))
     }
 
     /// Byte offset of `member` in the struct or union named `ty`, looking
     /// through anonymous struct and union members. `None` if either is
     /// unknown to this kernel.
     pub fn member_offset(&self, ty: &str, member: &str) -> Option<u32> {
-        let id = self.types.iter().position(|t| {
-            matches!(t, Type::Composite { name_off, members } if !members.is_empty() && self.name(*name_off) == ty.as_bytes())
+        let id = (1..self.types.len()).find(|&id| {
+            self.composite(id).is_some_and(|(name_off, mut members)| {
+                self.name(name_off) == ty.as_bytes() && members.next().is_some()
+            })
         })?;
         self.find(id, member.as_bytes(), 0).map(|bits| bits / 8)
     }
 
     fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<u32> {
-        let Type::Composite { members, .. } = self.types.get(id)? else {
-            return None;
-        };
-        for m in members {
+        let (_, members) = self.composite(id)?;
+        let members: Vec<Member> = members.collect();
+        for m in &members {
             if self.name(m.name_off) == member {
                 return Some(base_bits + m.bit_offset);
             }
@@ -207,7 +221,7 @@ mod tests {
 
     #[test]
     fn finds_direct_and_anonymous_members() {
-        let b = Btf::parse(&sample()).unwrap();
+        let b = Btf::parse(sample()).unwrap();
         assert_eq!(b.member_offset("outer", "x"), Some(0));
         assert_eq!(b.member_offset("outer", "y"), Some(16));
         assert_eq!(
@@ -221,10 +235,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(Btf::parse(b"hello").err(), Some(BtfError::Header));
+        assert_eq!(Btf::parse(b"hello".to_vec()).err(), Some(BtfError::Header));
         let mut raw = sample();
         raw.truncate(40);
-        assert!(Btf::parse(&raw).is_err());
+        assert!(Btf::parse(raw).is_err());
     }
 
     #[test]
