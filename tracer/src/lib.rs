@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod hooks;
 pub mod live;
+pub mod memory;
 pub mod pipeline;
 pub mod procnet;
 pub mod record;

@@ -21,6 +21,7 @@ use crate::{
     event::Event,
     filter::Filter,
     hooks::{self, Probe},
+    memory,
     pipeline::Pipeline,
     procnet,
     sinks::{
@@ -89,7 +90,7 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     )?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.
-    release_free_memory();
+    memory::release();
     let ring = probe.take_ring()?;
     let mut src = Source {
         // SAFETY: the ring buffer owns its map fd, which stays open and the
@@ -237,20 +238,9 @@ impl Seeding {
                 seeds.into_iter().map(|s| (s.tuple, s.state, s.owner)),
                 Clock::monotonic_now(),
             );
-            release_free_memory();
+            memory::release();
         }
         true
-    }
-}
-
-/// Gives freed heap memory back to the system. glibc keeps freed small
-/// blocks for reuse, so after start-up's one-off parsing RSS stayed ~20 MB
-/// above what tcptrace holds.
-fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

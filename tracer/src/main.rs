@@ -23,6 +23,7 @@ use tracer::{
 };
 
 fn main() -> ExitCode {
+    tracer::memory::tune();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

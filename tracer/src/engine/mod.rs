@@ -16,6 +16,7 @@
 
 pub mod flows;
 pub mod owners;
+mod table;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -27,6 +28,7 @@ use foldhash::HashMap;
 use crate::event::{Event, EventKind, Owner, TcpState, Tuple};
 use flows::{ConnectOutcome, Flow, Role, Rtt};
 use owners::Owners;
+use table::FlowTable;
 
 /// How many of the most recently closed flows a late event may belong to.
 const RECENT: usize = 64;
@@ -75,7 +77,7 @@ pub struct Engine {
     cfg: Config,
     owners: Owners,
     /// Live flows by socket.
-    flows: HashMap<u64, Flow>,
+    flows: FlowTable,
     /// Sockets found in /proc at start-up, by tuple, until an event names
     /// their kernel socket.
     seeded: HashMap<Tuple, Flow>,
@@ -107,7 +109,7 @@ impl Engine {
         Self {
             cfg,
             owners: Owners::default(),
-            flows: HashMap::default(),
+            flows: FlowTable::default(),
             seeded: HashMap::default(),
             closed: VecDeque::new(),
             time_wait: VecDeque::new(),
@@ -168,7 +170,6 @@ impl Engine {
                         && f.owner.is_none()
                     {
                         f.owner = Some(o);
-                        self.owners.adopt(sock, o);
                     }
                 }
             }
@@ -178,7 +179,8 @@ impl Engine {
     /// Takes one event and returns it annotated.
     pub fn process(&mut self, ev: &Event) -> Annotated {
         self.now_ns = self.now_ns.max(ev.ts_ns);
-        let owner = self.owners.observe(ev);
+        let known = self.flows.get(&ev.sock).and_then(|f| f.owner);
+        let owner = self.owners.observe(ev, known);
         let mut prev_state_ns = None;
         match ev.kind {
             EventKind::State { old, new } => {
@@ -308,7 +310,8 @@ impl Engine {
                 }
                 None => Flow::new(ev.sock, ev.tuple, state, ev.ts_ns),
             };
-            self.flows.insert(ev.sock, f);
+            debug_assert_eq!(f.sock, ev.sock);
+            self.flows.insert(f);
         }
         let f = self.flows.get_mut(&ev.sock).expect("inserted above");
         if f.owner.is_none() {
@@ -503,7 +506,6 @@ impl Engine {
         }
         if let Some(mut f) = self.flows.remove(&sock) {
             f.end_ns = Some(end_ns);
-            self.owners.forget(sock);
             if f.state == TcpState::TimeWait {
                 self.time_wait.push_back(f);
             } else {
@@ -549,13 +551,12 @@ impl Engine {
             if self.closed.pop_front().is_none() && self.time_wait.pop_front().is_none() {
                 let oldest = self
                     .flows
-                    .iter()
-                    .min_by_key(|(_, f)| f.since_ns)
-                    .map(|(&k, _)| k);
+                    .values()
+                    .min_by_key(|f| f.since_ns)
+                    .map(|f| f.sock);
                 match oldest {
                     Some(k) => {
                         self.flows.remove(&k);
-                        self.owners.forget(k);
                     }
                     None => {
                         if let Some(k) = self.seeded.keys().next().copied() {

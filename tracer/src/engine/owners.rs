@@ -28,7 +28,6 @@ struct Listener {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Owners {
-    by_sock: HashMap<u64, Owner>,
     /// Listeners by (family, local port).
     listeners: HashMap<(Family, u16), Vec<Listener>>,
     /// Sockets that existed before start-up, by tuple.
@@ -45,9 +44,10 @@ impl Owners {
         }
     }
 
-    /// Updates the table from `ev` and returns the owner of its socket.
-    pub fn observe(&mut self, ev: &Event) -> Option<Owner> {
-        let known = self.by_sock.get(&ev.sock).copied();
+    /// Updates the tables from `ev` and returns the owner of its socket;
+    /// `known` is the owner the engine's live flow of that socket has (the
+    /// engine keeps owners per socket, so this table does not).
+    pub fn observe(&mut self, ev: &Event, known: Option<Owner>) -> Option<Owner> {
         let in_process = ev.task.pid != 0;
         let owner = match ev.kind {
             EventKind::State {
@@ -85,36 +85,14 @@ impl Owners {
                 .or_else(|| self.seeded.get(&ev.tuple).copied())
                 .or_else(|| self.listener_owner(&ev.tuple)),
         };
-        match (ev.kind, owner) {
-            (
-                EventKind::State {
-                    new: TcpState::Close,
-                    ..
-                },
-                _,
-            ) => {
-                self.by_sock.remove(&ev.sock);
-                self.seeded.remove(&ev.tuple);
-            }
-            (_, Some(o)) if ev.sock != 0 && known != Some(o) => {
-                self.by_sock.insert(ev.sock, o);
-            }
-            _ => {}
+        if let EventKind::State {
+            new: TcpState::Close,
+            ..
+        } = ev.kind
+        {
+            self.seeded.remove(&ev.tuple);
         }
         owner
-    }
-
-    /// Learns the owner of a socket the engine follows from another source
-    /// (a late /proc seed).
-    pub fn adopt(&mut self, sock: u64, owner: Owner) {
-        if sock != 0 {
-            self.by_sock.entry(sock).or_insert(owner);
-        }
-    }
-
-    /// Drops what is known of a socket (the engine evicted it).
-    pub fn forget(&mut self, sock: u64) {
-        self.by_sock.remove(&sock);
     }
 
     fn add_listener(&mut self, sock: u64, t: Tuple, owner: Owner) {
@@ -173,34 +151,40 @@ mod tests {
 
     #[test]
     fn client_owner_comes_from_connect_not_from_softirq() {
-        let mut o = Owners::default();
+        // Through the engine, which keeps the owner of each live socket.
+        let mut o = crate::engine::Engine::default();
         let c = owner(100, "curl");
         let t = tuple(40000, 80);
-        assert_eq!(o.observe(&state(1, 7, t, c, Close, SynSent)), Some(c));
+        assert_eq!(o.process(&state(1, 7, t, c, Close, SynSent)).owner, Some(c));
         // Later transitions and retransmits run elsewhere.
         let other = owner(200, "nginx");
         assert_eq!(
-            o.observe(&state(2, 7, t, other, SynSent, Established)),
+            o.process(&state(2, 7, t, other, SynSent, Established))
+                .owner,
             Some(c)
         );
         assert_eq!(
-            o.observe(&retrans(3, 7, t, softirq(), Established, RetransKind::Data)),
+            o.process(&retrans(3, 7, t, softirq(), Established, RetransKind::Data))
+                .owner,
             Some(c)
         );
         assert_eq!(
-            o.observe(&state(4, 7, t, softirq(), Established, Close)),
+            o.process(&state(4, 7, t, softirq(), Established, Close))
+                .owner,
             Some(c)
         );
         // Closed: a new socket at the same address is not confused with it.
         assert_eq!(
-            o.observe(&state(5, 7, t, softirq(), FinWait1, FinWait2)),
+            o.process(&state(5, 7, t, softirq(), FinWait1, FinWait2))
+                .owner,
             None
         );
     }
 
     #[test]
     fn accepted_sockets_inherit_the_listener() {
-        let mut o = Owners::default();
+        // Through the engine, which keeps the owner of each live socket.
+        let mut o = crate::engine::Engine::default();
         let srv = owner(300, "server");
         let wildcard = Tuple {
             laddr: Tuple::unspecified(Family::V4),
@@ -208,7 +192,7 @@ mod tests {
             ..tuple(8080, 0)
         };
         assert_eq!(
-            o.observe(&state(1, 50, wildcard, srv, Close, Listen)),
+            o.process(&state(1, 50, wildcard, srv, Close, Listen)).owner,
             Some(srv)
         );
         let child = tuple(8080, 40001);
@@ -216,96 +200,107 @@ mod tests {
         // on the CPU is the client.
         let client = owner(100, "curl");
         assert_eq!(
-            o.observe(&state(2, 51, child, client, Listen, SynRecv)),
+            o.process(&state(2, 51, child, client, Listen, SynRecv))
+                .owner,
             Some(srv)
         );
         assert_eq!(
-            o.observe(&state(3, 51, child, client, SynRecv, Established)),
+            o.process(&state(3, 51, child, client, SynRecv, Established))
+                .owner,
             Some(srv)
         );
         // SYN-ACK retransmits are reported on the listener socket.
         assert_eq!(
-            o.observe(&retrans(
+            o.process(&retrans(
                 4,
                 50,
                 tuple(8080, 40002),
                 softirq(),
                 SynRecv,
                 RetransKind::SynAck
-            )),
+            ))
+            .owner,
             Some(srv)
         );
         // The listener closes; a later socket on that port has no owner.
-        o.observe(&state(5, 50, wildcard, srv, Listen, Close));
+        o.process(&state(5, 50, wildcard, srv, Listen, Close));
         assert_eq!(
-            o.observe(&state(6, 52, tuple(8080, 40003), client, Listen, SynRecv)),
+            o.process(&state(6, 52, tuple(8080, 40003), client, Listen, SynRecv))
+                .owner,
             None
         );
     }
 
     #[test]
     fn specific_listener_beats_wildcard() {
-        let mut o = Owners::default();
+        // Through the engine, which keeps the owner of each live socket.
+        let mut o = crate::engine::Engine::default();
         let any = owner(1, "any");
         let lo = owner(2, "lo");
         let wildcard = Tuple {
             laddr: Tuple::unspecified(Family::V4),
             ..tuple(9000, 0)
         };
-        o.observe(&state(1, 60, wildcard, any, Close, Listen));
-        o.observe(&state(2, 61, tuple(9000, 0), lo, Close, Listen));
+        o.process(&state(1, 60, wildcard, any, Close, Listen));
+        o.process(&state(2, 61, tuple(9000, 0), lo, Close, Listen));
         assert_eq!(
-            o.observe(&state(3, 62, tuple(9000, 5), softirq(), Listen, SynRecv)),
+            o.process(&state(3, 62, tuple(9000, 5), softirq(), Listen, SynRecv))
+                .owner,
             Some(lo)
         );
     }
 
     #[test]
     fn seeded_sockets_are_found_by_tuple() {
-        let mut o = Owners::default();
+        // Through the engine, which keeps the owner of each live socket.
+        let mut o = crate::engine::Engine::default();
         let db = owner(400, "postgres");
         let t = tuple(5432, 50000);
-        o.seed(t, Established, db);
+        o.seed(t, Established, Some(db), 0);
         o.seed(
             Tuple {
                 laddr: Tuple::unspecified(Family::V4),
                 ..tuple(5432, 0)
             },
             Listen,
-            db,
+            Some(db),
+            0,
         );
         assert_eq!(
-            o.observe(&retrans(
+            o.process(&retrans(
                 1,
                 77,
                 t,
                 softirq(),
                 Established,
                 RetransKind::Data
-            )),
+            ))
+            .owner,
             Some(db)
         );
         // Sockets accepted after start-up from a seeded listener.
         assert_eq!(
-            o.observe(&state(
+            o.process(&state(
                 2,
                 78,
                 tuple(5432, 50001),
                 softirq(),
                 Listen,
                 SynRecv
-            )),
+            ))
+            .owner,
             Some(db)
         );
         assert_eq!(
-            o.observe(&state(
+            o.process(&state(
                 3,
                 79,
                 tuple(5432, 50002),
                 softirq(),
                 Listen,
                 SynRecv
-            )),
+            ))
+            .owner,
             Some(db)
         );
     }
