@@ -18,7 +18,7 @@ use tracer_common::RttHist;
 
 use crate::{
     engine::flows::Rtt,
-    event::Event,
+    event::{Event, TcpState},
     filter::Filter,
     hooks::{self, Probe},
     memory,
@@ -151,15 +151,22 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
-        if let Some(s) = &seeding
-            && s.merge(&mut p, false)
-        {
-            seeding = None;
-        }
-        if seeding.is_some() && Instant::now() < hold_until && held.len() < HOLD_MAX {
-            hold(&mut src, &mut held);
-            wait = DRAIN_EVERY;
-            continue;
+        if let Some(s) = &seeding {
+            // Read the ring first: the seeds must meet every event from
+            // before /proc was read, held or processed.
+            let holding = Instant::now() < hold_until && held.len() < HOLD_MAX;
+            if holding {
+                hold(&mut src, &mut held);
+            } else {
+                release(&mut held, &mut p);
+                drain(&mut src, &mut p);
+            }
+            if s.merge(&mut p, &held, false) {
+                seeding = None;
+            } else if holding {
+                wait = DRAIN_EVERY;
+                continue;
+            }
         }
         release(&mut held, &mut p);
         wait = if drain(&mut src, &mut p) == 0 {
@@ -181,7 +188,8 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     if let Some(s) = &seeding
         && !p.out.is_closed()
     {
-        s.merge(&mut p, true);
+        hold(&mut src, &mut held);
+        s.merge(&mut p, &held, true);
     }
     release(&mut held, &mut p);
     // What the kernel already wrote still counts.
@@ -222,8 +230,8 @@ impl Seeding {
     }
 
     /// Hands the seeds to the engine once they are read (waiting for them
-    /// if `wait`); returns whether seeding is over.
-    fn merge(&self, p: &mut Pipeline<'_>, wait: bool) -> bool {
+    /// if `wait`), before the `held` events; returns whether seeding is over.
+    fn merge(&self, p: &mut Pipeline<'_>, held: &[Event], wait: bool) -> bool {
         let seeds = if wait {
             self.0.recv().ok()
         } else {
@@ -234,10 +242,19 @@ impl Seeding {
             }
         };
         if let Some(seeds) = seeds {
-            p.engine.seed_late(
-                seeds.into_iter().map(|s| (s.tuple, s.state, s.owner)),
-                Clock::monotonic_now(),
-            );
+            // Only what the filters let through is ever shown; listeners
+            // are kept for the owners of the sockets they will accept.
+            let filter = &p.cx.filter;
+            let wanted: Vec<_> = seeds
+                .into_iter()
+                .filter(|s| {
+                    s.state == TcpState::Listen
+                        || filter.matches_flow(&s.tuple, s.owner.as_ref(), true)
+                })
+                .map(|s| (s.tuple, s.state, s.owner))
+                .collect();
+            let coming = held.iter().map(|e| e.tuple).collect();
+            p.engine.seed_late(wanted, &coming, Clock::monotonic_now());
             memory::release();
         }
         true

@@ -147,10 +147,13 @@ impl Engine {
     /// runs beside the ring reader so that it does not delay the first
     /// event). A tuple the engine already follows from events keeps what
     /// the events said, which is at least as new, and only gains the owner
-    /// if it had none; the rest are seeded as by [`Self::seed`].
+    /// if it had none; so does a tuple in `coming`, events read but not yet
+    /// processed (/proc may have been read after them); the rest are
+    /// seeded as by [`Self::seed`].
     pub fn seed_late(
         &mut self,
         seeds: impl IntoIterator<Item = (Tuple, TcpState, Option<Owner>)>,
+        coming: &foldhash::HashSet<Tuple>,
         now_ns: u64,
     ) {
         let mut known: HashMap<Tuple, u64> = HashMap::default();
@@ -164,6 +167,11 @@ impl Engine {
         );
         for (tuple, state, owner) in seeds {
             match known.get(&tuple) {
+                None if coming.contains(&tuple) => {
+                    if let Some(o) = owner {
+                        self.owners.seed(tuple, state, o);
+                    }
+                }
                 None => self.seed(tuple, state, owner, now_ns),
                 Some(&sock) => {
                     if let (Some(f), Some(o)) = (self.flows.get_mut(&sock), owner)
@@ -836,18 +844,24 @@ pub(crate) mod tests {
         e.process(&state(10, 1, tuple(1, 80), nobody, Established, CloseWait));
         e.process(&state(11, 2, tuple(2, 80), nobody, LastAck, Close));
         let app = owner(7, "app");
+        // /proc was read after a socket closed whose events are still to
+        // come: its TIME_WAIT is for those events to make, not the seed.
+        let coming: foldhash::HashSet<Tuple> = [tuple(4, 80)].into_iter().collect();
         e.seed_late(
             [
                 (tuple(1, 80), Established, Some(app)),
                 (tuple(2, 80), LastAck, Some(app)),
                 (tuple(3, 80), Established, Some(app)),
+                (tuple(4, 80), TimeWait, None),
             ],
+            &coming,
             20,
         );
         let census = e.census(|_| true);
         assert_eq!(census.get(&CloseWait), Some(&1), "{census:?}");
         assert_eq!(census.get(&Established), Some(&1), "only the untouched one");
         assert_eq!(census.get(&LastAck), None, "the closed one stays closed");
+        assert_eq!(census.get(&TimeWait), None, "{census:?}");
         let f = e.flows().find(|f| f.sock == 1).unwrap();
         assert_eq!(f.owner, Some(app), "the event's flow gains the owner");
         // And later events of that socket carry it.
