@@ -115,54 +115,102 @@ const REPLAY_VIEWS: &[&str] = &["states", "retrans", "connect", "resets", "hist"
 #[derive(Clone, Debug)]
 pub struct Replay {
     pub view: &'static str,
+    /// `json` (JSON Lines) or `binary` (`record --binary`).
+    pub encoding: &'static str,
     pub events: u64,
     pub secs: f64,
 }
 
-/// Records a storm with `tcptrace record`, then replays it through each
+/// First byte of a binary event frame, and its length (tracer's
+/// `record::frame`).
+const FRAME_MARKER: u8 = 0xE7;
+const FRAME_LEN: usize = 84;
+
+/// Events in a recording of either encoding.
+fn count_events(raw: &[u8]) -> u64 {
+    let (mut n, mut at) = (0, 0);
+    while at < raw.len() {
+        if raw[at] == FRAME_MARKER {
+            n += 1;
+            at += FRAME_LEN;
+        } else {
+            let end = raw[at..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(raw.len(), |i| at + i + 1);
+            n += u64::from(raw[at..end].starts_with(b"{\"type\":\"event\""));
+            at = end;
+        }
+    }
+    n
+}
+
+/// Records a storm with `tcptrace record` twice side by side, as JSON
+/// Lines and with `--binary`, then replays each recording through each
 /// view with `--json` to /dev/null (one process, one core; reading and
-/// decoding JSON included).
+/// decoding included).
 pub fn replay(b: &mut Bench, count: u64) -> Result<Vec<Replay>> {
     let ns = NetNs::new("rec")?;
     let port = b.next_port();
-    let file = format!("/dev/shm/ttbench-{}-record.jsonl", std::process::id());
-    let mut rec = Command::new(&b.tools.tcptrace)
-        .args(["record", "-o", &file, "--port", &port.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()?;
-    // Wait for "watching" on its stderr.
-    let mut err = std::io::BufReader::new(rec.stderr.take().expect("piped"));
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut err, &mut line)? > 0 && !line.contains("watching") {
-        line.clear();
+    let mut recorders = Vec::new();
+    for (encoding, extra) in [("json", None), ("binary", Some("--binary"))] {
+        let file = format!("/dev/shm/ttbench-{}-record.{encoding}", std::process::id());
+        let mut rec = Command::new(&b.tools.tcptrace)
+            .args(["record", "-o", &file, "--port", &port.to_string()])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Wait for "watching" on its stderr.
+        let mut err = std::io::BufReader::new(rec.stderr.take().expect("piped"));
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut err, &mut line)? > 0 && !line.contains("watching") {
+            line.clear();
+        }
+        recorders.push((encoding, file, rec));
     }
     b.worker(&Bench::storm_args(&ns, port, count, false))?;
     std::thread::sleep(Duration::from_millis(300));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(rec.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    rec.wait()?;
-    let events = std::fs::read_to_string(&file)?
-        .lines()
-        .filter(|l| l.starts_with("{\"type\":\"event\""))
-        .count() as u64;
     let mut out = Vec::new();
-    for &view in REPLAY_VIEWS {
-        let start = Instant::now();
-        let st = Command::new(&b.tools.tcptrace)
-            .args(["replay", &file, view, "--json"])
-            .stdout(Stdio::null())
-            .status()?;
-        if !st.success() {
-            bail!("tcptrace replay {view} failed with {st}");
+    for (encoding, file, mut rec) in recorders {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(rec.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        rec.wait()?;
+        let events = count_events(&std::fs::read(&file)?);
+        for &view in REPLAY_VIEWS {
+            let start = Instant::now();
+            let st = Command::new(&b.tools.tcptrace)
+                .args(["replay", &file, view, "--json"])
+                .stdout(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("tcptrace replay {view} of the {encoding} recording failed with {st}");
+            }
+            out.push(Replay {
+                view,
+                encoding,
+                events,
+                secs: start.elapsed().as_secs_f64(),
+            });
         }
-        out.push(Replay {
-            view,
-            events,
-            secs: start.elapsed().as_secs_f64(),
-        });
+        let _ = std::fs::remove_file(&file);
     }
-    let _ = std::fs::remove_file(&file);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_events_of_both_encodings() {
+        let mut raw = b"{\"type\":\"header\"}\n{\"type\":\"event\",\"x\":1}\n".to_vec();
+        raw.push(FRAME_MARKER);
+        raw.extend_from_slice(&[b'\n'; FRAME_LEN - 1]);
+        raw.extend_from_slice(b"{\"type\":\"lost\"}\n");
+        raw.push(FRAME_MARKER);
+        raw.extend_from_slice(&[0; FRAME_LEN - 1]);
+        assert_eq!(count_events(&raw), 3);
+    }
 }

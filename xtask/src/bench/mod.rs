@@ -10,11 +10,13 @@
 //! - `worker`: the workload generators (`xtask bench-worker`);
 //! - `tracers`: a configuration as a child process, its CPU, RSS and counts;
 //! - `extras`: calibration of expected events, start-up, replay;
+//! - `flows`: memory with 100 000 live flows;
 //! - `netns`, `host`: namespaces, /proc, tools, the machine;
 //! - `report`: medians, goals, markdown and JSON.
 
 mod configs;
 mod extras;
+mod flows;
 mod host;
 mod netns;
 mod report;
@@ -177,6 +179,12 @@ pub fn run(opts: Opts, root: &Path, tcptrace: PathBuf) -> Result<()> {
     } else {
         Vec::new()
     };
+    let flows = if select.wants("flows", "tcptrace top --json") {
+        eprintln!("bench: memory with {} live sockets", z.flows);
+        flows::flows(&mut b, z.flows)?
+    } else {
+        Vec::new()
+    };
     let machine = host::machine(root);
     let summaries = report::summarize(&runs);
     let results = Results {
@@ -189,6 +197,7 @@ pub fn run(opts: Opts, root: &Path, tcptrace: PathBuf) -> Result<()> {
         calibration: b.calibration.as_ref(),
         startup: &startup,
         replay: &replay,
+        flows: &flows,
     };
     let goals = report::goals(&results);
     let md = report::markdown(&results, &goals);

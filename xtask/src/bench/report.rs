@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{
     configs::{CONFIGS, Kind, Watch},
     extras::{Calibration, Replay, Startup},
+    flows::FlowsMem,
     host::Machine,
     workloads::Run,
 };
@@ -148,6 +149,7 @@ pub struct Results<'a> {
     pub calibration: Option<&'a Calibration>,
     pub startup: &'a [Startup],
     pub replay: &'a [Replay],
+    pub flows: &'a [FlowsMem],
 }
 
 fn lost_text(s: &Summary) -> String {
@@ -238,11 +240,22 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             met: Some(v <= 30.0),
         });
     }
-    g.push(Goal {
-        what: "RSS ≤ 30 MB with 100 000 live flows".into(),
-        measured: "no workload holds 100 000 live flows yet".into(),
-        met: None,
-    });
+    if let Some(worst) = r.flows.iter().max_by_key(|x| x.rss_kb) {
+        g.push(Goal {
+            what: format!(
+                "RSS ≤ 30 MB with {} live flows (sockets)",
+                int(worst.sockets as f64)
+            ),
+            measured: format!(
+                "worst {:.1} MB (`{}` started {} they opened; anonymous {:.1} MB, the rest the mapped ring buffer and the binary)",
+                worst.rss_kb as f64 / 1024.0,
+                worst.config,
+                worst.started,
+                worst.anon_kb as f64 / 1024.0
+            ),
+            met: Some(worst.rss_kb as f64 / 1024.0 <= 30.0),
+        });
+    }
     let idle: Vec<(&Summary, f64)> = s
         .iter()
         .filter(|x| x.workload == "idle" && x.is_tcptrace)
@@ -269,20 +282,31 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             met: Some(m <= 300.0),
         });
     }
-    if let Some(best) = r
-        .replay
-        .iter()
-        .max_by(|a, b| (a.events as f64 / a.secs).total_cmp(&(b.events as f64 / b.secs)))
-    {
-        let v = best.events as f64 / best.secs;
+    // The engine path: views that print a summary, not a line per event.
+    let engine_views = ["top", "hist", "connect"];
+    let rate = |x: &&Replay| x.events as f64 / x.secs;
+    let slowest = |encoding: &str| {
+        r.replay
+            .iter()
+            .filter(|x| x.encoding == encoding && engine_views.contains(&x.view))
+            .min_by(|a, b| rate(a).total_cmp(&rate(b)))
+    };
+    if let Some(worst) = slowest("binary") {
+        let json = slowest("json").map_or(String::new(), |j| {
+            format!(
+                "; from JSON Lines {:.2} M events/s (`{}`)",
+                rate(&j) / 1e6,
+                j.view
+            )
+        });
         g.push(Goal {
-            what: "replay ≥ 5 M events/s on one core".into(),
+            what: "replay ≥ 5 M events/s on one core, engine path (`top`, `hist`, `connect`)".into(),
             measured: format!(
-                "best {:.2} M events/s (`{}`, JSON decoding and process start included)",
-                v / 1e6,
-                best.view
+                "from a binary recording at least {:.2} M events/s (`{}`, decoding and process start included){json}",
+                rate(&worst) / 1e6,
+                worst.view
             ),
-            met: Some(v >= 5e6),
+            met: Some(rate(&worst) >= 5e6),
         });
     }
     g
@@ -502,16 +526,36 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
     if !r.replay.is_empty() {
         let _ = writeln!(
             s,
-            "\n## Replay of a recorded FIN storm (`tcptrace replay FILE VIEW --json > /dev/null`)\n\n| view | events | seconds | events/s |\n| --- | --- | --- | --- |"
+            "\n## Replay of a recorded FIN storm (`tcptrace replay FILE VIEW --json > /dev/null`)\n\nThe same storm recorded side by side as JSON Lines and with `record --binary`. `states`, `retrans` and `resets` print a line per event; `top`, `hist` and `connect` are the engine path.\n\n| recording | view | events | seconds | events/s |\n| --- | --- | --- | --- | --- |"
         );
         for x in r.replay {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.3} | {} M |",
+                "| {} | {} | {} | {:.3} | {} M |",
+                x.encoding,
                 x.view,
                 int(x.events as f64),
                 x.secs,
                 num(x.events as f64 / x.secs / 1e6)
+            );
+        }
+    }
+    if !r.flows.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Memory with many live flows\n\nA namespace holds loopback connections open (both ends: every socket is a flow to tcptrace), with tcptrace started before they open (flows learnt from events) or after (found in /proc at start-up). RSS includes the ring buffer, which is mapped twice (4 MiB ring: 8 MB of RSS), and the binary; anonymous memory is what tcptrace allocated.\n\n| configuration | started | sockets | census | RSS MB | peak MB | anonymous MB |\n| --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for x in r.flows {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                x.config,
+                x.started,
+                int(x.sockets as f64),
+                x.census.map_or("-".into(), |c| int(c as f64)),
+                x.rss_kb as f64 / 1024.0,
+                x.peak_kb as f64 / 1024.0,
+                x.anon_kb as f64 / 1024.0
             );
         }
     }
@@ -578,7 +622,11 @@ pub fn raw_json(r: &Results) -> serde_json::Value {
             "ready_ms": x.ready_ms, "first_event_ms": x.first_event_ms,
         })).collect::<Vec<_>>(),
         "replay": r.replay.iter().map(|x| json!({
-            "view": x.view, "events": x.events, "secs": x.secs,
+            "view": x.view, "encoding": x.encoding, "events": x.events, "secs": x.secs,
+        })).collect::<Vec<_>>(),
+        "flows": r.flows.iter().map(|x| json!({
+            "config": x.config, "started": x.started, "sockets": x.sockets,
+            "census": x.census, "rss_kb": x.rss_kb, "peak_kb": x.peak_kb, "anon_kb": x.anon_kb,
         })).collect::<Vec<_>>(),
     })
 }

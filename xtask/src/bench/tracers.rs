@@ -185,6 +185,15 @@ impl Running {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it has printed so far.
+    pub fn output(&self) -> String {
+        text(&self.out)
+    }
+
     /// Whether it has printed an event yet (for the time to first event).
     pub fn has_event(&self) -> bool {
         let t = text(&self.out);

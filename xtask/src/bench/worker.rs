@@ -60,6 +60,22 @@ pub enum Work {
         #[arg(long, default_value_t = 2)]
         bulk: u64,
     },
+    /// Opens `conns` loopback connections to 127.<net>.0.1-8 (both ends in
+    /// this process: 2 x `conns` sockets), prints `{"open": N, "secs": S}`
+    /// once they are all open, holds them for `secs` seconds (or until
+    /// killed), then closes them.
+    Hold {
+        #[arg(long)]
+        ns: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        conns: u64,
+        #[arg(long)]
+        net: u8,
+        #[arg(long)]
+        secs: f64,
+    },
 }
 
 fn enter(ns: &str) -> Result<()> {
@@ -90,6 +106,13 @@ pub fn run(w: Work) -> Result<()> {
             secs,
             bulk,
         } => steady(&ns, port, rate, secs, bulk)?,
+        Work::Hold {
+            ns,
+            port,
+            conns,
+            net,
+            secs,
+        } => hold(&ns, port, conns, net, secs)?,
     };
     println!("{v}");
     Ok(())
@@ -161,6 +184,35 @@ fn storm(ns: &str, port: u16, count: u64, rst: bool) -> Result<serde_json::Value
     let secs = start.elapsed().as_secs_f64();
     let accepted = server.join().unwrap_or(0);
     Ok(serde_json::json!({"ops": done, "secs": secs, "conns": done, "accepted": accepted}))
+}
+
+fn hold(ns: &str, port: u16, conns: u64, net: u8, secs: f64) -> Result<serde_json::Value> {
+    enter(ns)?;
+    let addrs: Vec<SocketAddr> = (1..=8)
+        .map(|i| format!("127.{net}.0.{i}:{port}").parse().unwrap())
+        .collect();
+    let listeners = addrs
+        .iter()
+        .map(|&a| listen(a, Duration::from_secs(5)))
+        .collect::<Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let mut held = Vec::with_capacity(2 * conns as usize);
+    for i in 0..conns as usize {
+        if start.elapsed() > LIMIT {
+            anyhow::bail!("only {i} of {conns} connections opened in {LIMIT:?}");
+        }
+        let c = TcpStream::connect(addrs[i % 8]).with_context(|| format!("connection {i}"))?;
+        let (s, _) = listeners[i % 8]
+            .accept()
+            .with_context(|| format!("accepting connection {i}"))?;
+        held.extend([c, s]);
+    }
+    let open = start.elapsed().as_secs_f64();
+    println!("{}", serde_json::json!({"open": conns, "secs": open}));
+    std::io::stdout().flush()?;
+    thread::sleep(Duration::from_secs_f64(secs));
+    drop(held);
+    Ok(serde_json::json!({"ops": conns, "secs": open}))
 }
 
 /// Reads until EOF, or until `end`; returns the bytes read.

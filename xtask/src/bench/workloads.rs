@@ -40,6 +40,8 @@ pub struct Sizes {
     pub loss_secs: f64,
     pub steady_secs: f64,
     pub idle_secs: f64,
+    /// Live sockets of the memory workload.
+    pub flows: u64,
 }
 
 pub fn sizes(quick: bool) -> Sizes {
@@ -50,6 +52,7 @@ pub fn sizes(quick: bool) -> Sizes {
             loss_secs: 1.0,
             steady_secs: 1.0,
             idle_secs: 3.0,
+            flows: 10_000,
         }
     } else {
         Sizes {
@@ -58,6 +61,7 @@ pub fn sizes(quick: bool) -> Sizes {
             loss_secs: 2.0,
             steady_secs: 3.0,
             idle_secs: 20.0,
+            flows: 100_000,
         }
     }
 }
