@@ -245,16 +245,16 @@ impl Seeding {
             // Only what the filters let through is ever shown; listeners
             // are kept for the owners of the sockets they will accept.
             let filter = &p.cx.filter;
-            let wanted: Vec<_> = seeds
+            let wanted = seeds
                 .into_iter()
                 .filter(|s| {
                     s.state == TcpState::Listen
                         || filter.matches_flow(&s.tuple, s.owner.as_ref(), true)
                 })
-                .map(|s| (s.tuple, s.state, s.owner))
-                .collect();
+                .map(|s| (s.tuple, s.state, s.owner));
             let coming = held.iter().map(|e| e.tuple).collect();
-            p.engine.seed_late(wanted, &coming, Clock::monotonic_now());
+            let now = Clock::monotonic_now();
+            p.engine.seed_late(wanted, &coming, now);
             memory::release();
         }
         true

@@ -28,7 +28,7 @@ use foldhash::HashMap;
 use crate::event::{Event, EventKind, Owner, TcpState, Tuple};
 use flows::{ConnectOutcome, Flow, Role, Rtt};
 use owners::Owners;
-use table::FlowTable;
+use table::{BySock, ByTuple, FlowTable};
 
 /// How many of the most recently closed flows a late event may belong to.
 const RECENT: usize = 64;
@@ -60,6 +60,24 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// For views that show events, not flows (`states`, `retrans`,
+    /// `resets`, `connect`, `record`): closed flows and inferred TIME_WAIT
+    /// are not kept beyond the last [`KEEP_CLOSED`], which late events
+    /// (a RST after CLOSE, a connect errno, a last RTT) still find. A storm
+    /// of 150 000 connections otherwise held 300 000 closed flows for 10 s.
+    pub fn streaming() -> Self {
+        Self {
+            linger_ns: 0,
+            time_wait_ns: 0,
+            ..Self::default()
+        }
+    }
+}
+
+/// Closed flows kept whatever the linger, for events that come late.
+const KEEP_CLOSED: usize = RECENT * 16;
+
 /// An event with what the engine adds to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Annotated {
@@ -77,10 +95,10 @@ pub struct Engine {
     cfg: Config,
     owners: Owners,
     /// Live flows by socket.
-    flows: FlowTable,
+    flows: FlowTable<BySock>,
     /// Sockets found in /proc at start-up, by tuple, until an event names
     /// their kernel socket.
-    seeded: HashMap<Tuple, Flow>,
+    seeded: FlowTable<ByTuple>,
     /// Closed flows, oldest first.
     closed: VecDeque<Flow>,
     /// Flows in an inferred TIME_WAIT, oldest first (apart so that both
@@ -110,7 +128,7 @@ impl Engine {
             cfg,
             owners: Owners::default(),
             flows: FlowTable::default(),
-            seeded: HashMap::default(),
+            seeded: FlowTable::default(),
             closed: VecDeque::new(),
             time_wait: VecDeque::new(),
             errors: HashMap::default(),
@@ -126,7 +144,11 @@ impl Engine {
     /// Records a socket that existed before tracing started, at `now_ns`.
     pub fn seed(&mut self, tuple: Tuple, state: TcpState, owner: Option<Owner>, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
-        if let Some(o) = owner {
+        // Listeners lend their owner to the sockets they accept; the other
+        // seeds carry theirs in their flow.
+        if let Some(o) = owner
+            && state == TcpState::Listen
+        {
             self.owners.seed(tuple, state, o);
         }
         let mut f = Flow::new(0, tuple, state, 0);
@@ -139,7 +161,7 @@ impl Engine {
             f.end_ns = Some(now_ns + self.cfg.time_wait_ns);
             self.time_wait.push_back(f);
         } else {
-            self.seeded.insert(tuple, f);
+            self.seeded.insert(f);
         }
     }
 
@@ -187,7 +209,10 @@ impl Engine {
     /// Takes one event and returns it annotated.
     pub fn process(&mut self, ev: &Event) -> Annotated {
         self.now_ns = self.now_ns.max(ev.ts_ns);
-        let known = self.flows.get(&ev.sock).and_then(|f| f.owner);
+        let known = match self.flows.get(&ev.sock) {
+            Some(f) => f.owner,
+            None => self.seeded.get(&ev.tuple).and_then(|f| f.owner),
+        };
         let owner = self.owners.observe(ev, known);
         let mut prev_state_ns = None;
         match ev.kind {
@@ -294,11 +319,11 @@ impl Engine {
             return;
         }
         // A flow that closed since the last read keeps its last histogram.
-        let recent = self.closed.len().saturating_sub(RECENT * 16);
+        let recent = self.closed.len().saturating_sub(KEEP_CLOSED);
         if let Some(f) = self
             .closed
             .range_mut(recent..)
-            .chain(self.time_wait.iter_mut().rev().take(RECENT * 16))
+            .chain(self.time_wait.iter_mut().rev().take(KEEP_CLOSED))
             .rev()
             .find(|f| f.sock == sock)
         {
@@ -539,10 +564,13 @@ impl Engine {
             self.resolve_failure(sock, None);
         }
         let linger = self.cfg.linger_ns;
+        // Without a linger (streaming views) the last few stay for late events.
+        let floor = if linger == 0 { KEEP_CLOSED } else { 0 };
         for list in [&mut self.closed, &mut self.time_wait] {
-            while list
-                .front()
-                .is_some_and(|f| f.end_ns.unwrap_or(0).saturating_add(linger) <= now)
+            while list.len() > floor
+                && list
+                    .front()
+                    .is_some_and(|f| f.end_ns.unwrap_or(0).saturating_add(linger) <= now)
             {
                 list.pop_front();
             }
@@ -567,9 +595,7 @@ impl Engine {
                         self.flows.remove(&k);
                     }
                     None => {
-                        if let Some(k) = self.seeded.keys().next().copied() {
-                            self.seeded.remove(&k);
-                        } else {
+                        if self.seeded.pop().is_none() {
                             return;
                         }
                     }
@@ -832,6 +858,35 @@ pub(crate) mod tests {
         e.advance(2 + 1_000_000_000);
         let o = e.take_outcomes();
         assert_eq!((o.len(), o[0].errno), (1, None));
+    }
+
+    #[test]
+    fn streaming_views_keep_only_the_last_closed_flows() {
+        use TcpState::*;
+        let mut e = Engine::new(Config::streaming());
+        let c = owner(1, "c");
+        for s in 1..=5_000u64 {
+            e.process(&state(
+                s * 1_000,
+                s,
+                tuple(s as u16, 80),
+                c,
+                Established,
+                Close,
+            ));
+        }
+        e.advance(10_000_000_000);
+        assert_eq!(e.flows().count(), KEEP_CLOSED);
+        // A RST sent just after the last close still finds its flow.
+        e.process(&Event {
+            kind: EventKind::ResetSent {
+                state: None,
+                reason: None,
+            },
+            ..state(10_000_000_001, 5_000, tuple(5_000, 80), c, Close, Close)
+        });
+        let f = e.flows().find(|f| f.sock == 5_000).unwrap();
+        assert_eq!(f.extra().resets_sent, 1);
     }
 
     #[test]

@@ -1,55 +1,86 @@
-//! The table of live flows: the flows side by side in one `Vec`, found by
-//! socket through a small index.
+//! Flow tables: flows side by side in one `Vec`, found through a small
+//! index. The live flows are found by socket; the flows seeded from /proc
+//! (no socket known yet) by a 64-bit hash of their tuple.
 //!
 //! A `HashMap<u64, Flow>` spreads 100 000 flows over 131 072 buckets of
 //! 144 bytes, touching every page; here flows fill a `Vec` front to back
 //! (glibc grows a large block with mremap, without a copy) and the index
 //! costs 16 bytes a bucket. Removal moves the last flow into the hole.
 
-use foldhash::HashMap;
+use std::hash::BuildHasher;
+
+use foldhash::{HashMap, fast::RandomState};
 
 use super::flows::Flow;
+use crate::event::Tuple;
+
+/// How a table finds a flow.
+pub trait Key {
+    /// The flow's key (for a tuple: its hash).
+    fn key(&self, f: &Flow) -> u64;
+}
+
+/// By socket.
+#[derive(Debug, Default)]
+pub struct BySock;
+
+impl Key for BySock {
+    fn key(&self, f: &Flow) -> u64 {
+        f.sock
+    }
+}
+
+/// By tuple, through a per-process seeded hash: two tuples of one hash
+/// (odds of 1 in 10^9 for 100 000 flows) would make the second a miss.
+#[derive(Debug, Default)]
+pub struct ByTuple(RandomState);
+
+impl ByTuple {
+    pub fn hash(&self, t: &Tuple) -> u64 {
+        self.0.hash_one(t)
+    }
+}
+
+impl Key for ByTuple {
+    fn key(&self, f: &Flow) -> u64 {
+        self.hash(&f.tuple)
+    }
+}
 
 #[derive(Debug, Default)]
-pub struct FlowTable {
-    /// Socket -> position in `flows`.
+pub struct FlowTable<K: Key> {
+    keys: K,
+    /// Key -> position in `flows`.
     index: HashMap<u64, u32>,
     flows: Vec<Flow>,
 }
 
-impl FlowTable {
+impl<K: Key> FlowTable<K> {
     pub fn len(&self) -> usize {
         self.flows.len()
     }
 
-    pub fn contains_key(&self, sock: &u64) -> bool {
-        self.index.contains_key(sock)
+    fn at(&self, key: u64) -> Option<usize> {
+        self.index.get(&key).map(|&i| i as usize)
     }
 
-    pub fn get(&self, sock: &u64) -> Option<&Flow> {
-        self.index.get(sock).map(|&i| &self.flows[i as usize])
-    }
-
-    pub fn get_mut(&mut self, sock: &u64) -> Option<&mut Flow> {
-        self.index.get(sock).map(|&i| &mut self.flows[i as usize])
-    }
-
-    /// Adds `flow` under its socket, replacing a flow of the same socket.
+    /// Adds `flow`, replacing a flow of the same key.
     pub fn insert(&mut self, flow: Flow) {
-        match self.index.get(&flow.sock) {
-            Some(&i) => self.flows[i as usize] = flow,
+        let key = self.keys.key(&flow);
+        match self.at(key) {
+            Some(i) => self.flows[i] = flow,
             None => {
-                self.index.insert(flow.sock, self.flows.len() as u32);
+                self.index.insert(key, self.flows.len() as u32);
                 self.flows.push(flow);
             }
         }
     }
 
-    pub fn remove(&mut self, sock: &u64) -> Option<Flow> {
-        let i = self.index.remove(sock)? as usize;
+    fn remove_key(&mut self, key: u64) -> Option<Flow> {
+        let i = self.index.remove(&key)? as usize;
         let flow = self.flows.swap_remove(i);
         if let Some(moved) = self.flows.get(i) {
-            self.index.insert(moved.sock, i as u32);
+            self.index.insert(self.keys.key(moved), i as u32);
         }
         // After a storm, give the memory back.
         if self.flows.capacity() > 4096 && self.flows.len() < self.flows.capacity() / 4 {
@@ -62,6 +93,44 @@ impl FlowTable {
     pub fn values(&self) -> impl Iterator<Item = &Flow> {
         self.flows.iter()
     }
+
+    /// Any one flow, removed (for eviction).
+    pub fn pop(&mut self) -> Option<Flow> {
+        let key = self.keys.key(self.flows.last()?);
+        self.remove_key(key)
+    }
+}
+
+impl FlowTable<BySock> {
+    pub fn contains_key(&self, sock: &u64) -> bool {
+        self.index.contains_key(sock)
+    }
+
+    pub fn get(&self, sock: &u64) -> Option<&Flow> {
+        self.at(*sock).map(|i| &self.flows[i])
+    }
+
+    pub fn get_mut(&mut self, sock: &u64) -> Option<&mut Flow> {
+        self.at(*sock).map(|i| &mut self.flows[i])
+    }
+
+    pub fn remove(&mut self, sock: &u64) -> Option<Flow> {
+        self.remove_key(*sock)
+    }
+}
+
+impl FlowTable<ByTuple> {
+    /// The flow of tuple `t` (checked: a hash collision is a miss).
+    pub fn get(&self, t: &Tuple) -> Option<&Flow> {
+        self.at(self.keys.hash(t))
+            .map(|i| &self.flows[i])
+            .filter(|f| f.tuple == *t)
+    }
+
+    pub fn remove(&mut self, t: &Tuple) -> Option<Flow> {
+        self.get(t)?;
+        self.remove_key(self.keys.hash(t))
+    }
 }
 
 #[cfg(test)]
@@ -71,7 +140,7 @@ mod tests {
 
     #[test]
     fn insert_get_remove_keep_the_index_right() {
-        let mut t = FlowTable::default();
+        let mut t = FlowTable::<BySock>::default();
         for s in 1..=10_000u64 {
             t.insert(Flow::new(s, tuple(s as u16, 80), TcpState::Established, s));
         }
@@ -91,5 +160,25 @@ mod tests {
             (5_000, TcpState::Listen)
         );
         assert_eq!(t.values().count(), 5_000);
+        assert!(t.pop().is_some());
+        assert_eq!(t.len(), 4_999);
+    }
+
+    #[test]
+    fn seeded_flows_by_tuple() {
+        let mut t = FlowTable::<ByTuple>::default();
+        for p in 1..=1_000u16 {
+            t.insert(Flow::new(0, tuple(p, 80), TcpState::Established, 0));
+        }
+        assert_eq!(t.get(&tuple(7, 80)).map(|f| f.tuple.lport), Some(7));
+        assert!(t.get(&tuple(7, 81)).is_none());
+        assert_eq!(t.remove(&tuple(7, 80)).map(|f| f.tuple.lport), Some(7));
+        assert!(t.remove(&tuple(7, 80)).is_none());
+        assert_eq!(t.len(), 999);
+        assert!(
+            (1..=1_000u16)
+                .filter(|&p| p != 7)
+                .all(|p| t.get(&tuple(p, 80)).is_some())
+        );
     }
 }

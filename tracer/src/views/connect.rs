@@ -20,6 +20,10 @@ pub struct Connect {
 }
 
 impl View for Connect {
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::streaming()
+    }
+
     fn wants(&self) -> Wants {
         Wants::FLOWS
     }

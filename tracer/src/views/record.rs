@@ -46,6 +46,10 @@ impl Record {
 }
 
 impl View for Record {
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::streaming()
+    }
+
     fn wants(&self) -> Wants {
         self.wants
     }

@@ -18,6 +18,10 @@ use crate::{
 pub struct Resets;
 
 impl View for Resets {
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::streaming()
+    }
+
     fn wants(&self) -> Wants {
         Wants {
             resets: true,

@@ -17,6 +17,10 @@ use crate::{
 pub struct Retrans;
 
 impl View for Retrans {
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::streaming()
+    }
+
     fn wants(&self) -> Wants {
         Wants {
             retrans: true,

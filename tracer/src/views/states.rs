@@ -17,6 +17,10 @@ use crate::{
 pub struct States;
 
 impl View for States {
+    fn engine_config(&self) -> crate::engine::Config {
+        crate::engine::Config::streaming()
+    }
+
     fn wants(&self) -> Wants {
         Wants::default()
     }
