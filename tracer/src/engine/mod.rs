@@ -11,8 +11,9 @@
 //!   views;
 //! - a census of sockets per state and a transition matrix.
 //!
-//! Memory is bounded: closed flows linger for [`Config::linger_ns`], then
-//! go; past [`Config::max_flows`] the oldest are evicted and counted.
+//! Memory is bounded: closed flows linger for [`Config::linger_ns`] (the
+//! last [`Config::max_closed`] of them), then go; past
+//! [`Config::max_flows`] the oldest are evicted and counted.
 
 pub mod flows;
 pub mod owners;
@@ -43,6 +44,9 @@ pub struct Config {
     pub linger_ns: u64,
     /// Flows kept at most (live, seeded and lingering).
     pub max_flows: usize,
+    /// Closed flows lingering at most (the most recent are kept): a storm
+    /// closes flows far faster than anyone reads a table of them.
+    pub max_closed: usize,
     /// How long an inferred TIME_WAIT lasts (the kernel's TCP_TIMEWAIT_LEN).
     pub time_wait_ns: u64,
     /// How long a failed connect waits for its errno from the connect hook.
@@ -54,6 +58,7 @@ impl Default for Config {
         Self {
             linger_ns: 10_000_000_000,
             max_flows: 1 << 20,
+            max_closed: 16_384,
             time_wait_ns: 60_000_000_000,
             pending_connect_ns: 1_000_000_000,
         }
@@ -543,6 +548,10 @@ impl Engine {
                 self.time_wait.push_back(f);
             } else {
                 self.closed.push_back(f);
+                if self.closed.len() > self.cfg.max_closed.max(KEEP_CLOSED) {
+                    self.closed.pop_front();
+                    self.evicted += 1;
+                }
             }
         }
     }
