@@ -36,8 +36,10 @@ use crate::{
 /// wakeup.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// The longest wait when the ring stays empty: each empty drain doubles the
-/// wait up to this, so an idle agent wakes 5 times a second, not 100.
-const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// wait up to this, so an idle agent wakes twice a second, not 100 times
+/// (the first event after a quiet spell shows at most this late; its
+/// timestamp is the kernel's).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often the lost counters and the RTT map are read.
 const SLOW_EVERY: Duration = Duration::from_secs(1);
 /// Records drained before output is handed over.

@@ -163,7 +163,7 @@ impl Engine {
         }
         if state == TcpState::TimeWait {
             // Its remaining time is unknown: assume a full TIME_WAIT.
-            f.end_ns = Some(now_ns + self.cfg.time_wait_ns);
+            f.end_ns = Some(now_ns + self.cfg.time_wait_ns).into();
             self.time_wait.push_back(f);
         } else {
             self.seeded.insert(f);
@@ -292,7 +292,7 @@ impl Engine {
     /// Whether a flow counts in the census now: live, or in an inferred
     /// TIME_WAIT that has not run out.
     pub fn in_census(&self, f: &Flow) -> bool {
-        match f.end_ns {
+        match f.end_ns.get() {
             None => true,
             Some(end) => f.state == TcpState::TimeWait && end > self.now_ns,
         }
@@ -423,17 +423,22 @@ impl Engine {
             // From the SYN (SYN_SENT, SYN_RECV entered at `since_ns`), when
             // this run saw it.
             (TcpState::SynRecv, TcpState::Established) if f.role == Role::Server => {
-                f.handshake_ns = prev;
+                f.handshake_ns = prev.into();
             }
             (TcpState::SynSent, TcpState::Established) if f.role == Role::Client => {
-                f.handshake_ns = prev;
+                f.handshake_ns = prev.into();
             }
             _ => {}
         }
         f.state = new;
         f.since_ns = ts;
-        let (sock, tuple, flow_owner, error, handshake) =
-            (f.sock, f.tuple, f.owner, f.extra().error, f.handshake_ns);
+        let (sock, tuple, flow_owner, error, handshake) = (
+            f.sock,
+            f.tuple,
+            f.owner,
+            f.extra().error,
+            f.handshake_ns.get(),
+        );
         let first_outcome = !f.outcome_done;
         match (old, new) {
             (TcpState::SynSent, TcpState::Established) if first_outcome && handshake.is_some() => {
@@ -543,7 +548,7 @@ impl Engine {
             return; // closed once its errno is known
         }
         if let Some(mut f) = self.flows.remove(&sock) {
-            f.end_ns = Some(end_ns);
+            f.end_ns = Some(end_ns).into();
             if f.state == TcpState::TimeWait {
                 self.time_wait.push_back(f);
             } else {
@@ -579,7 +584,7 @@ impl Engine {
             while list.len() > floor
                 && list
                     .front()
-                    .is_some_and(|f| f.end_ns.unwrap_or(0).saturating_add(linger) <= now)
+                    .is_some_and(|f| f.end_ns.get().unwrap_or(0).saturating_add(linger) <= now)
             {
                 list.pop_front();
             }

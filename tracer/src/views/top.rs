@@ -68,7 +68,7 @@ impl Top {
                     f.start_ns,
                 )
             }),
-            SortBy::Latency => flows.sort_by_key(|f| (Reverse(f.handshake_ns), f.start_ns)),
+            SortBy::Latency => flows.sort_by_key(|f| (Reverse(f.handshake_ns.get()), f.start_ns)),
             SortBy::Age => flows.sort_by_key(|f| f.start_ns),
         }
         flows.truncate(self.limit);
@@ -109,13 +109,13 @@ impl Top {
                         t.rport,
                         f.state.name(),
                         f.role.name(),
-                        f.end_ns.is_some() && f.state != TcpState::TimeWait,
+                        f.end_ns.get().is_some() && f.state != TcpState::TimeWait,
                         opt(age_ms(f)),
                         f.extra().retrans.total(),
                         f.extra().retrans.segs,
                         f.extra().resets_sent,
                         f.extra().resets_recv,
-                        opt(f.handshake_ns.map(|n| n / 1000)),
+                        opt(f.handshake_ns.get().map(|n| n / 1000)),
                         opt(f.extra().rtt.as_ref().and_then(|r| r.median_us())),
                     );
                 }
@@ -176,7 +176,7 @@ impl Top {
                         ),
                         f.extra().retrans.total(),
                         format!("{}/{}", f.extra().resets_sent, f.extra().resets_recv),
-                        ms(f.handshake_ns),
+                        ms(f.handshake_ns.get()),
                     );
                     if self.rtt {
                         let rtt = f

@@ -106,7 +106,8 @@ pub fn flows(b: &mut Bench, sockets: u64) -> Result<Vec<FlowsMem>> {
         let m = FlowsMem {
             config: name,
             started,
-            sockets: sockets / 2 * 2 + 8,
+            // Both ends of each connection, and each worker's 8 listeners.
+            sockets: sockets / 2 * 2 + 8 * workers.len() as u64,
             census: if name.contains("top") {
                 census(&t.output())
             } else {
