@@ -42,8 +42,6 @@ const DRAIN_EVERY: Duration = Duration::from_millis(10);
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often the lost counters and the RTT map are read.
 const SLOW_EVERY: Duration = Duration::from_secs(1);
-/// Records drained before output is handed over.
-const BATCH: usize = 4096;
 /// How long events wait for the /proc seeds at start-up (see `run_async`).
 const SEED_HOLD: Duration = Duration::from_millis(150);
 /// Events held at most meanwhile (a storm makes 500 000 a second).
@@ -282,20 +280,18 @@ fn release(held: &mut Vec<Event>, p: &mut Pipeline<'_>) {
     if held.is_empty() {
         return;
     }
-    for (i, ev) in held.drain(..).enumerate() {
+    for ev in held.drain(..) {
         if p.done() {
             break;
         }
         p.feed(&ev);
-        if i % BATCH == BATCH - 1 {
-            p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
-        }
+        p.out.flush_if_full(Clock::monotonic_now, &p.cx.clock);
     }
     held.shrink_to_fit();
     p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
 }
 
-/// Drains everything in the ring, handing output over every [`BATCH`];
+/// Drains everything in the ring, handing output over in batches;
 /// returns how many records it read.
 fn drain(src: &mut Source, p: &mut Pipeline<'_>) -> usize {
     let ring = src.ring.get_mut();
@@ -309,9 +305,7 @@ fn drain(src: &mut Source, p: &mut Pipeline<'_>) -> usize {
             Err(_) => src.decode_errors += 1,
         }
         n += 1;
-        if n % BATCH == 0 {
-            p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
-        }
+        p.out.flush_if_full(Clock::monotonic_now, &p.cx.clock);
     }
     p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
     n

@@ -143,9 +143,7 @@ pub fn replay_into(
             },
             Line::Header(_) => bail!("record {n}: a second header"),
         }
-        if n.is_multiple_of(4096) {
-            p.out.flush_batch(now, &p.cx.clock);
-        }
+        p.out.flush_if_full(|| now, &p.cx.clock);
     }
     p.out.flush_batch(now, &p.cx.clock);
     Ok(p.finish(now))

@@ -100,6 +100,17 @@ impl Output {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Hands the batch over once it is nearly full, so batches keep their
+    /// capacity and go back to the spares (a batch that grew past it would
+    /// be a fresh allocation, and fresh pages, every time).
+    /// `now` is asked only when the batch goes.
+    #[inline]
+    pub fn flush_if_full(&mut self, now: impl FnOnce() -> u64, clock: &format::Clock) {
+        if self.buf.len() >= BATCH_BYTES - (8 << 10) {
+            self.flush_batch(now(), clock);
+        }
+    }
+
     /// Hands the current batch to the writer thread.
     pub fn flush_batch(&mut self, now_ns: u64, clock: &format::Clock) {
         if self.buf.is_empty() {
