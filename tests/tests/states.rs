@@ -137,7 +137,9 @@ fn ipv6_loopback_connection_full_sequences() {
 
 /// A listener that exists before tcptrace starts is found in /proc (in
 /// another network namespace), and the sockets it accepts later inherit
-/// its owner.
+/// its owner. The listener's thread lives until tcptrace stops: /proc is
+/// read beside the ring reader, and a namespace whose last task has gone
+/// can no longer be read.
 #[test]
 fn listener_from_before_startup_owns_accepted_sockets() {
     require_root();
@@ -146,6 +148,8 @@ fn listener_from_before_startup_owns_accepted_sockets() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (served_tx, served_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let server = ns.spawn("tt-early", move || {
         let l = TcpListener::bind(addr).unwrap();
         ready_tx.send(()).unwrap();
@@ -153,6 +157,8 @@ fn listener_from_before_startup_owns_accepted_sockets() {
         let (mut s, _) = l.accept().unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
+        served_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
     });
     ready_rx.recv().unwrap();
     let t = Tracer::start(&["states", "--json", "--lport", &port.to_string()]);
@@ -161,9 +167,11 @@ fn listener_from_before_startup_owns_accepted_sockets() {
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(b"x").unwrap();
     });
-    server.join().unwrap();
+    served_rx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let recs = t.stop();
+    done_tx.send(()).unwrap();
+    server.join().unwrap();
     let accepted: Vec<&Value> = of_type(&recs, "state")
         .into_iter()
         .filter(|r| r["rport"] != 0)
