@@ -263,15 +263,22 @@ impl Seeding {
 
 /// Reads the ring into `held` while the seeds are being read.
 fn hold(src: &mut Source, held: &mut Vec<Event>) {
-    let ring = src.ring.get_mut();
     while held.len() < HOLD_MAX {
-        let Some(item) = ring.next() else { break };
+        let Some(ev) = src.next_event() else { break };
+        held.extend(ev);
+    }
+}
+
+impl Source {
+    /// The next record in the ring, decoded (`Some(None)`: it could not
+    /// be, and is counted); `None` when the ring is empty.
+    fn next_event(&mut self) -> Option<Option<Event>> {
+        let item = self.ring.get_mut().next()?;
         let rec = wire::read_record(&item);
         drop(item);
-        match rec.and_then(|w| wire::decode(&w)) {
-            Ok(ev) => held.push(ev),
-            Err(_) => src.decode_errors += 1,
-        }
+        let ev = rec.and_then(|w| wire::decode(&w)).ok();
+        self.decode_errors += u64::from(ev.is_none());
+        Some(ev)
     }
 }
 
@@ -294,15 +301,11 @@ fn release(held: &mut Vec<Event>, p: &mut Pipeline<'_>) {
 /// Drains everything in the ring, handing output over in batches;
 /// returns how many records it read.
 fn drain(src: &mut Source, p: &mut Pipeline<'_>) -> usize {
-    let ring = src.ring.get_mut();
     let mut n = 0;
     while !p.done() {
-        let Some(item) = ring.next() else { break };
-        let rec = wire::read_record(&item);
-        drop(item);
-        match rec.and_then(|w| wire::decode(&w)) {
-            Ok(ev) => p.feed(&ev),
-            Err(_) => src.decode_errors += 1,
+        let Some(ev) = src.next_event() else { break };
+        if let Some(ev) = ev {
+            p.feed(&ev);
         }
         n += 1;
         p.out.flush_if_full(Clock::monotonic_now, &p.cx.clock);

@@ -47,6 +47,9 @@ pub struct Config {
     /// Closed flows lingering at most (the most recent are kept): a storm
     /// closes flows far faster than anyone reads a table of them.
     pub max_closed: usize,
+    /// Closed flows kept whatever the linger, for events that come late
+    /// (a RST after CLOSE, a connect errno, a last RTT).
+    pub keep_closed: usize,
     /// How long an inferred TIME_WAIT lasts (the kernel's TCP_TIMEWAIT_LEN).
     pub time_wait_ns: u64,
     /// How long a failed connect waits for its errno from the connect hook.
@@ -59,6 +62,7 @@ impl Default for Config {
             linger_ns: 10_000_000_000,
             max_flows: 1 << 20,
             max_closed: 16_384,
+            keep_closed: 0,
             time_wait_ns: 60_000_000_000,
             pending_connect_ns: 1_000_000_000,
         }
@@ -69,18 +73,19 @@ impl Config {
     /// For views that show events, not flows (`states`, `retrans`,
     /// `resets`, `connect`, `record`): closed flows and inferred TIME_WAIT
     /// are not kept beyond the last [`KEEP_CLOSED`], which late events
-    /// (a RST after CLOSE, a connect errno, a last RTT) still find. A storm
-    /// of 150 000 connections otherwise held 300 000 closed flows for 10 s.
+    /// still find. A storm of 150 000 connections otherwise held 300 000
+    /// closed flows for 10 s.
     pub fn streaming() -> Self {
         Self {
             linger_ns: 0,
             time_wait_ns: 0,
+            keep_closed: KEEP_CLOSED,
             ..Self::default()
         }
     }
 }
 
-/// Closed flows kept whatever the linger, for events that come late.
+/// Closed flows streaming views keep, and how far back late events look.
 const KEEP_CLOSED: usize = RECENT * 16;
 
 /// An event with what the engine adds to it.
@@ -578,10 +583,8 @@ impl Engine {
             self.resolve_failure(sock, None);
         }
         let linger = self.cfg.linger_ns;
-        // Without a linger (streaming views) the last few stay for late events.
-        let floor = if linger == 0 { KEEP_CLOSED } else { 0 };
         for list in [&mut self.closed, &mut self.time_wait] {
-            while list.len() > floor
+            while list.len() > self.cfg.keep_closed
                 && list
                     .front()
                     .is_some_and(|f| f.end_ns.get().unwrap_or(0).saturating_add(linger) <= now)

@@ -89,6 +89,7 @@ impl Owners {
             new: TcpState::Close,
             ..
         } = ev.kind
+            && !self.seeded.is_empty()
         {
             self.seeded.remove(&ev.tuple);
         }

@@ -120,16 +120,27 @@ impl FlowTable<BySock> {
 }
 
 impl FlowTable<ByTuple> {
-    /// The flow of tuple `t` (checked: a hash collision is a miss).
+    /// The flow of tuple `t` (checked: a hash collision is a miss). Asked
+    /// for every new socket, so an empty table does not hash.
     pub fn get(&self, t: &Tuple) -> Option<&Flow> {
+        if self.flows.is_empty() {
+            return None;
+        }
         self.at(self.keys.hash(t))
             .map(|i| &self.flows[i])
             .filter(|f| f.tuple == *t)
     }
 
     pub fn remove(&mut self, t: &Tuple) -> Option<Flow> {
-        self.get(t)?;
-        self.remove_key(self.keys.hash(t))
+        if self.flows.is_empty() {
+            return None;
+        }
+        let key = self.keys.hash(t);
+        let i = self.at(key)?;
+        if self.flows[i].tuple != *t {
+            return None;
+        }
+        self.remove_key(key)
     }
 }
 
