@@ -4,7 +4,20 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{event::Family, filter::Filter};
+use crate::{
+    event::Family,
+    filter::Filter,
+    sinks::{Mode, OutputSpec, QUEUE_BYTES},
+    views::{
+        View,
+        connect::Connect,
+        hist::{Hist, Metric},
+        resets::Resets,
+        retrans::Retrans,
+        states::States,
+        top::Top,
+    },
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -136,6 +149,22 @@ pub struct RunArgs {
     /// is mapped twice, so it counts twice in RSS). Live only.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
+    /// Output waiting for a slow reader at most, in bytes (default 4M);
+    /// past it records are dropped, counted and reported as `lost`
+    /// (source `output`), so memory stays bounded when the reader stalls.
+    #[arg(long, value_name = "BYTES", value_parser = parse_queue_size)]
+    pub output_queue: Option<usize>,
+}
+
+impl RunArgs {
+    /// Where records go: standard output in `mode`.
+    pub fn output(&self, mode: Mode) -> OutputSpec {
+        OutputSpec {
+            queue_bytes: self.output_queue.unwrap_or(QUEUE_BYTES),
+            count: self.count,
+            ..OutputSpec::stdout(mode)
+        }
+    }
 }
 
 /// Options of every view.
@@ -198,9 +227,14 @@ pub struct TopArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct RecordArgs {
-    /// Write the recording here (default: standard output).
+    /// Write the recording here (default: standard output). The file is
+    /// created readable by its owner only; an existing file or a symbolic
+    /// link is refused unless --force.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Overwrite the --output file if it exists.
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// Also record per-socket RTT histograms.
     #[arg(long)]
     pub rtt: bool,
@@ -232,6 +266,50 @@ impl FilterArgs {
 }
 
 impl ViewCommand {
+    /// The view this command runs, and what the start-up message says it
+    /// watches.
+    pub fn view(&self, stdout_is_terminal: bool) -> (Box<dyn View>, &'static str) {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        match self {
+            Self::Retrans(_) => (Box::new(Retrans), "TCP retransmits"),
+            Self::States(_) => (Box::new(States), "TCP state transitions"),
+            Self::Connect(a) => (
+                Box::new(Connect {
+                    min_ns: (a.min_ms.unwrap_or(0.0) * 1e6) as u64,
+                }),
+                "TCP connection attempts",
+            ),
+            Self::Resets(_) => (Box::new(Resets), "TCP resets"),
+            Self::Hist(a) => (
+                Box::new(Hist::new(
+                    if a.rtt {
+                        Metric::Rtt
+                    } else {
+                        Metric::Handshake
+                    },
+                    a.per_flow,
+                    a.interval.map(ns),
+                )),
+                if a.rtt {
+                    "TCP round-trip times"
+                } else {
+                    "TCP handshake latency"
+                },
+            ),
+            Self::Top(a) => {
+                let mut top = Top::new(
+                    a.sort,
+                    ns(a.interval),
+                    a.limit,
+                    !a.common.json && stdout_is_terminal,
+                    a.rtt,
+                );
+                top.linger_ns = ns(a.linger);
+                (Box::new(top), "TCP flows")
+            }
+        }
+    }
+
     /// The options every view has.
     pub fn common(&self) -> &StreamArgs {
         match self {
@@ -277,9 +355,8 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let err =
-        || format!("'{s}' is not a buffer size; give a power of two from 64K to 1G, e.g. 512K, 8M");
+/// A size in bytes with an optional unit (`K`, `M`, `G`, binary).
+fn bytes(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),
@@ -290,13 +367,26 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(err()),
+        _ => return None,
     };
-    let n = num.parse::<u64>().map_err(|_| err())?.saturating_mul(mult);
-    if n.is_power_of_two() && (64 << 10..=1 << 30).contains(&n) {
-        Ok(n as u32)
-    } else {
-        Err(err())
+    Some(num.parse::<u64>().ok()?.saturating_mul(mult))
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    match bytes(s) {
+        Some(n) if n.is_power_of_two() && (64 << 10..=1 << 30).contains(&n) => Ok(n as u32),
+        _ => Err(format!(
+            "'{s}' is not a buffer size; give a power of two from 64K to 1G, e.g. 512K, 8M"
+        )),
+    }
+}
+
+fn parse_queue_size(s: &str) -> Result<usize, String> {
+    match bytes(s) {
+        Some(n) if (64 << 10..=1 << 30).contains(&n) => Ok(n as usize),
+        _ => Err(format!(
+            "'{s}' is not an output queue size; give 64K to 1G, e.g. 512K, 16M"
+        )),
     }
 }
 

@@ -6,6 +6,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -248,4 +249,62 @@ pub struct Event {
     pub task: Owner,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+/// Converts kernel CLOCK_MONOTONIC timestamps (every event's time) to
+/// wall-clock time; the sinks format it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Clock {
+    /// Wall-clock nanoseconds since the epoch at monotonic zero.
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        Self {
+            offset_ns: wall - mono,
+        }
+    }
+
+    /// A clock whose monotonic zero is the epoch plus `offset_ns` (replay, tests).
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
+    /// Wall-clock nanoseconds at monotonic zero.
+    pub fn offset_ns(&self) -> i128 {
+        self.offset_ns
+    }
+
+    /// Current CLOCK_MONOTONIC in nanoseconds.
+    pub fn monotonic_now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    pub fn wall(&self, mono_ns: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.wall_ns(mono_ns))
+    }
+
+    /// Wall-clock nanoseconds since the epoch.
+    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
+    }
 }

@@ -1,12 +1,12 @@
 //! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`),
-//! applied exactly in user space, and the coarser pre-filter handed to the
-//! kernel programs to cut volume.
+//! applied exactly in user space by the pipeline (once, with one rule),
+//! and the coarser pre-filter handed to the kernel programs to cut volume.
 
 use tracer_common::{AF_INET, AF_INET6, KernelFilter};
 
 use crate::{
-    engine::Annotated,
-    event::{EventKind, Family, Owner, Tuple},
+    engine::{Annotated, flows::Flow},
+    event::{Family, Owner, Tuple},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,14 +23,21 @@ pub struct Filter {
 impl Filter {
     /// Whether an annotated event passes.
     pub fn matches(&self, a: &Annotated) -> bool {
-        // A failed connect has no local port: only its remote side is known.
-        let lport_known = !matches!(a.event.kind, EventKind::ConnectError { .. });
-        self.matches_flow(&a.event.tuple, a.owner.as_ref(), lport_known)
+        self.matches_flow(&a.event.tuple, a.owner.as_ref())
     }
 
-    /// Whether a flow (tuple and owner) passes. `lport_known` is false when
-    /// the local port is not known yet (a connect that never got one).
-    pub fn matches_flow(&self, t: &Tuple, owner: Option<&Owner>, lport_known: bool) -> bool {
+    /// Whether a flow the engine keeps passes (`top`, `hist --rtt`).
+    pub fn keeps(&self, f: &Flow) -> bool {
+        self.matches_flow(&f.tuple, f.owner.as_ref())
+    }
+
+    /// Whether a flow (tuple and owner) passes: the one rule every event,
+    /// outcome, seed and table row is held to. A local port of 0 means
+    /// "not known yet" (a connect before its port was chosen, or that
+    /// never got one): it matches `--port` by the remote side only, and
+    /// never `--lport`.
+    pub fn matches_flow(&self, t: &Tuple, owner: Option<&Owner>) -> bool {
+        let lport_known = t.lport != 0;
         if let Some(pid) = self.pid
             && owner.map(|o| o.pid) != Some(pid)
         {

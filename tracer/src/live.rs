@@ -1,11 +1,12 @@
-//! The live source: drains the kernel's ring buffer in batches on a short
-//! timer (the programs submit without waking us; a wakeup comes only when
-//! the ring is filling), decodes, and feeds the [`Pipeline`]; reads the
-//! RTT map when asked to; stops on SIGINT/SIGTERM, `--duration`, `--count`
-//! or a closed output pipe. Lost events (ring full) are reported, never
-//! dropped silently.
+//! The live source: loads the programs the pipeline's view needs, drains
+//! the kernel's ring buffer in batches on a short timer (the programs
+//! submit without waking us; a wakeup comes only when the ring is
+//! filling), decodes, and pushes inputs through the [`Pipeline`]'s one
+//! door: the start, events, RTT snapshots, `/proc` seeds, lost counts and
+//! ticks. Stops on SIGINT/SIGTERM, `--duration`, `--count` or a closed
+//! output pipe.
 
-use std::{fs::File, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -18,17 +19,12 @@ use tracer_common::RttHist;
 
 use crate::{
     engine::flows::Rtt,
-    event::{Event, TcpState},
-    filter::Filter,
+    event::{Clock, Event},
     hooks::{self, Probe},
     memory,
-    pipeline::Pipeline,
+    pipeline::{Input, Pipeline},
     procnet,
-    sinks::{
-        Mode, Output,
-        format::{self, Clock},
-    },
-    views::{Context, View},
+    record::{Start, lost},
     wire,
 };
 
@@ -50,16 +46,11 @@ const HOLD_MAX: usize = 200_000;
 /// Options for a live run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub filter: Filter,
-    pub mode: Mode,
     pub duration: Option<Duration>,
-    pub count: Option<u64>,
     /// Size of the kernel's ring buffer (default [`hooks::RING_BYTES`]).
     pub ring_bytes: Option<u32>,
     /// What the start-up message says is being watched.
     pub what: &'static str,
-    /// Write to this file instead of standard output.
-    pub output: Option<PathBuf>,
 }
 
 struct Source {
@@ -72,19 +63,20 @@ struct Source {
     decode_errors: u64,
 }
 
-/// Loads and attaches the programs, then runs `view` until a stop condition.
-pub fn run(view: &mut dyn View, opts: RunOptions) -> Result<()> {
+/// Loads and attaches the programs the pipeline's view needs, then pushes
+/// what they see into it until a stop condition; closes the pipeline.
+pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(run_async(view, opts))
+    rt.block_on(run_async(p, opts))
 }
 
-async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
-    let wants = view.wants();
+async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
+    let wants = p.wants();
     let mut probe = Probe::load(
-        opts.filter.kernel(),
+        p.filter().kernel(),
         wants,
         opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
     )?;
@@ -108,20 +100,22 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
         },
         decode_errors: 0,
     };
-    let out = match &opts.output {
-        Some(p) => Output::to_writer(
-            opts.mode,
-            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ),
-        None => Output::stdout(opts.mode),
-    };
-    let cx = Context {
+    p.push(Input::Start(Start {
         clock: Clock::now(),
+        ts_ns: Clock::monotonic_now(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        hooks: probe
+            .report
+            .hooks
+            .iter()
+            .filter(|h| h.result.is_ok())
+            .map(|h| h.hook.clone())
+            .collect(),
+        connect_plan: probe.report.connect.map(|c| c.name().to_string()),
         reset_reasons: probe.report.reset_reasons.clone(),
-        filter: opts.filter,
-    };
-    let mut p = Pipeline::new(view, out, cx, opts.count);
-    p.view.start(&probe.report, &p.cx, &mut p.out);
+    }));
     // Sockets from before start-up are read from /proc beside the ring
     // reader. Events are held until the seeds are in, so that the first
     // ones (say, a connection accepted by a listener from before start-up)
@@ -131,7 +125,6 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
     let mut seeding = Some(Seeding::start()?);
     let hold_until = Instant::now() + SEED_HOLD;
     let mut held = Vec::new();
-    p.header();
     eprintln!(
         "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
         opts.what,
@@ -179,14 +172,14 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
         }
-        p.tick(Clock::monotonic_now());
+        p.push(Input::Tick(Clock::monotonic_now()));
         if p.done() {
             break;
         }
     }
     // A short run still ends with the census of what was there before.
     if let Some(s) = &seeding
-        && !p.out.is_closed()
+        && !p.done()
     {
         hold(&mut src, &mut held);
         s.merge(&mut p, &held, true);
@@ -204,14 +197,9 @@ async fn run_async(view: &mut dyn View, opts: RunOptions) -> Result<()> {
             src.decode_errors
         );
     }
-    let unreported = p.finish(Clock::monotonic_now()).close();
-    if unreported > 0 {
-        eprintln!(
-            "tcptrace: warning: {unreported} records dropped because the output was too slow"
-        );
-    }
+    p.push(Input::End(Clock::monotonic_now()));
     drop(probe);
-    Ok(())
+    p.finish()
 }
 
 /// `/proc` seeding on a thread of its own.
@@ -231,7 +219,7 @@ impl Seeding {
 
     /// Hands the seeds to the engine once they are read (waiting for them
     /// if `wait`), before the `held` events; returns whether seeding is over.
-    fn merge(&self, p: &mut Pipeline<'_>, held: &[Event], wait: bool) -> bool {
+    fn merge(&self, p: &mut Pipeline, held: &[Event], wait: bool) -> bool {
         let seeds = if wait {
             self.0.recv().ok()
         } else {
@@ -242,19 +230,14 @@ impl Seeding {
             }
         };
         if let Some(seeds) = seeds {
-            // Only what the filters let through is ever shown; listeners
-            // are kept for the owners of the sockets they will accept.
-            let filter = &p.cx.filter;
-            let wanted = seeds
-                .into_iter()
-                .filter(|s| {
-                    s.state == TcpState::Listen
-                        || filter.matches_flow(&s.tuple, s.owner.as_ref(), true)
-                })
-                .map(|s| (s.tuple, s.state, s.owner));
-            let coming = held.iter().map(|e| e.tuple).collect();
-            let now = Clock::monotonic_now();
-            p.engine.seed_late(wanted, &coming, now);
+            p.push(Input::Seeds {
+                seeds: seeds
+                    .into_iter()
+                    .map(|s| (s.tuple, s.state, s.owner))
+                    .collect(),
+                coming: held.iter().map(|e| e.tuple).collect(),
+                now_ns: Clock::monotonic_now(),
+            });
             memory::release();
         }
         true
@@ -282,8 +265,8 @@ impl Source {
     }
 }
 
-/// Feeds the held events to the pipeline.
-fn release(held: &mut Vec<Event>, p: &mut Pipeline<'_>) {
+/// Pushes the held events into the pipeline.
+fn release(held: &mut Vec<Event>, p: &mut Pipeline) {
     if held.is_empty() {
         return;
     }
@@ -291,85 +274,60 @@ fn release(held: &mut Vec<Event>, p: &mut Pipeline<'_>) {
         if p.done() {
             break;
         }
-        p.feed(&ev);
-        p.out.flush_if_full(Clock::monotonic_now, &p.cx.clock);
+        p.push(Input::Event(ev));
     }
     held.shrink_to_fit();
-    p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
 }
 
-/// Drains everything in the ring, handing output over in batches;
-/// returns how many records it read.
-fn drain(src: &mut Source, p: &mut Pipeline<'_>) -> usize {
+/// Drains everything in the ring into the pipeline; returns how many
+/// records it read.
+fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
     let mut n = 0;
     while !p.done() {
         let Some(ev) = src.next_event() else { break };
         if let Some(ev) = ev {
-            p.feed(&ev);
+            p.push(Input::Event(ev));
         }
         n += 1;
-        p.out.flush_if_full(Clock::monotonic_now, &p.cx.clock);
     }
-    p.out.flush_batch(Clock::monotonic_now(), &p.cx.clock);
     n
 }
 
 /// Reports events lost since the last look: those the kernel could not
 /// queue (ring full) and those it skipped because one of our programs was
 /// already running on that CPU.
-fn check_lost(src: &mut Source, p: &mut Pipeline<'_>, probe: &Probe) {
+fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe) {
     let total = hooks::lost_total(&src.lost);
     let full = total.saturating_sub(src.lost_seen);
     src.lost_seen = src.lost_seen.max(total);
     let nested_total = hooks::nested_misses(probe);
     let nested = nested_total.saturating_sub(src.nested_seen);
     src.nested_seen = src.nested_seen.max(nested_total);
-    for (n, source, why) in [
-        (
-            full,
-            "kernel",
-            "the kernel ring buffer was full (the reader fell behind)",
-        ),
-        (
-            nested,
-            "kernel-nested",
-            "the kernel skipped them while our program was already running on that CPU",
-        ),
-    ] {
-        if n == 0 {
-            continue;
-        }
-        match p.out.mode {
-            Mode::Json => {
-                format::lost_json(
-                    &mut p.out.buf,
-                    &p.cx.clock,
-                    Clock::monotonic_now(),
-                    n,
-                    source,
-                );
-                p.out.flush_blocking();
-            }
-            Mode::Text => eprintln!("tcptrace: warning: lost {n} events: {why}"),
+    for (count, source) in [(full, lost::KERNEL), (nested, lost::KERNEL_NESTED)] {
+        if count > 0 {
+            p.push(Input::Lost {
+                source: source.to_string(),
+                count,
+            });
         }
     }
 }
 
 /// Hands the kernel's per-socket RTT histograms to the pipeline.
-fn read_rtt(src: &mut Source, p: &mut Pipeline<'_>) {
+fn read_rtt(src: &mut Source, p: &mut Pipeline) {
     let Some(map) = &src.rtt else { return };
     let now = Clock::monotonic_now();
     let snapshot: Vec<(u64, RttHist)> = map.iter().filter_map(Result::ok).collect();
     for (sock, h) in snapshot {
-        p.rtt(
+        p.push(Input::Rtt {
+            ts_ns: now,
             sock,
-            now,
-            Rtt {
+            rtt: Rtt {
                 slots: h.slots,
                 count: h.count,
                 sum_us: h.sum_us,
                 last_us: h.last_us,
             },
-        );
+        });
     }
 }

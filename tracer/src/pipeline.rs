@@ -1,110 +1,169 @@
-//! The path every event takes after its source (the live kernel or a
-//! recording): engine, filter, view, output; plus time ticks, RTT snapshots
-//! and the end of input. Sources differ; this does not.
+//! The one door: every source (the live kernel, a recording) only pushes
+//! [`Input`]s here, and everything after is the same whatever the source:
+//! the engine annotates, the filter is applied (once, here), the view says
+//! what happened as records, and the output says it. A recording is the
+//! serialized input stream, so replay gives what live gave by construction.
+
+use anyhow::Result;
 
 use crate::{
     engine::{Engine, flows::Rtt},
-    event::Event,
-    sinks::Output,
+    event::{Event, Owner, TcpState, Tuple},
+    filter::Filter,
+    hooks::Wants,
+    record::Start,
+    sinks::{Output, OutputSpec},
     views::{Context, View},
 };
 
-pub struct Pipeline<'a> {
-    pub engine: Engine,
-    pub view: &'a mut dyn View,
-    pub out: Output,
-    pub cx: Context,
-    written: u64,
-    limit: Option<u64>,
+/// Everything a source can say.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The run begins (first, once).
+    Start(Start),
+    Event(Event),
+    /// A socket's RTT histogram as the kernel keeps it.
+    Rtt {
+        ts_ns: u64,
+        sock: u64,
+        rtt: Rtt,
+    },
+    /// `count` events never reached us; `source` says why (see
+    /// [`crate::sinks::lost`]).
+    Lost {
+        source: String,
+        count: u64,
+    },
+    /// Sockets that existed before the run, read from `/proc`; `coming`
+    /// holds the tuples of events already read but not yet pushed, which
+    /// the seeds must not overrule.
+    Seeds {
+        seeds: Vec<(Tuple, TcpState, Option<Owner>)>,
+        coming: foldhash::HashSet<Tuple>,
+        now_ns: u64,
+    },
+    /// Time passes (the kernel's monotonic clock, or event time in replay).
+    Tick(u64),
+    /// No more input.
+    End(u64),
 }
 
-impl<'a> Pipeline<'a> {
-    pub fn new(view: &'a mut dyn View, out: Output, cx: Context, limit: Option<u64>) -> Self {
+/// See the module documentation.
+pub struct Pipeline {
+    engine: Engine,
+    view: Box<dyn View>,
+    cx: Context,
+    out: Output,
+}
+
+impl Pipeline {
+    /// A pipeline running `view` over what `filter` lets through into the
+    /// output `spec` describes.
+    pub fn new(view: Box<dyn View>, filter: Filter, spec: &OutputSpec) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::new(view.engine_config()),
+            cx: Context {
+                reset_reasons: Vec::new(),
+                filter,
+            },
+            view,
+            out: Output::open(spec)?,
+        })
+    }
+
+    /// A pipeline into an output made elsewhere (tests).
+    pub fn with_output(view: Box<dyn View>, filter: Filter, out: Output) -> Self {
         Self {
             engine: Engine::new(view.engine_config()),
+            cx: Context {
+                reset_reasons: Vec::new(),
+                filter,
+            },
             view,
             out,
-            cx,
-            written: 0,
-            limit,
         }
     }
 
-    /// Prints the view's text header, if any.
-    pub fn header(&mut self) {
-        if self.out.mode == crate::sinks::Mode::Text
-            && let Some(h) = self.view.text_header()
-        {
-            self.out.buf.extend_from_slice(h.trim_end().as_bytes());
-            self.out.buf.push(b'\n');
-            self.out.flush_blocking();
-        }
+    /// The hooks the view needs.
+    pub fn wants(&self) -> Wants {
+        self.view.wants()
     }
 
-    /// `--count` reached, or the output has gone.
+    /// The user's filter (the kernel's pre-filter is derived from it).
+    pub fn filter(&self) -> &Filter {
+        &self.cx.filter
+    }
+
+    /// `--count` reached, or the output has gone: the source may stop.
     pub fn done(&self) -> bool {
-        self.limit.is_some_and(|n| self.written >= n) || self.out.is_closed()
+        self.out.done()
     }
 
-    fn count(&mut self, wrote: bool) {
-        if wrote {
-            self.written += 1;
+    /// The door.
+    pub fn push(&mut self, input: Input) {
+        match input {
+            Input::Start(s) => {
+                self.cx.reset_reasons.clone_from(&s.reset_reasons);
+                self.out.start(&s, self.view.columns());
+            }
+            Input::Event(ev) => {
+                let a = self.engine.process(&ev);
+                if self.cx.filter.matches(&a) {
+                    self.view.on_event(&a, &self.cx, &mut self.out);
+                }
+                self.outcomes();
+            }
+            Input::Rtt { ts_ns, sock, rtt } => {
+                self.engine.set_rtt(sock, rtt);
+                self.view.on_rtt(sock, ts_ns, &rtt, &mut self.out);
+            }
+            Input::Lost { source, count } => self.out.lost(&source, count),
+            Input::Seeds {
+                seeds,
+                coming,
+                now_ns,
+            } => {
+                // Only what the filter lets through is ever shown; listeners
+                // are kept for the owners of the sockets they will accept.
+                let filter = &self.cx.filter;
+                let wanted = seeds.into_iter().filter(|(t, s, o)| {
+                    *s == TcpState::Listen || filter.matches_flow(t, o.as_ref())
+                });
+                self.engine.seed_late(wanted, &coming, now_ns);
+            }
+            Input::Tick(now) => {
+                self.engine.advance(now);
+                self.outcomes();
+                if !self.out.done() {
+                    self.view
+                        .on_tick(&self.engine, now, &self.cx, &mut self.out);
+                }
+                self.out.tick(now);
+            }
+            Input::End(now) => {
+                self.engine.advance(now);
+                self.engine.finish();
+                self.outcomes();
+                if !self.out.is_closed() {
+                    self.view.finish(&self.engine, now, &self.cx, &mut self.out);
+                }
+                self.out.tick(now);
+            }
         }
     }
 
-    /// One event.
-    pub fn feed(&mut self, ev: &Event) {
-        let a = self.engine.process(ev);
-        if self.cx.filter.matches(&a) {
-            let wrote = self.view.on_event(&a, &mut self.out, &self.cx);
-            self.count(wrote);
-        }
-        self.outcomes();
-    }
-
+    /// Connection outcomes the engine settled, through the filter.
     fn outcomes(&mut self) {
         for o in self.engine.take_outcomes() {
-            let lport_known = o.tuple.lport != 0;
-            if self.done()
-                || !self
-                    .cx
-                    .filter
-                    .matches_flow(&o.tuple, o.owner.as_ref(), lport_known)
-            {
-                continue;
+            if !self.out.done() && self.cx.filter.matches_flow(&o.tuple, o.owner.as_ref()) {
+                self.view.on_connect(&o, &self.cx, &mut self.out);
             }
-            let wrote = self.view.on_connect(&o, &mut self.out, &self.cx);
-            self.count(wrote);
         }
     }
 
-    /// A socket's RTT histogram.
-    pub fn rtt(&mut self, sock: u64, now_ns: u64, rtt: Rtt) {
-        self.engine.set_rtt(sock, rtt);
-        self.view.on_rtt(sock, now_ns, &rtt, &mut self.out);
-    }
-
-    /// Time passes.
-    pub fn tick(&mut self, now_ns: u64) {
-        self.engine.advance(now_ns);
-        self.outcomes();
-        if !self.done() {
-            let wrote = self
-                .view
-                .on_tick(&self.engine, now_ns, &mut self.out, &self.cx);
-            self.count(wrote);
-        }
-    }
-
-    /// The end of input; returns the output to be closed.
-    pub fn finish(mut self, now_ns: u64) -> Output {
-        self.engine.advance(now_ns);
-        self.engine.finish();
-        self.outcomes();
-        if !self.out.is_closed() {
-            self.view
-                .finish(&self.engine, now_ns, &mut self.out, &self.cx);
-        }
-        self.out
+    /// Closes the output: says what is left, waits for it to be written,
+    /// and reports a write error.
+    pub fn finish(self) -> Result<()> {
+        self.out.close()
     }
 }

@@ -1,6 +1,6 @@
-//! The replay source: reads a recording ([`crate::record`]) and feeds the
-//! same [`Pipeline`] a live run would, with the recording's clock, so every
-//! view prints what it would have printed live.
+//! The replay source: reads a recording ([`crate::record`]) and pushes the
+//! same inputs a live run pushed, with the recording's clock, into the
+//! [`Pipeline`], so every view prints what it would have printed live.
 
 use std::{
     fs::File,
@@ -11,49 +11,26 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    filter::Filter,
-    pipeline::Pipeline,
-    record::{FORMAT, FORMAT_BINARY, Line, frame},
-    sinks::{Mode, Output, format::Clock},
-    views::{Context, View},
+    pipeline::{Input, Pipeline},
+    record::{FORMAT, FORMAT_BINARY, Line, Start, frame},
 };
 
 /// How often, in event time, the pipeline gets a tick.
 const TICK_NS: u64 = 10_000_000;
 
-/// Options for a replay.
-#[derive(Clone, Debug)]
-pub struct ReplayOptions {
-    pub filter: Filter,
-    pub mode: Mode,
-    pub count: Option<u64>,
-}
-
-/// Replays `path` (`-` for standard input) through `view`.
-pub fn run(path: &Path, view: &mut dyn View, opts: ReplayOptions) -> Result<()> {
+/// Replays `path` (`-` for standard input) through `p`, then closes it.
+pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
     let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
         Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
     };
-    let out = replay_into(BufReader::new(input), view, opts, Output::stdout)?;
-    let unreported = out.close();
-    if unreported > 0 {
-        eprintln!(
-            "tcptrace: warning: {unreported} records dropped because the output was too slow"
-        );
-    }
-    Ok(())
+    replay_into(BufReader::new(input), &mut p)?;
+    p.finish()
 }
 
-/// Replays `input` into an output made by `make_out`; returns the output
-/// to be closed.
-pub fn replay_into(
-    mut input: impl BufRead,
-    view: &mut dyn View,
-    opts: ReplayOptions,
-    make_out: impl FnOnce(Mode) -> Output,
-) -> Result<Output> {
+/// Pushes the recording `input` into `p`, up to its end.
+pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
     let mut line = Vec::new();
     if input.read_until(b'\n', &mut line)? == 0 {
         bail!("the recording is empty");
@@ -68,13 +45,7 @@ pub fn replay_into(
             header.format
         );
     }
-    let cx = Context {
-        clock: Clock::with_offset(i128::from(header.clock_offset_ns)),
-        reset_reasons: header.reset_reasons,
-        filter: opts.filter,
-    };
-    let mut p = Pipeline::new(view, make_out(opts.mode), cx, opts.count);
-    p.header();
+    p.push(Input::Start(Start::of(&header)));
     let mut last_tick = 0;
     let mut now = 0;
     let mut frame = [0u8; frame::LEN];
@@ -121,32 +92,29 @@ pub fn replay_into(
                 now = now.max(ev.ts_ns);
                 if now >= last_tick + TICK_NS {
                     if last_tick != 0 {
-                        p.tick(now);
+                        p.push(Input::Tick(now));
                     }
                     last_tick = now;
                 }
-                p.feed(&ev);
+                p.push(Input::Event(ev));
             }
             Line::Rtt(r) => {
                 now = now.max(r.ts_ns);
-                p.rtt(r.sock, r.ts_ns, r.rtt());
+                p.push(Input::Rtt {
+                    ts_ns: r.ts_ns,
+                    sock: r.sock,
+                    rtt: r.rtt(),
+                });
             }
-            Line::Lost(l) => match p.out.mode {
-                Mode::Json => {
-                    let _ = serde_json::to_writer(&mut p.out.buf, &Line::Lost(l));
-                    p.out.buf.push(b'\n');
-                }
-                Mode::Text => eprintln!(
-                    "tcptrace: warning: the recording lost {} events ({})",
-                    l.count, l.source
-                ),
-            },
+            Line::Lost(l) => p.push(Input::Lost {
+                source: l.source,
+                count: l.count,
+            }),
             Line::Header(_) => bail!("record {n}: a second header"),
         }
-        p.out.flush_if_full(|| now, &p.cx.clock);
     }
-    p.out.flush_batch(now, &p.cx.clock);
-    Ok(p.finish(now))
+    p.push(Input::End(now));
+    Ok(())
 }
 
 /// Says that the recording's last record is incomplete.
@@ -159,33 +127,36 @@ fn truncated(n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::{
-        View,
-        connect::Connect,
-        hist::{Hist, Metric},
-        resets::Resets,
-        states::States,
-        top::{SortBy, Top},
+    use crate::{
+        filter::Filter,
+        sinks::{Mode, testing::capture},
+        views::{
+            View,
+            connect::Connect,
+            hist::{Hist, Metric},
+            resets::Resets,
+            states::States,
+            top::{SortBy, Top},
+        },
     };
 
     const LOOPBACK: &str = include_str!("../fixtures/recordings/loopback.jsonl");
 
-    fn replay(view: &mut dyn View, filter: Filter) -> Vec<serde_json::Value> {
+    fn replay(view: impl View + 'static, filter: Filter) -> Vec<serde_json::Value> {
         replay_bytes(LOOPBACK.as_bytes(), view, filter)
     }
 
-    fn replay_bytes(input: &[u8], view: &mut dyn View, filter: Filter) -> Vec<serde_json::Value> {
-        let text = crate::views::testing::render(Mode::Json, |out| {
-            let taken = std::mem::replace(out, Output::to_writer(Mode::Json, std::io::sink()));
-            let opts = ReplayOptions {
-                filter,
-                mode: Mode::Json,
-                count: None,
-            };
-            let done = replay_into(input, view, opts, |_| taken).unwrap();
-            *out = done;
-        });
-        text.lines()
+    fn replay_bytes(
+        input: &[u8],
+        view: impl View + 'static,
+        filter: Filter,
+    ) -> Vec<serde_json::Value> {
+        let (out, got) = capture(Mode::Json, None);
+        let mut p = Pipeline::with_output(Box::new(view), filter, out);
+        replay_into(input, &mut p).unwrap();
+        p.finish().unwrap();
+        got.text()
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
@@ -199,7 +170,7 @@ mod tests {
 
     #[test]
     fn connect_view_over_a_recording() {
-        let recs = replay(&mut Connect::default(), Filter::default());
+        let recs = replay(Connect::default(), Filter::default());
         let refused: Vec<_> = recs.iter().filter(|r| r["rport"] == 7999).collect();
         assert_eq!(refused.len(), 1, "{recs:#?}");
         assert_eq!(refused[0]["error"], "ECONNREFUSED");
@@ -222,7 +193,7 @@ mod tests {
 
     #[test]
     fn resets_states_hist_and_top_over_a_recording() {
-        let resets = replay(&mut Resets, port(7998));
+        let resets = replay(Resets, port(7998));
         let dirs: Vec<&str> = resets
             .iter()
             .map(|r| r["direction"].as_str().unwrap())
@@ -231,21 +202,18 @@ mod tests {
         let reset_reasons: Vec<&serde_json::Value> = resets.iter().map(|r| &r["reason"]).collect();
         assert_eq!(reset_reasons[1], "TCP_STATE");
 
-        let states = replay(&mut States, port(7998));
+        let states = replay(States, port(7998));
         assert!(
             states
                 .iter()
                 .any(|r| r["old"] == "SYN_SENT" && r["new"] == "ESTABLISHED")
         );
 
-        let hist = replay(
-            &mut Hist::new(Metric::Handshake, false, None),
-            Filter::default(),
-        );
+        let hist = replay(Hist::new(Metric::Handshake, false, None), Filter::default());
         let d = hist.iter().find(|r| r["key"] == "127.0.0.1:7998").unwrap();
         assert_eq!(d["count"], 6);
 
-        let rtt = replay(&mut Hist::new(Metric::Rtt, false, None), port(7998));
+        let rtt = replay(Hist::new(Metric::Rtt, false, None), port(7998));
         assert!(rtt.iter().all(|r| r["metric"] == "rtt"));
         assert!(
             rtt.iter().any(|r| r["count"].as_u64().unwrap() > 0),
@@ -253,7 +221,7 @@ mod tests {
         );
 
         let top = replay(
-            &mut Top::new(SortBy::Age, u64::MAX / 2, 100, false, true),
+            Top::new(SortBy::Age, u64::MAX / 2, 100, false, true),
             port(7998),
         );
         let last = top.last().unwrap();
@@ -291,34 +259,28 @@ mod tests {
         );
         let f = Filter::default;
         assert_eq!(
-            replay_bytes(&bin, &mut Connect::default(), f()),
-            replay(&mut Connect::default(), f())
+            replay_bytes(&bin, Connect::default(), f()),
+            replay(Connect::default(), f())
         );
-        assert_eq!(
-            replay_bytes(&bin, &mut States, f()),
-            replay(&mut States, f())
-        );
-        assert_eq!(
-            replay_bytes(&bin, &mut Resets, f()),
-            replay(&mut Resets, f())
-        );
+        assert_eq!(replay_bytes(&bin, States, f()), replay(States, f()));
+        assert_eq!(replay_bytes(&bin, Resets, f()), replay(Resets, f()));
         let top = || Top::new(SortBy::Age, u64::MAX / 2, 100, false, true);
-        assert_eq!(replay_bytes(&bin, &mut top(), f()), replay(&mut top(), f()));
+        assert_eq!(replay_bytes(&bin, top(), f()), replay(top(), f()));
     }
 
     #[test]
     fn a_truncated_recording_replays_what_came_before() {
         let bin = as_binary(LOOPBACK);
-        let all = replay_bytes(&bin, &mut States, Filter::default()).len();
+        let all = replay_bytes(&bin, States, Filter::default()).len();
         // Cut inside the last event frame.
         let last = bin.iter().rposition(|&b| b == frame::MARKER).unwrap();
-        let cut = replay_bytes(&bin[..last + 10], &mut States, Filter::default()).len();
+        let cut = replay_bytes(&bin[..last + 10], States, Filter::default()).len();
         assert!(cut > 0 && cut < all, "{cut} of {all}");
         // And in the middle of a JSON line.
         let json = LOOPBACK.trim_end();
         let cut = replay_bytes(
             &json.as_bytes()[..json.len() - 5],
-            &mut States,
+            States,
             Filter::default(),
         );
         assert!(!cut.is_empty());
@@ -326,25 +288,19 @@ mod tests {
 
     #[test]
     fn the_same_recording_gives_the_same_output() {
-        let a = replay(&mut Connect::default(), Filter::default());
-        let b = replay(&mut Connect::default(), Filter::default());
+        let a = replay(Connect::default(), Filter::default());
+        let b = replay(Connect::default(), Filter::default());
+        assert!(!a.is_empty());
         assert_eq!(a, b);
     }
 
     #[test]
     fn rejects_what_is_not_a_recording() {
-        let err = replay_into(
-            "{\"type\":\"state\"}\n".as_bytes(),
-            &mut States,
-            ReplayOptions {
-                filter: Filter::default(),
-                mode: Mode::Json,
-                count: None,
-            },
-            |m| Output::to_writer(m, std::io::sink()),
-        )
-        .err()
-        .unwrap();
+        let (out, _) = capture(Mode::Json, None);
+        let mut p = Pipeline::with_output(Box::new(States), Filter::default(), out);
+        let err = replay_into("{\"type\":\"state\"}\n".as_bytes(), &mut p)
+            .err()
+            .unwrap();
         assert!(
             err.to_string().contains("not a tcptrace recording"),
             "{err}"

@@ -14,7 +14,10 @@ pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{engine::flows::Rtt, event::Event};
+use crate::{
+    engine::flows::Rtt,
+    event::{Clock, Event},
+};
 
 /// Version of this format: every record a JSON line.
 pub const FORMAT: u32 = 1;
@@ -39,6 +42,38 @@ pub struct Header {
     pub clock_offset_ns: i64,
     /// The recording kernel's names of reset reasons.
     pub reset_reasons: Vec<(i64, String)>,
+}
+
+/// How a run began: the first input of every run, live or replayed, and
+/// what a recording's header says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    /// The kernel's monotonic clock against wall-clock time.
+    pub clock: Clock,
+    /// CLOCK_MONOTONIC nanoseconds at the start.
+    pub ts_ns: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// Hooks attached.
+    pub hooks: Vec<String>,
+    pub connect_plan: Option<String>,
+    /// The kernel's names of reset reasons.
+    pub reset_reasons: Vec<(i64, String)>,
+}
+
+impl Start {
+    /// The start a recording's header describes.
+    pub fn of(h: &Header) -> Self {
+        let clock = Clock::with_offset(i128::from(h.clock_offset_ns));
+        Self {
+            clock,
+            ts_ns: 0,
+            kernel: h.kernel.clone(),
+            hooks: h.hooks.clone(),
+            connect_plan: h.connect_plan.clone(),
+            reset_reasons: h.reset_reasons.clone(),
+        }
+    }
 }
 
 /// An RTT histogram snapshot of one socket.
@@ -76,6 +111,19 @@ impl RttLine {
             last_us: self.last_us,
         }
     }
+}
+
+/// Sources of `lost` records (lines of a recording, records of `--json`).
+pub mod lost {
+    /// Events the kernel could not queue (ring buffer full).
+    pub const KERNEL: &str = "kernel";
+    /// Events the kernel skipped because our program was already running
+    /// on that CPU.
+    pub const KERNEL_NESTED: &str = "kernel-nested";
+    /// Records dropped because the output was read too slowly.
+    pub const OUTPUT: &str = "output";
+    /// Events whose fields the kernel would not let our programs read.
+    pub const UNREADABLE: &str = "unreadable";
 }
 
 /// Events that never reached the recording.

@@ -1,92 +1,35 @@
-//! Formatting pieces shared by the views: timestamps, addresses, JSON
-//! strings, and the `lost` record.
+//! Formatting pieces shared by the renderers: timestamps, addresses, the
+//! flow columns, JSON strings, and the `lost` record.
 
-use std::{
-    io::Write,
-    net::IpAddr,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{io::Write, net::IpAddr};
 
 use super::put;
-use crate::{
-    engine::Annotated,
-    event::{Family, Owner, Tuple},
-};
+pub use crate::event::Clock;
+use crate::event::{Family, Owner, Tuple};
 
-/// Converts kernel CLOCK_MONOTONIC timestamps to wall-clock time.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    /// Wall-clock nanoseconds since the epoch at monotonic zero.
-    offset_ns: i128,
+/// Wall-clock formatting of a [`Clock`]'s times.
+pub trait ClockFmt {
+    /// Appends RFC 3339 with microseconds, UTC: `2026-11-22T12:30:01.123456Z`.
+    fn put_rfc3339(&self, out: &mut Vec<u8>, mono_ns: u64);
+    /// Appends `HH:MM:SS.uuuuuu` UTC, for text output.
+    fn put_time_of_day(&self, out: &mut Vec<u8>, mono_ns: u64);
+    /// [`Self::put_rfc3339`] as a string.
+    fn rfc3339(&self, mono_ns: u64) -> String {
+        to_string(|o| self.put_rfc3339(o, mono_ns))
+    }
+    /// [`Self::put_time_of_day`] as a string.
+    fn time_of_day(&self, mono_ns: u64) -> String {
+        to_string(|o| self.put_time_of_day(o, mono_ns))
+    }
 }
 
-impl Clock {
-    /// Reads both clocks now.
-    pub fn now() -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as i128;
-        Self {
-            offset_ns: wall - mono,
-        }
-    }
-
-    /// A clock whose monotonic zero is the epoch plus `offset_ns` (replay, tests).
-    pub fn with_offset(offset_ns: i128) -> Self {
-        Self { offset_ns }
-    }
-
-    /// Wall-clock nanoseconds at monotonic zero.
-    pub fn offset_ns(&self) -> i128 {
-        self.offset_ns
-    }
-
-    /// Current CLOCK_MONOTONIC in nanoseconds.
-    pub fn monotonic_now() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-
-    pub fn wall(&self, mono_ns: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.wall_ns(mono_ns))
-    }
-
-    /// Wall-clock nanoseconds since the epoch.
-    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
-        (mono_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
-    }
-
-    /// Appends RFC 3339 with microseconds, UTC: `2026-11-22T12:30:01.123456Z`.
-    pub fn put_rfc3339(&self, out: &mut Vec<u8>, mono_ns: u64) {
+impl ClockFmt for Clock {
+    fn put_rfc3339(&self, out: &mut Vec<u8>, mono_ns: u64) {
         put::rfc3339_micros(out, self.wall_ns(mono_ns));
     }
 
-    /// Appends `HH:MM:SS.uuuuuu` UTC, for text output.
-    pub fn put_time_of_day(&self, out: &mut Vec<u8>, mono_ns: u64) {
+    fn put_time_of_day(&self, out: &mut Vec<u8>, mono_ns: u64) {
         put::time_of_day(out, self.wall_ns(mono_ns));
-    }
-
-    /// [`Self::put_rfc3339`] as a string.
-    pub fn rfc3339(&self, mono_ns: u64) -> String {
-        to_string(|o| self.put_rfc3339(o, mono_ns))
-    }
-
-    /// [`Self::put_time_of_day`] as a string.
-    pub fn time_of_day(&self, mono_ns: u64) -> String {
-        to_string(|o| self.put_time_of_day(o, mono_ns))
     }
 }
 
@@ -149,11 +92,6 @@ pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
     }
 }
 
-/// [`json_flow`] for an annotated event.
-pub fn json_flow_fields(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
-    json_flow(out, clock, a.event.ts_ns, &a.event.tuple, a.owner.as_ref());
-}
-
 /// The time, owner and flow columns of a text line.
 pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
     clock.put_time_of_day(out, ts_ns);
@@ -167,10 +105,7 @@ pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner:
     out.push(b' ');
     let at = out.len();
     match owner {
-        Some(o) => match std::str::from_utf8(o.comm.bytes()) {
-            Ok(s) => out.extend_from_slice(s.as_bytes()),
-            Err(_) => out.extend_from_slice(o.comm.as_str().as_bytes()),
-        },
+        Some(o) => super::escape::text(out, o.comm.bytes(), 16),
         None => out.push(b'-'),
     }
     put::pad_right_chars(out, at, 15);
@@ -185,12 +120,7 @@ pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner:
     }
 }
 
-/// [`text_flow`] for an annotated event.
-pub fn text_flow_columns(out: &mut Vec<u8>, clock: &Clock, a: &Annotated) {
-    text_flow(out, clock, a.event.ts_ns, &a.event.tuple, a.owner.as_ref());
-}
-
-/// The header matching [`text_flow_columns`].
+/// The header matching [`text_flow`].
 pub const TEXT_FLOW_HEADER: &str =
     "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
 
@@ -208,7 +138,9 @@ pub fn errno_name(n: i32) -> String {
 pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {
     out.extend_from_slice(b"{\"type\":\"lost\",\"ts\":\"");
     clock.put_rfc3339(out, now_ns);
-    let _ = writeln!(out, "\",\"count\":{count},\"source\":\"{source}\"}}");
+    let _ = write!(out, "\",\"count\":{count},\"source\":");
+    put::json_str(out, source.as_bytes());
+    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]

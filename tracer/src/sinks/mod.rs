@@ -1,169 +1,317 @@
-//! Where records go: standard output, written by a thread of its own so
-//! that a slow reader of our output never stalls the ring-buffer reader.
-//! Records are formatted into a batch buffer; each batch is handed to the
-//! writer through a bounded queue, and a batch that does not fit is dropped,
-//! counted and reported (`lost` record, source `output`), never silently.
+//! Where records go. The output owns everything about saying them: the
+//! renderer (text, JSON Lines or a recording), the wall clock, the count
+//! of records for `--count`, and the lost-record policy: records are
+//! formatted into a batch; each batch is handed to a writer thread
+//! ([`writer`]) through a queue bounded in bytes, so a slow reader never
+//! stalls the ring-buffer reader; a batch that does not fit is dropped and
+//! counted, and every count of what was lost, here or upstream, is said
+//! ([`lost`]), never silently dropped. A write error ends the run with
+//! a sentence.
 
+pub mod escape;
 pub mod format;
+pub mod json;
+pub mod lost;
 pub mod put;
+pub mod recording;
+pub mod text;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::{
+    fs::OpenOptions,
     io::{self, Write},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
-    },
-    thread::JoinHandle,
+    os::unix::fs::OpenOptionsExt,
+    path::PathBuf,
 };
 
-/// Batches waiting for the writer thread.
-const QUEUE_BATCHES: usize = 1024;
-/// Written batches kept for reuse: a fresh 64 KiB buffer per batch costs
-/// page faults on every drain.
-const SPARE_BATCHES: usize = 4;
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    record::Start,
+    views::records::{Columns, Emit, Rec},
+};
+use format::Clock;
+use writer::{Batch, Refused, Writer};
+
 /// Capacity of a batch buffer.
 const BATCH_BYTES: usize = 64 << 10;
+/// A batch is handed over once it is this full.
+const BATCH_FULL: usize = BATCH_BYTES - (8 << 10);
+/// Default bytes of output waiting for a slow reader: about 60 000
+/// records, a few seconds of a busy host; more is dropped and counted.
+pub const QUEUE_BYTES: usize = 4 << 20;
 
-/// Text or JSON Lines.
+/// How records are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Text,
     Json,
+    /// The input stream, for `tcptrace replay` (events as binary frames
+    /// with `binary`).
+    Recording {
+        binary: bool,
+    },
 }
 
-/// The output of a view. See the module documentation.
-pub struct Output {
+/// Where and how a run's records go.
+#[derive(Clone, Debug)]
+pub struct OutputSpec {
     pub mode: Mode,
-    /// The batch being formatted.
-    pub buf: Vec<u8>,
-    /// Records in `buf`.
-    records: u64,
-    tx: Option<SyncSender<Vec<u8>>>,
-    /// Emptied batches coming back from the writer.
-    spare: Receiver<Vec<u8>>,
-    writer: Option<JoinHandle<()>>,
-    closed: Arc<AtomicBool>,
-    /// Records dropped because the writer fell behind, not yet reported.
-    dropped: u64,
+    /// A file instead of standard output.
+    pub path: Option<PathBuf>,
+    /// Overwrite an existing file (and write through a symbolic link).
+    pub force: bool,
+    /// Bytes waiting for the reader at most (default [`QUEUE_BYTES`]).
+    pub queue_bytes: usize,
+    /// Stop after this many records (`--count`).
+    pub count: Option<u64>,
+}
+
+impl OutputSpec {
+    /// Standard output in `mode`, defaults otherwise.
+    pub fn stdout(mode: Mode) -> Self {
+        Self {
+            mode,
+            path: None,
+            force: false,
+            queue_bytes: QUEUE_BYTES,
+            count: None,
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct Output {
+    mode: Mode,
+    clock: Clock,
+    /// The batch being formatted, and how many records it holds.
+    buf: Vec<u8>,
+    in_buf: u64,
+    /// Records emitted that count towards the limit.
+    written: u64,
+    limit: Option<u64>,
+    /// The latest time the pipeline told us (for `lost` records).
+    now_ns: u64,
+    lost: lost::Ledger,
+    writer: Writer,
 }
 
 impl Output {
-    /// Output to standard output through a writer thread.
-    pub fn stdout(mode: Mode) -> Self {
-        Self::to_writer(mode, io::stdout())
-    }
-
-    /// Output to any writer through a writer thread.
-    pub fn to_writer(mode: Mode, mut w: impl Write + Send + 'static) -> Self {
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_BATCHES);
-        let (give_back, spare) = sync_channel::<Vec<u8>>(SPARE_BATCHES);
-        let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
-        let writer = std::thread::Builder::new()
-            .name("tcptrace-out".into())
-            .spawn(move || {
-                for mut batch in rx {
-                    if w.write_all(&batch).and_then(|()| w.flush()).is_err() {
-                        // Closed pipe (`| head`) or full disk: stop quietly, the
-                        // main loop sees `closed` and ends.
-                        flag.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    if batch.capacity() == BATCH_BYTES {
-                        batch.clear();
-                        // Full: enough spares already, let this one go.
-                        let _ = give_back.try_send(batch);
-                    }
+    /// Opens the output `spec` describes. A file is created 0600 and
+    /// never overwritten nor written through a symbolic link unless
+    /// `force`.
+    pub fn open(spec: &OutputSpec) -> Result<Self> {
+        match &spec.path {
+            None => Self::to_writer(spec, io::stdout()),
+            Some(p) => {
+                let mut o = OpenOptions::new();
+                o.write(true).mode(0o600);
+                if spec.force {
+                    o.create(true).truncate(true);
+                } else {
+                    o.create_new(true).custom_flags(libc::O_NOFOLLOW);
                 }
-            })
-            .expect("spawning the output thread");
-        Self {
-            mode,
-            buf: Vec::with_capacity(BATCH_BYTES),
-            records: 0,
-            tx: Some(tx),
-            spare,
-            writer: Some(writer),
-            closed,
-            dropped: 0,
+                let f = o.open(p).map_err(|e| {
+                    let hint = match e.kind() {
+                        io::ErrorKind::AlreadyExists => {
+                            "; it exists already: choose another name or add --force to overwrite it"
+                        }
+                        _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                            "; it is a symbolic link: give the real path or add --force"
+                        }
+                        _ => "",
+                    };
+                    anyhow::anyhow!("cannot create {}: {e}{hint}", p.display())
+                })?;
+                Self::to_writer(spec, f)
+            }
         }
     }
 
-    /// Marks the end of one record written into `buf`.
-    pub fn record_done(&mut self) {
-        self.records += 1;
+    /// Output to any writer.
+    pub fn to_writer(spec: &OutputSpec, w: impl Write + Send + 'static) -> Result<Self> {
+        let writer = Writer::start(w, spec.queue_bytes, BATCH_BYTES)
+            .context("starting the output thread")?;
+        Ok(Self {
+            mode: spec.mode,
+            clock: Clock::default(),
+            buf: writer.fresh(),
+            in_buf: 0,
+            written: 0,
+            limit: spec.count,
+            now_ns: 0,
+            lost: lost::Ledger::default(),
+            writer,
+        })
     }
 
-    /// Whether the reader of our output has gone (closed pipe).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The run began: the clock to show times with; a text header or a
+    /// recording's header line.
+    pub fn start(&mut self, start: &Start, columns: Columns) {
+        self.clock = start.clock;
+        self.now_ns = start.ts_ns;
+        match self.mode {
+            Mode::Text => {
+                if let Some(h) = text::header(columns) {
+                    self.buf.extend_from_slice(h.trim_end().as_bytes());
+                    self.buf.push(b'\n');
+                }
+            }
+            Mode::Json => {}
+            Mode::Recording { binary } => recording::header(&mut self.buf, start, binary),
+        }
+        self.flush(true);
+    }
+
+    /// `n` events or records from `source` never reached us.
+    pub fn lost(&mut self, source: &str, n: u64) {
+        self.lost.add(source, n);
+    }
+
+    /// Time passes: hands over what is formatted.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        self.flush(false);
+    }
+
+    /// `--count` reached, or the output has gone.
+    pub fn done(&self) -> bool {
+        self.limit.is_some_and(|n| self.written >= n) || self.writer.stopped()
+    }
+
+    /// Whether the output has gone (closed pipe, write error).
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.writer.stopped()
     }
 
-    /// Hands the batch over once it is nearly full, so batches keep their
-    /// capacity and go back to the spares (a batch that grew past it would
-    /// be a fresh allocation, and fresh pages, every time).
-    /// `now` is asked only when the batch goes.
-    #[inline]
-    pub fn flush_if_full(&mut self, now: impl FnOnce() -> u64, clock: &format::Clock) {
-        if self.buf.len() >= BATCH_BYTES - (8 << 10) {
-            self.flush_batch(now(), clock);
+    /// Hands the batch, headed by the lost counts not yet said, to the
+    /// writer; waits for room if `wait`.
+    fn flush(&mut self, wait: bool) {
+        if self.mode == Mode::Text {
+            self.lost.warn(wait);
         }
-    }
-
-    /// Hands the current batch to the writer thread.
-    pub fn flush_batch(&mut self, now_ns: u64, clock: &format::Clock) {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && self.lost.is_empty() {
             return;
         }
-        if self.dropped > 0 {
-            let mut head = Vec::new();
-            let n = std::mem::take(&mut self.dropped);
-            match self.mode {
-                Mode::Json => format::lost_json(&mut head, clock, now_ns, n, "output"),
-                Mode::Text => eprintln!(
-                    "tcptrace: warning: {n} records dropped because the output was too slow"
-                ),
+        let mut said = 0;
+        let mut bytes = if self.mode != Mode::Text && !self.lost.is_empty() {
+            let mut head = Vec::with_capacity(self.buf.len() + 256);
+            for (source, n) in self.lost.pending() {
+                format::lost_json(&mut head, &self.clock, self.now_ns, *n, source);
             }
-            head.append(&mut self.buf);
-            self.buf = head;
+            said = self.lost.pending().len();
+            head.extend_from_slice(&self.buf);
+            self.buf.clear();
+            head
+        } else {
+            std::mem::replace(&mut self.buf, self.writer.fresh())
+        };
+        if bytes.is_empty() {
+            return;
         }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
-        let batch = std::mem::replace(&mut self.buf, next);
-        let records = std::mem::take(&mut self.records);
-        if let Some(tx) = &self.tx {
-            match tx.try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => self.dropped += records,
-                Err(TrySendError::Disconnected(_)) => self.closed.store(true, Ordering::Relaxed),
+        let b = Batch {
+            bytes: std::mem::take(&mut bytes),
+            records: std::mem::take(&mut self.in_buf),
+        };
+        let sent = if wait {
+            self.writer.send_blocking(b)
+        } else {
+            self.writer.try_send(b)
+        };
+        match sent {
+            Ok(()) => self.lost.said(said),
+            Err(Refused::Full(b)) => {
+                self.lost.add(lost::OUTPUT, b.records);
+                if self.buf.capacity() < BATCH_BYTES {
+                    let mut v = b.bytes;
+                    v.clear();
+                    self.buf = v;
+                }
             }
+            // Closed pipe or write error: `finish` says which.
+            Err(Refused::Stopped(_)) => {}
         }
     }
 
-    /// Writes straight to the writer, waiting for room (for the final
-    /// summary and for lost-event records, which must not be dropped).
-    pub fn flush_blocking(&mut self) {
-        let batch = std::mem::take(&mut self.buf);
-        self.records = 0;
-        if let Some(tx) = &self.tx
-            && !batch.is_empty()
-            && tx.send(batch).is_err()
-        {
-            self.closed.store(true, Ordering::Relaxed);
+    /// Says what is left and waits for the writer. A closed pipe is not an
+    /// error (`| head`); any other write error is, with what it cost.
+    pub fn close(mut self) -> Result<()> {
+        self.flush(true);
+        if self.mode == Mode::Text {
+            self.lost.warn(true);
+        }
+        let (err, unwritten) = self.writer.finish();
+        match err {
+            None => Ok(()),
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Some(e) => bail!(
+                "cannot write the output: {e}; {unwritten} records were not written (is the disk full?)"
+            ),
+        }
+    }
+}
+
+impl Emit for Output {
+    fn emit(&mut self, rec: &Rec<'_>) {
+        if self.limit.is_some_and(|n| self.written >= n) {
+            return;
+        }
+        match self.mode {
+            Mode::Text => text::render(&mut self.buf, &self.clock, rec),
+            Mode::Json => json::render(&mut self.buf, &self.clock, rec),
+            Mode::Recording { binary } => {
+                recording::render(&mut self.buf, &self.clock, rec, binary)
+            }
+        }
+        self.in_buf += 1;
+        self.written += u64::from(rec.counts());
+        if self.buf.len() >= BATCH_FULL {
+            self.flush(false);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! An output whose bytes a test reads back.
+    use std::sync::mpsc;
+
+    use super::{Mode, Output, OutputSpec};
+
+    struct W(mpsc::Sender<Vec<u8>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
-    /// Flushes and waits for the writer to finish. Returns the number of
-    /// records dropped and never reported.
-    pub fn close(mut self) -> u64 {
-        self.flush_blocking();
-        drop(self.tx.take());
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+    /// What an output wrote, once it is closed.
+    pub struct Captured(mpsc::Receiver<Vec<u8>>);
+
+    impl Captured {
+        pub fn text(self) -> String {
+            String::from_utf8(self.0.iter().flatten().collect()).unwrap()
         }
-        self.dropped
+    }
+
+    /// An output in `mode` (with `count`) and what it will have written.
+    pub fn capture(mode: Mode, count: Option<u64>) -> (Output, Captured) {
+        let (tx, rx) = mpsc::channel();
+        let spec = OutputSpec {
+            count,
+            ..OutputSpec::stdout(mode)
+        };
+        (Output::to_writer(&spec, W(tx)).unwrap(), Captured(rx))
     }
 }

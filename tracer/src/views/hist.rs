@@ -3,36 +3,20 @@
 //! with `--rtt` the smoothed RTT the kernel samples per segment (log2 slots
 //! aggregated in the kernel; percentiles are slot upper bounds).
 
-use std::{collections::BTreeMap, io::Write};
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use hdrhistogram::Histogram;
 
-use super::{Context, View};
+pub use super::records::Metric;
+use super::{
+    Context, Emit, View,
+    records::{HistGroup, HistReport, Rec},
+};
 use crate::{
     engine::{Engine, flows::ConnectOutcome},
     event::Tuple,
     hooks::Wants,
-    sinks::{
-        Mode, Output,
-        format::{endpoint, json_str},
-    },
 };
-
-/// What is measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    Handshake,
-    Rtt,
-}
-
-impl Metric {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Handshake => "handshake",
-            Self::Rtt => "rtt",
-        }
-    }
-}
 
 /// Log2 slots: slot i holds values in [2^(i-1), 2^i - 1] µs (slot 0: 0).
 const SLOTS: usize = 64;
@@ -119,11 +103,11 @@ impl Hist {
         if self.per_flow {
             format!(
                 "{} -> {}",
-                endpoint(t.laddr, t.lport),
-                endpoint(t.raddr, t.rport)
+                SocketAddr::new(t.laddr, t.lport),
+                SocketAddr::new(t.raddr, t.rport)
             )
         } else {
-            endpoint(t.raddr, t.rport)
+            SocketAddr::new(t.raddr, t.rport).to_string()
         }
     }
 
@@ -134,7 +118,7 @@ impl Hist {
             let Some(r) = &f.extra().rtt else {
                 continue;
             };
-            if !cx.filter.matches_flow(&f.tuple, f.owner.as_ref(), true) {
+            if !cx.filter.keeps(f) {
                 continue;
             }
             let g = groups
@@ -151,80 +135,41 @@ impl Hist {
         groups
     }
 
-    fn print(&mut self, engine: &Engine, now_ns: u64, out: &mut Output, cx: &Context) -> bool {
+    /// The histograms of this round; `None` when there is nothing to say.
+    fn report(&mut self, engine: &Engine, now_ns: u64, cx: &Context) -> Option<HistReport> {
         let groups = match self.metric {
             Metric::Handshake => std::mem::take(&mut self.groups),
             Metric::Rtt => self.rtt_groups(engine, cx),
         };
-        let mut wrote = false;
-        for (key, g) in &groups {
-            if g.count == 0 {
-                continue;
-            }
-            wrote = true;
-            let (p50, p90, p99) = (g.percentile(50.0), g.percentile(90.0), g.percentile(99.0));
-            let used = || {
+        let groups: Vec<HistGroup> = groups
+            .into_iter()
+            .filter(|(_, g)| g.count > 0)
+            .map(|(key, g)| {
                 let first = g.slots.iter().position(|&n| n > 0).unwrap_or(0);
                 let last = g.slots.iter().rposition(|&n| n > 0).unwrap_or(0);
-                first..=last
-            };
-            match out.mode {
-                Mode::Json => {
-                    let _ = write!(
-                        out.buf,
-                        "{{\"type\":\"hist\",\"ts\":\"{}\",\"metric\":\"{}\",\"key\":",
-                        cx.clock.rfc3339(now_ns),
-                        self.metric.name()
-                    );
-                    json_str(&mut out.buf, key);
-                    let _ = write!(
-                        out.buf,
-                        ",\"count\":{},\"p50_us\":{p50},\"p90_us\":{p90},\"p99_us\":{p99},\"max_us\":{},\"buckets\":[",
-                        g.count, g.max_us
-                    );
-                    for (n, i) in used().enumerate() {
-                        let _ = write!(
-                            out.buf,
-                            "{}{{\"lo_us\":{},\"hi_us\":{},\"count\":{}}}",
-                            if n > 0 { "," } else { "" },
-                            lo(i),
-                            hi(i),
-                            g.slots[i]
-                        );
-                    }
-                    out.buf.extend_from_slice(b"]}\n");
+                HistGroup {
+                    count: g.count,
+                    p50_us: g.percentile(50.0),
+                    p90_us: g.percentile(90.0),
+                    p99_us: g.percentile(99.0),
+                    max_us: g.max_us,
+                    buckets: (first..=last).map(|i| (lo(i), hi(i), g.slots[i])).collect(),
+                    key,
                 }
-                Mode::Text => {
-                    let ms = |us: u64| us as f64 / 1000.0;
-                    let _ = writeln!(
-                        out.buf,
-                        "{} {key}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-                        if self.per_flow { "flow" } else { "destination" },
-                        g.count,
-                        ms(p50),
-                        ms(p90),
-                        ms(p99),
-                        ms(g.max_us)
-                    );
-                    let _ = writeln!(out.buf, "{:>20}         : count     distribution", "usecs");
-                    let peak = g.slots.iter().copied().max().unwrap_or(1).max(1);
-                    for i in used() {
-                        let stars = (g.slots[i] * 40).div_ceil(peak) as usize;
-                        let _ = writeln!(
-                            out.buf,
-                            "{:>12} -> {:<12} : {:<9} |{:<40}|",
-                            lo(i),
-                            hi(i),
-                            g.slots[i],
-                            "*".repeat(stars.min(40))
-                        );
-                    }
-                    out.buf.push(b'\n');
-                }
-            }
-            out.record_done();
+            })
+            .collect();
+        (!groups.is_empty()).then_some(HistReport {
+            ts_ns: now_ns,
+            metric: self.metric,
+            per_flow: self.per_flow,
+            groups,
+        })
+    }
+
+    fn print(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
+        if let Some(r) = self.report(engine, now_ns, cx) {
+            out.emit(&Rec::Hist(&r));
         }
-        wrote
     }
 }
 
@@ -236,7 +181,7 @@ impl View for Hist {
         }
     }
 
-    fn on_connect(&mut self, o: &ConnectOutcome, _out: &mut Output, _cx: &Context) -> bool {
+    fn on_connect(&mut self, o: &ConnectOutcome, _cx: &Context, _out: &mut dyn Emit) {
         if self.metric == Metric::Handshake
             && let Some(l) = o.latency_ns
         {
@@ -246,23 +191,22 @@ impl View for Hist {
                 .or_insert_with(|| Group::new(true))
                 .record(l / 1000);
         }
-        false
     }
 
-    fn on_tick(&mut self, engine: &Engine, now_ns: u64, out: &mut Output, cx: &Context) -> bool {
+    fn on_tick(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
         let Some(every) = self.interval_ns else {
-            return false;
+            return;
         };
         let last = *self.last_ns.get_or_insert(now_ns);
         if now_ns < last + every {
-            return false;
+            return;
         }
         self.last_ns = Some(now_ns);
-        self.print(engine, now_ns, out, cx)
+        self.print(engine, now_ns, cx, out);
     }
 
-    fn finish(&mut self, engine: &Engine, now_ns: u64, out: &mut Output, cx: &Context) {
-        self.print(engine, now_ns, out, cx);
+    fn finish(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
+        self.print(engine, now_ns, cx, out);
     }
 }
 
@@ -271,7 +215,7 @@ mod tests {
     use super::*;
     use crate::{
         engine::tests::{owner, tuple},
-        views::{testing::render, tests::context},
+        views::testing::context,
     };
 
     fn connect(lat_us: u64, rport: u16) -> ConnectOutcome {
@@ -285,35 +229,37 @@ mod tests {
         }
     }
 
+    /// Collects the histogram reports a view emits.
+    #[derive(Default)]
+    struct Reports(Vec<HistReport>);
+    impl Emit for Reports {
+        fn emit(&mut self, rec: &Rec<'_>) {
+            if let Rec::Hist(r) = rec {
+                self.0.push((*r).clone());
+            }
+        }
+    }
+
     #[test]
     fn handshake_buckets_and_percentiles_per_destination() {
         let cx = context();
         let engine = Engine::default();
         let mut h = Hist::new(Metric::Handshake, false, None);
-        let text = render(Mode::Json, |out| {
-            for _ in 0..9 {
-                h.on_connect(&connect(100, 80), out, &cx);
-            }
-            h.on_connect(&connect(1_000_000, 80), out, &cx);
-            h.on_connect(&connect(50, 443), out, &cx);
-            h.finish(&engine, 2, out, &cx);
-        });
-        let v: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(v.len(), 2);
-        let d80 = v.iter().find(|r| r["key"] == "127.0.0.1:80").unwrap();
-        assert_eq!(d80["count"], 10);
-        assert_eq!(d80["p50_us"], 100);
-        assert_eq!(d80["max_us"], 1_000_000);
-        let b = d80["buckets"].as_array().unwrap();
-        assert_eq!(b.first().unwrap()["lo_us"], 64);
-        assert_eq!(b.first().unwrap()["count"], 9);
-        assert_eq!(b.last().unwrap()["lo_us"], 524_288);
-        assert_eq!(b.last().unwrap()["count"], 1);
-        let total: u64 = b.iter().map(|x| x["count"].as_u64().unwrap()).sum();
-        assert_eq!(total, 10);
+        let mut out = Reports::default();
+        for _ in 0..9 {
+            h.on_connect(&connect(100, 80), &cx, &mut out);
+        }
+        h.on_connect(&connect(1_000_000, 80), &cx, &mut out);
+        h.on_connect(&connect(50, 443), &cx, &mut out);
+        h.finish(&engine, 2, &cx, &mut out);
+        assert_eq!(out.0.len(), 1);
+        let groups = &out.0[0].groups;
+        assert_eq!(groups.len(), 2);
+        let d80 = groups.iter().find(|g| g.key == "127.0.0.1:80").unwrap();
+        assert_eq!((d80.count, d80.p50_us, d80.max_us), (10, 100, 1_000_000));
+        assert_eq!(d80.buckets.first(), Some(&(64, 127, 9)));
+        assert_eq!(d80.buckets.last().map(|b| (b.0, b.2)), Some((524_288, 1)));
+        assert_eq!(d80.buckets.iter().map(|b| b.2).sum::<u64>(), 10);
     }
 
     #[test]
@@ -321,18 +267,16 @@ mod tests {
         let cx = context();
         let engine = Engine::default();
         let mut h = Hist::new(Metric::Handshake, false, Some(1_000));
-        let text = render(Mode::Text, |out| {
-            h.on_tick(&engine, 0, out, &cx);
-            h.on_connect(&connect(100, 80), out, &cx);
-            assert!(h.on_tick(&engine, 1_000, out, &cx));
-            assert!(!h.on_tick(&engine, 2_000, out, &cx), "nothing new");
-            h.finish(&engine, 2_500, out, &cx);
-        });
-        assert_eq!(
-            text.matches("destination 127.0.0.1:80: 1 samples").count(),
-            1,
-            "{text}"
-        );
-        assert!(text.contains("64 -> 127"), "{text}");
+        let mut out = Reports::default();
+        h.on_tick(&engine, 0, &cx, &mut out);
+        h.on_connect(&connect(100, 80), &cx, &mut out);
+        h.on_tick(&engine, 1_000, &cx, &mut out);
+        assert_eq!(out.0.len(), 1);
+        h.on_tick(&engine, 2_000, &cx, &mut out);
+        assert_eq!(out.0.len(), 1, "nothing new");
+        h.finish(&engine, 2_500, &cx, &mut out);
+        assert_eq!(out.0.len(), 1);
+        assert_eq!(out.0[0].groups[0].count, 1);
+        assert_eq!(out.0[0].groups[0].buckets, [(64, 127, 1)]);
     }
 }

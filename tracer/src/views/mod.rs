@@ -5,23 +5,24 @@ pub mod check;
 pub mod connect;
 pub mod hist;
 pub mod record;
+pub mod records;
 pub mod resets;
 pub mod retrans;
 pub mod states;
 pub mod top;
 
 use crate::{
-    engine::{Annotated, Engine, flows::ConnectOutcome},
+    engine::{Annotated, Engine, flows::ConnectOutcome, flows::Rtt},
     filter::Filter,
     hooks::Wants,
-    sinks::{Output, format::Clock},
 };
+pub use records::{Columns, Emit, Rec};
 
-/// What every view may consult: wall-clock conversion, the kernel's names
-/// of reset reasons, and the user's filter.
-#[derive(Clone, Debug)]
+/// What every view may consult: the kernel's names of reset reasons and
+/// the user's filter (already applied to what the view is handed; views
+/// that read the engine's tables use it to choose flows).
+#[derive(Clone, Debug, Default)]
 pub struct Context {
-    pub clock: Clock,
     pub reset_reasons: Vec<(i64, String)>,
     pub filter: Filter,
 }
@@ -36,8 +37,8 @@ impl Context {
     }
 }
 
-/// A view of the event stream. Methods return whether they wrote a record
-/// (records count towards `--count`).
+/// A view of the event stream: it says what happened as [`Rec`]ords and
+/// never formats them.
 pub trait View {
     /// The hooks this view needs.
     fn wants(&self) -> Wants;
@@ -45,81 +46,42 @@ pub trait View {
     fn engine_config(&self) -> crate::engine::Config {
         crate::engine::Config::default()
     }
-    /// A live run has attached its hooks (`record` writes its header).
-    fn start(&mut self, _report: &crate::hooks::Report, _cx: &Context, _out: &mut Output) {}
-    /// The column header for text output, if any.
-    fn text_header(&self) -> Option<String> {
-        None
+    /// The text columns its records fill.
+    fn columns(&self) -> Columns {
+        Columns::None
     }
-    /// One event that passed the filters.
-    fn on_event(&mut self, _a: &Annotated, _out: &mut Output, _cx: &Context) -> bool {
-        false
-    }
-    /// One connection outcome that passed the filters.
-    fn on_connect(&mut self, _o: &ConnectOutcome, _out: &mut Output, _cx: &Context) -> bool {
-        false
-    }
+    /// One event that passed the filter.
+    fn on_event(&mut self, _a: &Annotated, _cx: &Context, _out: &mut dyn Emit) {}
+    /// One connection outcome that passed the filter.
+    fn on_connect(&mut self, _o: &ConnectOutcome, _cx: &Context, _out: &mut dyn Emit) {}
     /// A socket's RTT histogram as read from the kernel.
-    fn on_rtt(
-        &mut self,
-        _sock: u64,
-        _now_ns: u64,
-        _rtt: &crate::engine::flows::Rtt,
-        _out: &mut Output,
-    ) {
-    }
+    fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
     /// Time passes (about every 10 ms live; with event time in replay).
-    fn on_tick(
-        &mut self,
-        _engine: &Engine,
-        _now_ns: u64,
-        _out: &mut Output,
-        _cx: &Context,
-    ) -> bool {
-        false
-    }
+    fn on_tick(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
     /// The end of input.
-    fn finish(&mut self, _engine: &Engine, _now_ns: u64, _out: &mut Output, _cx: &Context) {}
+    fn finish(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
 }
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Rendering a view's output to a string.
-    use std::sync::mpsc;
+    //! Collecting what a view emits.
+    use super::{Emit, Rec};
 
-    use crate::sinks::{Mode, Output};
+    /// Records as their `Debug` text, or counted.
+    #[derive(Default)]
+    pub struct Collect(pub Vec<String>);
 
-    struct W(mpsc::Sender<Vec<u8>>);
-    impl std::io::Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let _ = self.0.send(b.to_vec());
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+    impl Emit for Collect {
+        fn emit(&mut self, rec: &Rec<'_>) {
+            self.0.push(format!("{rec:?}"));
         }
     }
 
-    /// Runs `f` with an output in `mode` and returns what it wrote.
-    pub fn render(mode: Mode, f: impl FnOnce(&mut Output)) -> String {
-        let (tx, rx) = mpsc::channel();
-        let mut out = Output::to_writer(mode, W(tx));
-        f(&mut out);
-        out.close();
-        rx.iter().flatten().map(char::from).collect()
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A context whose clock puts monotonic zero at 2026-11-22T12:00:00Z.
-    pub fn context() -> Context {
-        Context {
-            clock: Clock::with_offset(1_795_348_800_000_000_000),
+    /// A context with the reset reasons of the fixtures.
+    pub fn context() -> super::Context {
+        super::Context {
             reset_reasons: vec![(1, "NO_SOCKET".into()), (11, "TCP_ABORT_ON_CLOSE".into())],
-            filter: Filter::default(),
+            filter: super::Filter::default(),
         }
     }
 }

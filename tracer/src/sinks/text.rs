@@ -1,0 +1,198 @@
+//! The human renderer: fixed-width columns for the streaming views, the
+//! histograms as bars, and the `top` table. Per-event records are written
+//! with the allocation-free pieces of [`put`]; text from elsewhere (process
+//! names, reset reasons) goes through [`escape`].
+
+use std::io::Write;
+
+use super::{
+    escape,
+    format::{Clock, ClockFmt, TEXT_FLOW_HEADER, endpoint, errno_name, ip_version, text_flow},
+    put,
+};
+use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport};
+
+/// Reset reasons longer than this are cut (the kernel's longest is 30).
+const REASON_CHARS: usize = 48;
+
+/// The column header for a view's records, if it has one.
+pub fn header(columns: Columns) -> Option<String> {
+    Some(match columns {
+        Columns::Retrans => format!("{TEXT_FLOW_HEADER}{:<12} {:<6} SEGS", "STATE", "KIND"),
+        Columns::States => format!(
+            "{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}",
+            "OLD", "NEW", "PREV_MS"
+        ),
+        Columns::Connect => format!("{TEXT_FLOW_HEADER}LAT(ms)/ERROR"),
+        Columns::Resets => format!("{TEXT_FLOW_HEADER}{:<4} {:<12} REASON", "DIR", "STATE"),
+        Columns::None => return None,
+    })
+}
+
+fn flow(b: &mut Vec<u8>, clock: &Clock, f: &FlowRef<'_>) {
+    text_flow(b, clock, f.ts_ns, f.tuple, f.owner);
+}
+
+/// Appends one record as text. Recording-only records render nothing.
+pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
+    match *rec {
+        Rec::State {
+            flow: ref f,
+            old,
+            new,
+            prev_state_ns,
+        } => {
+            flow(b, clock, f);
+            let at = b.len();
+            b.extend_from_slice(old.name().as_bytes());
+            put::pad_left(b, at, 11);
+            b.extend_from_slice(b" -> ");
+            let at = b.len();
+            b.extend_from_slice(new.name().as_bytes());
+            put::pad_right(b, at, 11);
+            b.push(b' ');
+            let at = b.len();
+            match prev_state_ns {
+                Some(ns) => put::millis3(b, ns),
+                None => b.push(b'-'),
+            }
+            put::pad_left(b, at, 10);
+            b.push(b'\n');
+        }
+        Rec::Retrans {
+            flow: ref f,
+            state,
+            kind,
+            segs,
+        } => {
+            flow(b, clock, f);
+            put::column(b, state.name(), 12);
+            b.push(b' ');
+            put::column(b, kind.name(), 6);
+            b.push(b' ');
+            match segs {
+                Some(n) => put::int(b, n),
+                None => b.push(b'-'),
+            }
+            b.push(b'\n');
+        }
+        Rec::Connect(o) => {
+            text_flow(b, clock, o.ts_ns, &o.tuple, o.owner.as_ref());
+            match (o.latency_ns, o.failed()) {
+                (Some(l), _) => {
+                    let _ = writeln!(b, "{:.3}", l as f64 / 1e6);
+                }
+                (None, true) => {
+                    let e = o.errno.map_or_else(|| "unknown".to_string(), errno_name);
+                    let _ = writeln!(b, "{e}");
+                }
+                (None, false) => b.push(b'\n'),
+            }
+        }
+        Rec::Reset {
+            flow: ref f,
+            direction,
+            state,
+            reason,
+        } => {
+            flow(b, clock, f);
+            let dir = match direction {
+                crate::views::records::Direction::Sent => "out",
+                crate::views::records::Direction::Received => "in",
+            };
+            let _ = write!(b, "{dir:<4} {:<12} ", state.map_or("-", |s| s.name()));
+            match reason {
+                Some(Reason::Named(r)) => escape::text(b, r.as_bytes(), REASON_CHARS),
+                Some(Reason::Code(n)) => put::int(b, n),
+                None => b.push(b'-'),
+            }
+            b.push(b'\n');
+        }
+        Rec::Hist(h) => hist(b, h),
+        Rec::Top(t) => top(b, clock, t),
+        Rec::Event(_) | Rec::Rtt { .. } => {}
+    }
+}
+
+fn hist(b: &mut Vec<u8>, h: &HistReport) {
+    for g in &h.groups {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let _ = writeln!(
+            b,
+            "{} {}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            if h.per_flow { "flow" } else { "destination" },
+            g.key,
+            g.count,
+            ms(g.p50_us),
+            ms(g.p90_us),
+            ms(g.p99_us),
+            ms(g.max_us)
+        );
+        let _ = writeln!(b, "{:>20}         : count     distribution", "usecs");
+        let peak = g.buckets.iter().map(|x| x.2).max().unwrap_or(1).max(1);
+        for &(lo, hi, n) in &g.buckets {
+            let stars = (n * 40).div_ceil(peak) as usize;
+            let _ = writeln!(
+                b,
+                "{lo:>12} -> {hi:<12} : {n:<9} |{:<40}|",
+                "*".repeat(stars.min(40))
+            );
+        }
+        b.push(b'\n');
+    }
+}
+
+fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
+    if t.redraw {
+        // Home and clear: the table redraws in place on a terminal.
+        b.extend_from_slice(b"\x1b[H\x1b[2J");
+    } else {
+        b.push(b'\n');
+    }
+    let _ = write!(b, "{} sockets:", clock.time_of_day(t.ts_ns));
+    for (s, n) in &t.census {
+        let _ = write!(b, " {}={n}", s.name());
+    }
+    b.push(b'\n');
+    let _ = writeln!(
+        b,
+        "{:>7} {:<15} IP {:<23} {:<23} {:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
+        "PID",
+        "COMM",
+        "LOCAL",
+        "REMOTE",
+        "STATE",
+        "ROLE",
+        "AGE(s)",
+        "RETR",
+        "RST o/i",
+        "HS(ms)",
+        if t.rtt { "   RTT(ms)" } else { "" }
+    );
+    let ms =
+        |ns: Option<u64>| ns.map_or_else(|| "-".to_string(), |n| format!("{:.3}", n as f64 / 1e6));
+    for f in &t.rows {
+        let (pid, comm) = f.owner.map_or_else(
+            || ("-".to_string(), "-".to_string()),
+            |o| (o.pid.to_string(), escape::to_string(o.comm.bytes(), 16)),
+        );
+        let _ = write!(
+            b,
+            "{pid:>7} {comm:<15} {}  {:<23} {:<23} {:<11} {:<8} {:>8} {:>5} {:>7} {:>9}",
+            ip_version(f.tuple.family),
+            endpoint(f.tuple.laddr, f.tuple.lport),
+            endpoint(f.tuple.raddr, f.tuple.rport),
+            f.state.name(),
+            f.role.name(),
+            f.age_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{:.1}", ms as f64 / 1e3)),
+            f.retrans,
+            format!("{}/{}", f.resets_sent, f.resets_recv),
+            ms(f.handshake_ns),
+        );
+        if t.rtt {
+            let _ = write!(b, " {:>9}", ms(f.rtt_us.map(|us| us * 1000)));
+        }
+        b.push(b'\n');
+    }
+}

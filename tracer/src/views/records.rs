@@ -1,0 +1,196 @@
+//! What the views say happened: typed records, one per line of output.
+//!
+//! A view decides *what* to report; it never formats. Every sink (the text
+//! table, JSON Lines, the recording writer, later a Prometheus registry or
+//! the doctor) consumes these same records, so adding a field means adding
+//! it here and to the renderers, nowhere else. Records borrow from the
+//! event, the engine or the view that made them: producing one allocates
+//! nothing on the per-event path.
+
+use crate::{
+    engine::flows::{ConnectOutcome, Role, Rtt},
+    event::{Event, Owner, RetransKind, TcpState, Tuple},
+};
+
+/// The flow a per-flow record is about: its time, tuple and owner.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRef<'a> {
+    /// CLOCK_MONOTONIC nanoseconds of what happened.
+    pub ts_ns: u64,
+    pub tuple: &'a Tuple,
+    /// `None` when the owner is unknown.
+    pub owner: Option<&'a Owner>,
+}
+
+/// Which way a reset went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Received => "received",
+        }
+    }
+}
+
+/// The kernel's reason for a reset: its name from the running (or
+/// recording) kernel's `enum sk_rst_reason`, or the bare number when the
+/// kernel gave none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason<'a> {
+    Named(&'a str),
+    Code(u32),
+}
+
+/// A latency histogram of one destination or flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistGroup {
+    /// `addr:port`, or `local -> remote` per flow.
+    pub key: String,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Used log2 buckets, lowest first: `(lo_us, hi_us, count)`.
+    pub buckets: Vec<(u64, u64, u64)>,
+}
+
+/// What a histogram measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Handshake,
+    Rtt,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake",
+            Self::Rtt => "rtt",
+        }
+    }
+}
+
+/// One round of histograms (`--interval`, or the end of the run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistReport {
+    pub ts_ns: u64,
+    pub metric: Metric,
+    pub per_flow: bool,
+    /// Groups with at least one sample, in key order.
+    pub groups: Vec<HistGroup>,
+}
+
+/// One row of `top`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopRow {
+    pub owner: Option<Owner>,
+    pub tuple: Tuple,
+    pub state: TcpState,
+    pub role: Role,
+    /// Closed and lingering (an inferred TIME_WAIT is not "closed").
+    pub closed: bool,
+    pub age_ms: Option<u64>,
+    pub retrans: u64,
+    pub retrans_segs: u64,
+    pub resets_sent: u64,
+    pub resets_recv: u64,
+    pub handshake_ns: Option<u64>,
+    /// Median smoothed RTT.
+    pub rtt_us: Option<u64>,
+}
+
+/// One refresh of `top`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopReport {
+    pub ts_ns: u64,
+    /// Live sockets per state.
+    pub census: Vec<(TcpState, u64)>,
+    pub rows: Vec<TopRow>,
+    /// Transitions seen since start, sorted.
+    pub transitions: Vec<((TcpState, TcpState), u64)>,
+    /// Show the RTT column (text).
+    pub rtt: bool,
+    /// Redraw in place instead of appending (text on a terminal).
+    pub redraw: bool,
+}
+
+/// One record a view produced.
+#[derive(Clone, Copy, Debug)]
+pub enum Rec<'a> {
+    /// A state transition and the time spent in the state left.
+    State {
+        flow: FlowRef<'a>,
+        old: TcpState,
+        new: TcpState,
+        prev_state_ns: Option<u64>,
+    },
+    /// A retransmitted buffer.
+    Retrans {
+        flow: FlowRef<'a>,
+        state: TcpState,
+        kind: RetransKind,
+        segs: Option<u16>,
+    },
+    /// A connection attempt's outcome.
+    Connect(&'a ConnectOutcome),
+    /// A reset sent or received.
+    Reset {
+        flow: FlowRef<'a>,
+        direction: Direction,
+        state: Option<TcpState>,
+        reason: Option<Reason<'a>>,
+    },
+    Hist(&'a HistReport),
+    Top(&'a TopReport),
+    /// An input event as it came, for a recording.
+    Event(&'a Event),
+    /// A socket's RTT histogram as read from the kernel, for a recording.
+    Rtt {
+        ts_ns: u64,
+        sock: u64,
+        rtt: &'a Rtt,
+    },
+}
+
+impl Rec<'_> {
+    /// Whether the record counts towards `--count` (RTT snapshots in a
+    /// recording are bookkeeping, not records the user asked for).
+    pub fn counts(&self) -> bool {
+        !matches!(self, Self::Rtt { .. })
+    }
+}
+
+/// The text columns a view's records fill, so a text sink can print the
+/// header before the first record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columns {
+    Retrans,
+    States,
+    Connect,
+    Resets,
+    /// Histograms, tables and recordings carry their own headings.
+    None,
+}
+
+/// Where a view's records go: the pipeline's output.
+pub trait Emit {
+    fn emit(&mut self, rec: &Rec<'_>);
+}
+
+impl<'a> FlowRef<'a> {
+    /// The flow of an annotated event.
+    pub fn of(a: &'a crate::engine::Annotated) -> Self {
+        Self {
+            ts_ns: a.event.ts_ns,
+            tuple: &a.event.tuple,
+            owner: a.owner.as_ref(),
+        }
+    }
+}
