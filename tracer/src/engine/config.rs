@@ -24,6 +24,12 @@ pub(super) const ERROR_KEEP_NS: u64 = 1_000_000_000;
 /// refuses everything must not grow the table without bound.
 pub(super) const MAX_ERRORS: usize = 65_536;
 
+/// When the table is full, one scan picks the oldest one in this many live
+/// flows to be evicted next: each eviction then costs that many flows
+/// scanned (amortised), and the picks 16 bytes each while the table is
+/// full (1 MB for a million flows).
+pub(super) const EVICT_ONE_IN: usize = 16;
+
 /// Engine limits and timings (nanoseconds of event time).
 #[derive(Clone, Copy, Debug)]
 pub struct Config {

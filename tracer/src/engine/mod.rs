@@ -221,6 +221,7 @@ impl Engine {
                 None => Flow::new(ev.sock, ev.tuple, state, ev.ts_ns),
             };
             debug_assert_eq!(f.sock, ev.sock);
+            self.retirement.touch(f.sock, f.since_ns);
             self.flows.insert(f);
         }
         let f = self.flows.get_mut(&ev.sock).expect("inserted above");
@@ -278,6 +279,7 @@ impl Engine {
             _ => new,
         };
         f.since_ns = ts;
+        self.retirement.touch(ev.sock, ts);
         match (old, new) {
             (SynSent, Established) => self.connected(ev.sock, ts),
             (SynSent, Close) => self.connect_failed(ev),
@@ -308,7 +310,8 @@ impl Engine {
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
         self.resolve_overdue(now);
-        self.retirement.sweep(now, &self.cfg);
+        let live = self.flows.len() + self.seeded.len();
+        self.retirement.sweep(now, &self.cfg, live);
         self.outcomes.forget_errors(now);
     }
 }
