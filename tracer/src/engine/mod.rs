@@ -279,9 +279,13 @@ impl Engine {
             _ => new,
         };
         f.since_ns = ts;
+        let success = match (old, new) {
+            (SynSent, Established) => Outcomes::connected(f, ts),
+            _ => None,
+        };
         self.retirement.touch(ev.sock, ts);
         match (old, new) {
-            (SynSent, Established) => self.connected(ev.sock, ts),
+            (SynSent, Established) => self.outcomes.report(success),
             (SynSent, Close) => self.connect_failed(ev),
             (FinWait2 | Closing, Close) => self.close(ev.sock, ts + self.cfg.time_wait_ns),
             (_, Close) => self.close(ev.sock, ts),

@@ -19,7 +19,7 @@ use foldhash::HashMap;
 use super::{
     Engine,
     config::{ERROR_KEEP_NS, MAX_ERRORS},
-    flows::ConnectOutcome,
+    flows::{ConnectOutcome, Flow},
 };
 use crate::event::{Event, Owner, Tuple};
 
@@ -37,6 +37,31 @@ pub(super) struct Outcomes {
 }
 
 impl Outcomes {
+    /// SYN_SENT -> ESTABLISHED of live flow `f` at `ts`: the attempt
+    /// succeeded. Its outcome, once, if this run saw the SYN (else the
+    /// latency is unknown); the caller passes it to [`Self::report`] once
+    /// `f` is let go (taking the flow again would cost a lookup on the
+    /// path of every connection).
+    pub fn connected(f: &mut Flow, ts: u64) -> Option<ConnectOutcome> {
+        let latency = f.handshake_ns.get()?;
+        if f.outcome_done {
+            return None;
+        }
+        f.outcome_done = true;
+        Some(ConnectOutcome {
+            ts_ns: ts,
+            sock: f.sock,
+            tuple: f.tuple,
+            owner: f.owner,
+            latency_ns: Some(latency),
+            errno: None,
+        })
+    }
+
+    pub fn report(&mut self, outcome: Option<ConnectOutcome>) {
+        self.done.extend(outcome);
+    }
+
     /// Forgets error reports that no failed connect claimed in time.
     pub fn forget_errors(&mut self, now: u64) {
         self.errors
@@ -55,29 +80,6 @@ impl Engine {
     /// Connection outcomes since the last call.
     pub fn take_outcomes(&mut self) -> Vec<ConnectOutcome> {
         std::mem::take(&mut self.outcomes.done)
-    }
-
-    /// SYN_SENT -> ESTABLISHED of `sock`'s live flow: the attempt
-    /// succeeded, if this run saw its SYN.
-    pub(super) fn connected(&mut self, sock: u64, ts: u64) {
-        let Some(f) = self.flows.get_mut(&sock) else {
-            return;
-        };
-        let Some(latency) = f.handshake_ns.get() else {
-            return;
-        };
-        if f.outcome_done {
-            return;
-        }
-        f.outcome_done = true;
-        self.outcomes.done.push(ConnectOutcome {
-            ts_ns: ts,
-            sock,
-            tuple: f.tuple,
-            owner: f.owner,
-            latency_ns: Some(latency),
-            errno: None,
-        });
     }
 
     /// SYN_SENT -> CLOSE of `ev`'s live flow: the attempt failed. With its
