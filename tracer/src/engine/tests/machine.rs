@@ -1,0 +1,116 @@
+//! The state machine: time in each state, flows per socket, the census.
+
+use super::*;
+
+#[test]
+fn time_in_previous_state() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let c = owner(10, "client");
+    let t = tuple(40000, 80);
+    assert_eq!(
+        e.process(&state(1_000, 1, t, c, Close, SynSent))
+            .prev_state_ns,
+        None
+    );
+    assert_eq!(
+        e.process(&state(251_000, 1, t, c, SynSent, Established))
+            .prev_state_ns,
+        Some(250_000)
+    );
+    assert_eq!(e.state_of(1), Some(Established));
+    assert_eq!(
+        e.process(&state(1_251_000, 1, t, c, Established, Close))
+            .prev_state_ns,
+        Some(1_000_000)
+    );
+    assert_eq!(e.state_of(1), None, "closed sockets are forgotten");
+}
+
+#[test]
+fn out_of_order_timestamps_do_not_underflow() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let c = owner(10, "client");
+    e.process(&state(5_000, 1, tuple(1, 2), c, Close, SynSent));
+    let a = e.process(&state(4_000, 1, tuple(1, 2), c, SynSent, Established));
+    assert_eq!(a.prev_state_ns, Some(0));
+}
+
+#[test]
+fn a_reset_after_close_counts_on_the_closed_flow() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let c = owner(10, "c");
+    let t = tuple(80, 5000);
+    e.process(&state(1, 1, t, c, Established, Close));
+    e.process(&ev(
+        2,
+        1,
+        t,
+        EventKind::ResetSent {
+            state: Some(Close),
+            reason: Some(12),
+        },
+    ));
+    assert!(e.census(|_| true).is_empty(), "no live flow was made");
+    assert_eq!(
+        e.flows().find(|f| f.sock == 1).unwrap().extra().resets_sent,
+        1
+    );
+}
+
+#[test]
+fn census_with_inferred_time_wait_and_linger() {
+    use TcpState::*;
+    let mut e = Engine::new(Config {
+        linger_ns: 1_000,
+        time_wait_ns: 10_000,
+        ..Config::default()
+    });
+    let c = owner(1, "c");
+    e.seed(tuple(22, 0), Listen, Some(owner(2, "sshd")), 0);
+    e.process(&state(100, 1, tuple(1, 80), c, SynSent, Established));
+    e.process(&state(100, 2, tuple(2, 80), c, Established, CloseWait));
+    e.process(&state(100, 3, tuple(3, 80), c, FinWait2, Close));
+    e.process(&state(100, 4, tuple(4, 80), c, LastAck, Close));
+    let census = e.census(|_| true);
+    assert_eq!(census.get(&Listen), Some(&1));
+    assert_eq!(census.get(&Established), Some(&1));
+    assert_eq!(census.get(&CloseWait), Some(&1));
+    assert_eq!(census.get(&TimeWait), Some(&1));
+    assert_eq!(
+        census.get(&Close),
+        None,
+        "closed sockets are not in the census"
+    );
+    assert_eq!(e.flows().count(), 5, "the closed one lingers");
+    e.advance(100 + 1_000);
+    assert_eq!(e.flows().count(), 4, "linger over");
+    e.advance(100 + 10_000);
+    assert_eq!(e.census(|_| true).get(&TimeWait), None, "TIME_WAIT over");
+    assert_eq!(e.matrix()[&(FinWait2, Close)], 1);
+}
+
+#[test]
+fn retransmits_and_resets_per_flow() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let c = owner(1, "c");
+    let t = tuple(1, 80);
+    e.process(&state(1, 9, t, c, SynSent, Established));
+    e.process(&retrans(2, 9, t, c, Established, RetransKind::Data));
+    e.process(&retrans(3, 9, t, c, Established, RetransKind::Data));
+    e.process(&ev(
+        4,
+        9,
+        t,
+        EventKind::ResetSent {
+            state: Some(Established),
+            reason: Some(12),
+        },
+    ));
+    let f = e.flows().find(|f| f.sock == 9).unwrap();
+    assert_eq!((f.extra().retrans.data, f.extra().retrans.segs), (2, 2));
+    assert_eq!(f.extra().resets_sent, 1);
+}
