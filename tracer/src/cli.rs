@@ -138,10 +138,10 @@ pub struct FilterArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
     /// Stop after this many seconds (live only).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
     /// Stop after this many records.
-    #[arg(short, long, value_name = "N", value_parser = parse_count)]
+    #[arg(short, long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Size of the kernel's event buffer, a power of two from 64K to 1G
     /// (default 4M, about 60 ms of a 700 000 events/s storm). Larger rides
@@ -184,7 +184,7 @@ pub struct ConnectArgs {
     #[command(flatten)]
     pub common: StreamArgs,
     /// Only successful connects at least this slow (failures always show).
-    #[arg(long, value_name = "MS", value_parser = parse_ms)]
+    #[arg(long, value_name = "MS", value_parser = parse_ms, allow_negative_numbers = true)]
     pub min_ms: Option<f64>,
 }
 
@@ -200,7 +200,7 @@ pub struct HistArgs {
     #[arg(long)]
     pub rtt: bool,
     /// Print (and start over) every SECS seconds, besides at the end.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub interval: Option<Duration>,
 }
 
@@ -212,7 +212,7 @@ pub struct TopArgs {
     #[arg(long, value_enum, default_value = "retrans")]
     pub sort: crate::views::top::SortBy,
     /// Refresh every SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "1")]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true, default_value = "1")]
     pub interval: Duration,
     /// Rows at most.
     #[arg(long, default_value_t = 25)]
@@ -221,7 +221,7 @@ pub struct TopArgs {
     #[arg(long)]
     pub rtt: bool,
     /// Keep closed flows in the table this long.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true, default_value = "10")]
     pub linger: Duration,
 }
 
@@ -321,16 +321,35 @@ impl ViewCommand {
     }
 }
 
+/// Durations and intervals at most this long (a year): past it a run is
+/// a mistake, and `Duration` arithmetic would overflow.
+const MAX_SECS: f64 = 366.0 * 86_400.0;
+
 fn parse_ms(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("'{s}' is not a number of milliseconds")),
+        Ok(v) if (0.0..=MAX_SECS * 1e3).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a number of milliseconds; give 0 or more, e.g. 100"
+        )),
     }
 }
 
+/// The largest process id this kernel hands out.
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        // The kernel's own ceiling (PID_MAX_LIMIT on 64-bit).
+        .unwrap_or(4_194_304)
+}
+
 fn parse_pid(s: &str) -> Result<u32, String> {
+    let max = pid_max();
     match s.parse::<i64>() {
-        Ok(p) if p > 0 && p <= i64::from(u32::MAX) => Ok(p as u32),
+        Ok(p) if p > 0 && p <= i64::from(max) => Ok(p as u32),
+        Ok(p) if p > 0 => Err(format!(
+            "'{s}' is not a process id: this kernel's largest is {max} (/proc/sys/kernel/pid_max)"
+        )),
         _ => Err(format!(
             "'{s}' is not a process id; give a positive number such as 1234 (see `pgrep`)"
         )),
@@ -348,9 +367,9 @@ fn parse_port(s: &str) -> Result<u16, String> {
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v)),
+        Ok(v) if v > 0.0 && v <= MAX_SECS => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(
-            "'{s}' is not a duration; give a positive number of seconds"
+            "'{s}' is not a duration; give a positive number of seconds, at most a year (31622400)"
         )),
     }
 }
@@ -447,6 +466,20 @@ mod tests {
             (&["states", "-p", "abc"][..], "not a process id"),
             (&["states", "--duration", "0"][..], "not a duration"),
             (&["states", "-c", "0"][..], "not a count"),
+            (&["states", "-c", "-5"][..], "not a count"),
+            (&["states", "--duration", "-1"][..], "not a duration"),
+            (&["states", "--duration", "1e19"][..], "not a duration"),
+            (&["states", "--duration", "1.85e19"][..], "not a duration"),
+            (&["states", "--duration", "NaN"][..], "not a duration"),
+            (&["hist", "--interval", "1e20"][..], "not a duration"),
+            (&["top", "--linger", "1e20"][..], "not a duration"),
+            (&["top", "--interval", "inf"][..], "not a duration"),
+            (
+                &["connect", "--min-ms", "-3"][..],
+                "not a number of milliseconds",
+            ),
+            (&["states", "-p", "999999999"][..], "pid_max"),
+            (&["states", "--output-queue", "1K"][..], "output queue"),
             (&["states", "--ring-size", "3M"][..], "power of two"),
             (&["states", "--ring-size", "32K"][..], "power of two"),
             (&["record", "--ring-size", "2T"][..], "power of two"),

@@ -17,6 +17,10 @@ use crate::{
 
 /// How often, in event time, the pipeline gets a tick.
 const TICK_NS: u64 = 10_000_000;
+/// The longest line a recording may hold (a header with the kernel's
+/// reset reasons is a few KiB): a file of NULs or random bytes must not
+/// be read into memory whole.
+const MAX_LINE: u64 = 1 << 20;
 
 /// Replays `path` (`-` for standard input) through `p`, then closes it.
 pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
@@ -25,14 +29,17 @@ pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
     } else {
         Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
     };
-    replay_into(BufReader::new(input), &mut p)?;
-    p.finish()
+    // A damaged recording still shows what came before the damage.
+    let replayed = replay_into(BufReader::new(input), &mut p);
+    let closed = p.finish();
+    replayed.with_context(|| format!("replaying {}", path.display()))?;
+    closed
 }
 
 /// Pushes the recording `input` into `p`, up to its end.
 pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
     let mut line = Vec::new();
-    if input.read_until(b'\n', &mut line)? == 0 {
+    if read_line(&mut input, &mut line, 1)? == 0 {
         bail!("the recording is empty");
     }
     let header = match serde_json::from_slice::<Line>(&line) {
@@ -69,21 +76,24 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
             )
         } else {
             line.clear();
-            input.read_until(b'\n', &mut line)?;
+            read_line(&mut input, &mut line, n)?;
             if line.trim_ascii().is_empty() {
                 continue;
             }
             match serde_json::from_slice(&line) {
                 Ok(l) => l,
-                // The writer was stopped mid-line (disk full, SIGKILL).
-                Err(_) if !line.ends_with(b"\n") => {
+                // The writer was stopped mid-line (disk full, SIGKILL): a
+                // last line cut short, of text. NULs or other binary are
+                // damage, not a cut.
+                Err(_) if !line.ends_with(b"\n") && is_text(&line) => {
                     truncated(n);
                     break;
                 }
                 Err(e) => {
-                    return Err(
-                        anyhow::Error::new(e).context(format!("record {n} of the recording"))
-                    );
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "record {n} of the recording is damaged ({} records replayed before it)",
+                        n - 2
+                    )));
                 }
             }
         };
@@ -115,6 +125,23 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
     }
     p.push(Input::End(now));
     Ok(())
+}
+
+/// Reads one line (with its newline) of at most [`MAX_LINE`] bytes.
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, n: u64) -> Result<usize> {
+    let got = input.take(MAX_LINE).read_until(b'\n', line)?;
+    if got as u64 == MAX_LINE && !line.ends_with(b"\n") {
+        bail!(
+            "record {n} of the recording is longer than {} MiB: not a tcptrace recording, or damaged",
+            MAX_LINE >> 20
+        );
+    }
+    Ok(got)
+}
+
+/// Whether a cut line looks like the start of a JSON line.
+fn is_text(line: &[u8]) -> bool {
+    line.first() == Some(&b'{') && !line.iter().any(|&b| b == 0 || b == b'\n')
 }
 
 /// Says that the recording's last record is incomplete.
@@ -292,6 +319,34 @@ mod tests {
         let b = replay(Connect::default(), Filter::default());
         assert!(!a.is_empty());
         assert_eq!(a, b);
+    }
+
+    fn replay_err(input: &[u8]) -> String {
+        let (out, _) = capture(Mode::Json, None);
+        let mut p = Pipeline::with_output(Box::new(States), Filter::default(), out);
+        let r = replay_into(input, &mut p);
+        p.finish().unwrap();
+        format!("{:#}", r.err().expect("an error"))
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_cut() {
+        // A header followed by NULs (a preallocated file, a crash).
+        let mut v = LOOPBACK.lines().next().unwrap().as_bytes().to_vec();
+        v.push(b'\n');
+        v.extend_from_slice(&[0; 4096]);
+        let e = replay_err(&v);
+        assert!(e.contains("record 2 of the recording is damaged"), "{e}");
+        // A line without end.
+        let mut v = LOOPBACK.lines().next().unwrap().as_bytes().to_vec();
+        v.push(b'\n');
+        v.extend(std::iter::repeat_n(b'x', (MAX_LINE + 10) as usize));
+        let e = replay_err(&v);
+        assert!(e.contains("longer than 1 MiB"), "{e}");
+        let e = replay_err(&[0; 100_000]);
+        assert!(e.contains("not a tcptrace recording"), "{e}");
+        let e = replay_err(&vec![0u8; (MAX_LINE * 3) as usize]);
+        assert!(e.contains("longer than 1 MiB"), "{e}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub struct Output {
     now_ns: u64,
     lost: lost::Ledger,
     writer: Writer,
+    recorder: recording::Recorder,
 }
 
 impl Output {
@@ -105,7 +106,11 @@ impl Output {
     /// `force`.
     pub fn open(spec: &OutputSpec) -> Result<Self> {
         match &spec.path {
-            None => Self::to_writer(spec, io::stdout()),
+            None => {
+                let mut out = Self::to_writer(spec, io::stdout())?;
+                out.writer.watch(libc::STDOUT_FILENO);
+                Ok(out)
+            }
             Some(p) => {
                 let mut o = OpenOptions::new();
                 o.write(true).mode(0o600);
@@ -145,6 +150,7 @@ impl Output {
             now_ns: 0,
             lost: lost::Ledger::default(),
             writer,
+            recorder: recording::Recorder::default(),
         })
     }
 
@@ -179,6 +185,7 @@ impl Output {
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         self.flush(false);
+        self.writer.check_reader();
     }
 
     /// `--count` reached, or the output has gone.
@@ -251,9 +258,8 @@ impl Output {
         match err {
             None => Ok(()),
             Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            Some(e) => bail!(
-                "cannot write the output: {e}; {unwritten} records were not written (is the disk full?)"
-            ),
+            Some(e) if unwritten == 0 => bail!("cannot write the output: {e}"),
+            Some(e) => bail!("cannot write the output: {e}; {unwritten} records were not written"),
         }
     }
 }
@@ -267,7 +273,8 @@ impl Emit for Output {
             Mode::Text => text::render(&mut self.buf, &self.clock, rec),
             Mode::Json => json::render(&mut self.buf, &self.clock, rec),
             Mode::Recording { binary } => {
-                recording::render(&mut self.buf, &self.clock, rec, binary)
+                self.recorder
+                    .render(&mut self.buf, &self.clock, rec, binary);
             }
         }
         self.in_buf += 1;

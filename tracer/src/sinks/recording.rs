@@ -2,6 +2,14 @@
 //! back ([`crate::record`]): a header made from the pipeline's start, then
 //! events (JSON lines, or binary frames with `--binary`) and RTT
 //! snapshots; lost counts are written by the output like any `lost` line.
+//!
+//! A recording is meant to leave the host, so it never holds a kernel
+//! address: each socket is named by a keyed hash of its `struct sock`
+//! address, with a random key per recording (the same socket has the same
+//! name throughout one recording and no name can be turned back into an
+//! address; 0, "no socket", stays 0).
+
+use std::hash::{BuildHasher, RandomState};
 
 use super::format::{Clock, ClockFmt};
 use crate::{
@@ -30,12 +38,39 @@ fn line(b: &mut Vec<u8>, l: &Line) {
     b.push(b'\n');
 }
 
-/// Appends one record of the input stream.
-pub fn render(b: &mut Vec<u8>, _clock: &Clock, rec: &Rec<'_>, binary: bool) {
-    match *rec {
-        Rec::Event(ev) if binary => frame::encode(b, ev),
-        Rec::Event(ev) => line(b, &Line::Event(*ev)),
-        Rec::Rtt { ts_ns, sock, rtt } => line(b, &Line::Rtt(RttLine::new(ts_ns, sock, rtt))),
-        _ => {}
+/// Writes records of the input stream with sockets renamed.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// SipHash with a random key: sockets' names in this recording.
+    key: RandomState,
+}
+
+impl Recorder {
+    /// The recording's name of a kernel socket.
+    pub fn sock(&self, sock: u64) -> u64 {
+        match sock {
+            0 => 0,
+            // Never 0, which means "no socket".
+            s => self.key.hash_one(s).max(1),
+        }
+    }
+
+    /// Appends one record of the input stream.
+    pub fn render(&self, b: &mut Vec<u8>, _clock: &Clock, rec: &Rec<'_>, binary: bool) {
+        match *rec {
+            Rec::Event(ev) => {
+                let mut ev = *ev;
+                ev.sock = self.sock(ev.sock);
+                if binary {
+                    frame::encode(b, &ev);
+                } else {
+                    line(b, &Line::Event(ev));
+                }
+            }
+            Rec::Rtt { ts_ns, sock, rtt } => {
+                line(b, &Line::Rtt(RttLine::new(ts_ns, self.sock(sock), rtt)));
+            }
+            _ => {}
+        }
     }
 }

@@ -361,3 +361,33 @@ fn write_errors_are_errors_and_a_closed_pipe_is_not() {
         }
     }
 }
+
+/// A recording names sockets by a keyed hash, never by kernel address.
+#[test]
+fn recordings_hold_no_kernel_addresses() {
+    let addr = 0xffff_8881_0a2b_3c40u64;
+    let events = [
+        state(1, addr, tuple(1, 80), owner(1, "x"), Close, SynSent),
+        state(2, addr, tuple(1, 80), owner(1, "x"), SynSent, Established),
+        state(3, 0, tuple(1, 80), owner(1, "x"), SynSent, Established),
+    ];
+    let text = render(Mode::Recording { binary: false }, |out| {
+        for ev in &events {
+            out.emit(&crate::views::Rec::Event(ev));
+        }
+    });
+    assert!(!text.contains(&addr.to_string()), "{text}");
+    let socks: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["sock"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(socks.len(), 3, "{text}");
+    assert_eq!(socks[0], socks[1], "one socket keeps one name");
+    assert_ne!(socks[0], addr);
+    assert_eq!(socks[2], 0, "no socket stays no socket");
+}

@@ -45,6 +45,9 @@ pub struct Writer {
     shared: Arc<Shared>,
     max_bytes: usize,
     batch_capacity: usize,
+    /// A pipe to watch for its reader going away while we have nothing to
+    /// write (standard output).
+    watch: Option<std::os::fd::RawFd>,
 }
 
 /// Why a batch was not queued.
@@ -95,7 +98,33 @@ impl Writer {
             shared,
             max_bytes,
             batch_capacity,
+            watch: None,
         })
+    }
+
+    /// Watch `fd` (the descriptor the writer writes to) for its reader
+    /// going away, so that `tcptrace states --port 1 | head -1` ends when
+    /// `head` does, not at the next record, which may never come.
+    pub fn watch(&mut self, fd: std::os::fd::RawFd) {
+        self.watch = Some(fd);
+    }
+
+    /// Stops when the watched pipe has no reader left (it polls with
+    /// POLLERR; a terminal that hung up polls POLLHUP).
+    pub fn check_reader(&self) {
+        let Some(fd) = self.watch else { return };
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            let mut e = self.shared.error.lock().unwrap_or_else(|p| p.into_inner());
+            e.get_or_insert_with(|| io::ErrorKind::BrokenPipe.into());
+            self.shared.stopped.store(true, Ordering::Relaxed);
+        }
     }
 
     /// An empty buffer for the next batch, reused when one came back.
