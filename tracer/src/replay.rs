@@ -326,7 +326,7 @@ mod tests {
         let mut p = Pipeline::with_output(Box::new(States), Filter::default(), out);
         let r = replay_into(input, &mut p);
         p.finish().unwrap();
-        format!("{:#}", r.err().expect("an error"))
+        format!("{:#}", r.expect_err("an error"))
     }
 
     #[test]
