@@ -38,6 +38,18 @@ pub fn state(ts: u64, sock: u64, t: Tuple, task: Owner, old: TcpState, new: TcpS
     }
 }
 
+/// A connect outcome of `curl` (pid 7) to port 80 at 1 µs.
+pub fn outcome(latency_ns: Option<u64>, errno: Option<i32>) -> flows::ConnectOutcome {
+    flows::ConnectOutcome {
+        ts_ns: 1_000,
+        sock: 1,
+        tuple: tuple(40000, 80),
+        owner: Some(owner(7, "curl")),
+        latency_ns,
+        errno,
+    }
+}
+
 pub fn retrans(
     ts: u64,
     sock: u64,

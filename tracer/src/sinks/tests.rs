@@ -8,8 +8,7 @@ use super::{Mode, Output, OutputSpec, testing::capture};
 use crate::{
     engine::{
         Annotated, Engine,
-        flows::ConnectOutcome,
-        tests::{owner, retrans, state, tuple},
+        tests::{outcome, owner, retrans, state, tuple},
     },
     event::{Clock, RetransKind, TcpState::*},
     record::Start,
@@ -143,17 +142,6 @@ fn json_schema_of_a_retransmit() {
         (Some("retrans"), Some("syn"), Some("SYN_SENT"))
     );
     assert_eq!((v["pid"].as_u64(), v["segs"].as_u64()), (Some(42), Some(1)));
-}
-
-fn outcome(latency_ns: Option<u64>, errno: Option<i32>) -> ConnectOutcome {
-    ConnectOutcome {
-        ts_ns: 1_000,
-        sock: 1,
-        tuple: tuple(40000, 80),
-        owner: Some(owner(7, "curl")),
-        latency_ns,
-        errno,
-    }
 }
 
 #[test]

@@ -35,20 +35,9 @@ impl View for Connect {
 mod tests {
     use super::*;
     use crate::{
-        engine::tests::{owner, tuple},
+        engine::tests::outcome,
         views::testing::{Collect, context},
     };
-
-    fn outcome(latency_ns: Option<u64>, errno: Option<i32>) -> ConnectOutcome {
-        ConnectOutcome {
-            ts_ns: 1_000,
-            sock: 1,
-            tuple: tuple(40000, 80),
-            owner: Some(owner(7, "curl")),
-            latency_ns,
-            errno,
-        }
-    }
 
     #[test]
     fn min_ms_hides_fast_successes_only() {
