@@ -22,7 +22,7 @@ use crate::{
     event::{Clock, Event},
     hooks::{self, Probe},
     memory,
-    pipeline::{Input, Pipeline},
+    pipeline::{Input, Pipeline, Seeds},
     procnet,
     record::{Start, lost},
     wire,
@@ -230,14 +230,14 @@ impl Seeding {
             }
         };
         if let Some(seeds) = seeds {
-            p.push(Input::Seeds {
+            p.push(Input::Seeds(Box::new(Seeds {
                 seeds: seeds
                     .into_iter()
                     .map(|s| (s.tuple, s.state, s.owner))
                     .collect(),
                 coming: held.iter().map(|e| e.tuple).collect(),
                 now_ns: Clock::monotonic_now(),
-            });
+            })));
             memory::release();
         }
         true
@@ -322,12 +322,12 @@ fn read_rtt(src: &mut Source, p: &mut Pipeline) {
         p.push(Input::Rtt {
             ts_ns: now,
             sock,
-            rtt: Rtt {
+            rtt: Box::new(Rtt {
                 slots: h.slots,
                 count: h.count,
                 sum_us: h.sum_us,
                 last_us: h.last_us,
-            },
+            }),
         });
     }
 }

@@ -22,11 +22,12 @@ pub enum Input {
     /// The run begins (first, once).
     Start(Start),
     Event(Event),
-    /// A socket's RTT histogram as the kernel keeps it.
+    /// A socket's RTT histogram as the kernel keeps it (boxed: it is
+    /// large and rare, and every input moves through the door).
     Rtt {
         ts_ns: u64,
         sock: u64,
-        rtt: Rtt,
+        rtt: Box<Rtt>,
     },
     /// `count` events never reached us; `source` says why (see
     /// [`crate::sinks::lost`]).
@@ -34,18 +35,22 @@ pub enum Input {
         source: String,
         count: u64,
     },
-    /// Sockets that existed before the run, read from `/proc`; `coming`
-    /// holds the tuples of events already read but not yet pushed, which
-    /// the seeds must not overrule.
-    Seeds {
-        seeds: Vec<(Tuple, TcpState, Option<Owner>)>,
-        coming: foldhash::HashSet<Tuple>,
-        now_ns: u64,
-    },
+    /// Sockets that existed before the run.
+    Seeds(Box<Seeds>),
     /// Time passes (the kernel's monotonic clock, or event time in replay).
     Tick(u64),
     /// No more input.
     End(u64),
+}
+
+/// Sockets that existed before the run, read from `/proc`.
+#[derive(Clone, Debug)]
+pub struct Seeds {
+    pub seeds: Vec<(Tuple, TcpState, Option<Owner>)>,
+    /// Tuples of events already read but not yet pushed, which the seeds
+    /// must not overrule.
+    pub coming: foldhash::HashSet<Tuple>,
+    pub now_ns: u64,
 }
 
 /// See the module documentation.
@@ -114,15 +119,16 @@ impl Pipeline {
                 self.outcomes();
             }
             Input::Rtt { ts_ns, sock, rtt } => {
-                self.engine.set_rtt(sock, rtt);
+                self.engine.set_rtt(sock, *rtt);
                 self.view.on_rtt(sock, ts_ns, &rtt, &mut self.out);
             }
             Input::Lost { source, count } => self.out.lost(&source, count),
-            Input::Seeds {
-                seeds,
-                coming,
-                now_ns,
-            } => {
+            Input::Seeds(s) => {
+                let Seeds {
+                    seeds,
+                    coming,
+                    now_ns,
+                } = *s;
                 // Only what the filter lets through is ever shown; listeners
                 // are kept for the owners of the sockets they will accept.
                 let filter = &self.cx.filter;

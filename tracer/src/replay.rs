@@ -113,7 +113,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
                 p.push(Input::Rtt {
                     ts_ns: r.ts_ns,
                     sock: r.sock,
-                    rtt: r.rtt(),
+                    rtt: Box::new(r.rtt()),
                 });
             }
             Line::Lost(l) => p.push(Input::Lost {

@@ -40,6 +40,10 @@ use writer::{Batch, Refused, Writer};
 const BATCH_BYTES: usize = 64 << 10;
 /// A batch is handed over once it is this full.
 const BATCH_FULL: usize = BATCH_BYTES - (8 << 10);
+/// Time passing hands a batch over at most this often (live, ticks come
+/// every 10 ms or slower anyway; replay ticks in event time, many times
+/// faster than the wall clock, and must not turn every tick into a write).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Default bytes of output waiting for a slow reader: about 60 000
 /// records, a few seconds of a busy host; more is dropped and counted.
 pub const QUEUE_BYTES: usize = 4 << 20;
@@ -98,6 +102,8 @@ pub struct Output {
     lost: lost::Ledger,
     writer: Writer,
     recorder: recording::Recorder,
+    /// When a batch was last handed over because time passed.
+    last_flush: std::time::Instant,
 }
 
 impl Output {
@@ -151,6 +157,7 @@ impl Output {
             lost: lost::Ledger::default(),
             writer,
             recorder: recording::Recorder::default(),
+            last_flush: std::time::Instant::now(),
         })
     }
 
@@ -181,11 +188,15 @@ impl Output {
         self.lost.add(source, n);
     }
 
-    /// Time passes: hands over what is formatted.
+    /// Time passes: hands over what is formatted, unless that was done
+    /// less than [`FLUSH_EVERY`] ago.
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
-        self.flush(false);
-        self.writer.check_reader();
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.last_flush = std::time::Instant::now();
+            self.flush(false);
+            self.writer.check_reader();
+        }
     }
 
     /// `--count` reached, or the output has gone.

@@ -339,6 +339,8 @@ fn write_errors_are_errors_and_a_closed_pipe_is_not() {
             prev_state_ns: None,
         };
         States.on_event(&a, &context(), &mut out);
+        // Time passes (ticks hand batches over at most every 10 ms).
+        std::thread::sleep(std::time::Duration::from_millis(20));
         out.tick(1);
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(out.done(), "{kind:?}: the writer stopped");
