@@ -11,9 +11,11 @@
 mod connect;
 mod emit;
 mod error;
+mod global;
 mod reset;
 mod retrans;
 mod rtt;
+mod sockaddr;
 mod state;
 
 #[cfg(not(test))]
