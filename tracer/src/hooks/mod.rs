@@ -118,6 +118,7 @@ impl Probe {
             );
         }
         privileges::check()?;
+        let memlock = privileges::raise_memlock();
         let root = tracefs::ensure_mounted()?;
         let mut offsets = Vec::new();
         let mut reset_reasons = Vec::new();
@@ -172,9 +173,15 @@ impl Probe {
             }
         }
         let mut bpf = loader.load(OBJECT).map_err(|e| {
-            anyhow::Error::new(e).context(
-                "the kernel refused tcptrace's BPF maps or programs (is BPF disabled, or are you missing CAP_BPF?)",
-            )
+            let why = match &memlock {
+                Ok(()) => String::new(),
+                Err(limit) => format!(
+                    "; RLIMIT_MEMLOCK is {limit} and could not be raised, and kernels before 5.11 charge BPF maps to it: raise it (`ulimit -l unlimited`, or LimitMEMLOCK=infinity in a systemd unit)"
+                ),
+            };
+            anyhow::Error::new(e).context(format!(
+                "the kernel refused tcptrace's BPF maps or programs (is BPF disabled, or are you missing CAP_BPF?){why}"
+            ))
         })?;
         let mut report = Report {
             reset_reasons,
