@@ -1,7 +1,9 @@
 //! Loading the kernel programs and attaching them: the embedded object, the
-//! privilege check, the tracefs offsets handed over as globals, and the hook
-//! plan (which programs are attached, and which connect hooks this kernel
-//! accepts).
+//! privilege check and locked-memory limit, the tracefs offsets handed over
+//! as globals, and the hook plan. Which programs exist, what needs them and
+//! what they read is the one table of hooks ([`table::HOOKS`]); the connect
+//! plan tries its rows in turn ([`connect`]). The loaded [`Probe`] also
+//! reports the kernel's per-hook count of unreadable fields.
 
 pub mod connect;
 mod misses;
