@@ -14,28 +14,57 @@ pub const AF_INET6: u16 = 10;
 /// `IPPROTO_TCP`.
 pub const IPPROTO_TCP: u16 = 6;
 
-/// Kinds of [`WireEvent`].
+/// What happened: the kind of a [`WireEvent`], numbered as the kind byte of
+/// the binary recording frames (`tracer::record::frame`), which are on disk
+/// and so fix these values.
 pub mod kind {
     /// `sock:inet_sock_set_state` for a TCP socket.
     pub const STATE: u8 = 1;
-    /// `tcp:tcp_retransmit_skb` (data, FIN or SYN; the state tells which).
+    /// A retransmitted segment (`tcp:tcp_retransmit_skb`: data, FIN or SYN)
+    /// or SYN-ACK (`tcp:tcp_retransmit_synack`); `WireEvent::hook` tells
+    /// which.
     pub const RETRANS: u8 = 2;
-    /// `tcp:tcp_retransmit_synack` (the socket is the listener).
-    pub const RETRANS_SYNACK: u8 = 3;
-    /// A `connect()` on an inet socket failed (any hook of the connect plan).
-    pub const CONNECT: u8 = 4;
     /// `tcp:tcp_send_reset`: we sent a RST (`skaddr` 0 when no socket).
-    pub const RESET_SENT: u8 = 5;
+    pub const RESET_SENT: u8 = 3;
     /// `tcp:tcp_receive_reset`: a RST arrived for a socket.
-    pub const RESET_RECV: u8 = 6;
+    pub const RESET_RECV: u8 = 4;
     /// `sock:inet_sk_error_report` for a TCP socket (no socket identity).
-    pub const SOCK_ERROR: u8 = 7;
+    pub const SOCK_ERROR: u8 = 5;
+    /// A `connect()` on an inet socket failed (any hook of the connect plan).
+    pub const CONNECT_ERROR: u8 = 6;
 }
+
+/// Which kernel program fired: one id per program, the `id` column of
+/// the hook table (`tracer::hooks::table::HOOKS`). Carried in
+/// [`WireEvent::hook`] and used as the index of the per-hook
+/// [`names::UNREADABLE`] counters.
+pub mod hook {
+    pub const STATE: u8 = 0;
+    pub const RETRANSMIT_SKB: u8 = 1;
+    pub const RETRANSMIT_SYNACK: u8 = 2;
+    pub const SEND_RESET: u8 = 3;
+    pub const RECEIVE_RESET: u8 = 4;
+    pub const ERROR_REPORT: u8 = 5;
+    pub const PROBE: u8 = 6;
+    pub const CONNECT_ENTER: u8 = 7;
+    pub const CONNECT_EXIT: u8 = 8;
+    pub const FEXIT_V4_CONNECT: u8 = 9;
+    pub const FEXIT_V6_CONNECT: u8 = 10;
+    pub const KPROBE_CONNECT: u8 = 11;
+    pub const KRETPROBE_CONNECT: u8 = 12;
+    /// Entries of the per-hook counters (room for a few more hooks).
+    pub const SLOTS: u32 = 16;
+}
+
+/// [`WireEvent::reason`] when the kernel gave no reset reason.
+pub const NO_REASON: u32 = u32::MAX;
 
 /// One event from the kernel, as it crosses the ring buffer.
 ///
-/// Addresses are in network byte order (IPv4 in the first four bytes, the
-/// rest zero); ports are in host byte order, as the tracepoints store them.
+/// Every field has one meaning; a field that does not apply to a kind is
+/// zero. Addresses are in network byte order (IPv4 in the first four
+/// bytes, the rest zero); ports are in host byte order, as the tracepoints
+/// store them; the rest is in host byte order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WireEvent {
@@ -43,38 +72,45 @@ pub struct WireEvent {
     pub ts_ns: u64,
     /// Kernel address of the `struct sock`, used only as an identity; 0 when
     /// unknown (a connect seen only through the syscall hooks that failed
-    /// before the socket reached SYN_SENT).
+    /// before the socket reached SYN_SENT, a reset sent for no socket).
     pub skaddr: u64,
-    /// `bpf_get_current_pid_tgid()` when the event fired: tgid in the high
-    /// half. Meaningful only for events in process context.
-    pub pid_tgid: u64,
     /// `bpf_get_current_comm()` when the event fired, NUL-padded.
     pub comm: [u8; 16],
     /// Local address.
     pub saddr: [u8; 16],
     /// Remote address.
     pub daddr: [u8; 16],
+    /// Process id (tgid, the high half of `bpf_get_current_pid_tgid()`)
+    /// when the event fired. Meaningful only in process context.
+    pub pid: u32,
+    /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
+    /// [`NO_REASON`] when the kernel has none (before 6.10).
+    pub reason: u32,
     /// Local port, host byte order.
     pub sport: u16,
     /// Remote port, host byte order.
     pub dport: u16,
+    /// RETRANS: segments in the retransmitted skb (what the kernel adds to
+    /// RetransSegs), 0 when unknown; 1 for a SYN-ACK.
+    pub segs: u16,
+    /// CONNECT_ERROR, SOCK_ERROR: the error, a positive errno (the
+    /// kernel's are below 4096).
+    pub errno: u16,
     /// One of [`kind`].
     pub kind: u8,
+    /// The program that sent it, one of [`hook`].
+    pub hook: u8,
     /// `AF_INET`/`AF_INET6` truncated to a byte; 0 when the kernel did not say.
     pub family: u8,
-    /// Previous TCP state (STATE only).
-    pub oldstate: u8,
-    /// New TCP state (STATE), or the socket's state (RETRANS, RESET_SENT;
-    /// 0 when unknown).
-    pub newstate: u8,
-    /// RETRANS: segments in the retransmitted skb (what the kernel adds to
-    /// RetransSegs), or 0 when unknown; RETRANS_SYNACK: 1.
-    /// CONNECT: the return value (a negative errno).
-    /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or -1
-    /// when the kernel has none. SOCK_ERROR: the error (positive errno).
-    pub ret: i32,
-    /// Explicit padding; always zero.
-    pub _pad: [u8; 4],
+    /// STATE: the state the socket left.
+    pub old_state: u8,
+    /// The socket's TCP state when the event fired (STATE: the state it
+    /// entered; RETRANS, RESET_SENT: its state then, 0 when unknown).
+    pub state: u8,
+    /// Explicit padding; always zero. Two scalars, not a `[u8; 3]`, which
+    /// LLVM zeroes with a call to `memset` on every event.
+    pub _pad: u8,
+    pub _pad2: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<WireEvent>() == 88);
@@ -82,6 +118,17 @@ const _: () = assert!(core::mem::align_of::<WireEvent>() == 8);
 
 /// Marks a tracepoint field that this kernel's format file does not have.
 pub const ABSENT: u16 = u16::MAX;
+
+/// The programs read a tracepoint field at `offset & TP_OFFSET_MASK`: a
+/// bound the verifier can see, so no offset can reach more than 1 KiB past
+/// the start of the record (TCP's tracepoint records are under 200 bytes).
+/// User space refuses, before load, a format whose field ends beyond it.
+pub const TP_OFFSET_MASK: u16 = 0x3ff;
+
+/// The retransmit program reads `skb + (SKB_SEGS_OFF & SKB_OFFSET_MASK)`:
+/// `struct sk_buff` is about 240 bytes, so 4 KiB bounds the read well past
+/// any real member. User space refuses a larger BTF offset before load.
+pub const SKB_OFFSET_MASK: u32 = 0xfff;
 
 /// Byte offsets of the fields one tracepoint's programs read, taken from
 /// `/sys/kernel/tracing/events/<group>/<name>/format` at start-up and handed
@@ -175,6 +222,58 @@ pub struct RttHist {
 /// Log2 slots of [`RttHist`]: up to 2^31 µs.
 pub const RTT_SLOTS: usize = 32;
 
+/// The log2 slot of `v` among `slots`: slot 0 holds 0, slot `i` holds
+/// [2^(i-1), 2^i - 1], and the last slot everything above. Used by the
+/// kernel's RTT histograms and by user space's histograms alike.
+///
+/// Comparisons rather than `leading_zeros`: for BPF, LLVM expands a count
+/// of leading zeros into popcount arithmetic whose range the verifier
+/// cannot bound, and then refuses the slot as an index; the bounds of a
+/// branch it follows.
+#[inline(always)]
+pub const fn log2_slot(v: u64, slots: usize) -> usize {
+    let mut x = v;
+    let mut s = 0;
+    if x >= 1 << 32 {
+        s += 32;
+        x >>= 32;
+    }
+    if x >= 1 << 16 {
+        s += 16;
+        x >>= 16;
+    }
+    if x >= 1 << 8 {
+        s += 8;
+        x >>= 8;
+    }
+    if x >= 1 << 4 {
+        s += 4;
+        x >>= 4;
+    }
+    if x >= 1 << 2 {
+        s += 2;
+        x >>= 2;
+    }
+    if x >= 1 << 1 {
+        s += 1;
+        x >>= 1;
+    }
+    // x is 0 (only when v is) or 1.
+    s += x as usize;
+    if s < slots { s } else { slots - 1 }
+}
+
+/// The smallest value in log2 slot `i` (see [`log2_slot`]).
+pub const fn slot_low(i: usize) -> u64 {
+    if i == 0 { 0 } else { 1 << (i - 1) }
+}
+
+/// The largest value in log2 slot `i` (the last slot also holds everything
+/// above; see [`log2_slot`]).
+pub const fn slot_high(i: usize) -> u64 {
+    if i == 0 { 0 } else { (1u64 << i) - 1 }
+}
+
 const _: () = assert!(core::mem::size_of::<RttHist>() == 152);
 
 /// Load-time pre-filter applied in the kernel to cut volume. It is a
@@ -221,6 +320,7 @@ pub mod ringbuf {
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
+    pub const UNREADABLE: &str = "UNREADABLE";
     pub const CONNECTS: &str = "CONNECTS";
     pub const FILTER: &str = "FILTER";
     pub const STATE_TP: &str = "STATE_TP";
@@ -247,4 +347,43 @@ mod pod {
     unsafe impl aya::Pod for super::KernelFilter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RttHist {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_slots() {
+        assert_eq!(log2_slot(0, RTT_SLOTS), 0);
+        assert_eq!(log2_slot(1, RTT_SLOTS), 1);
+        assert_eq!(log2_slot(2, RTT_SLOTS), 2);
+        assert_eq!(log2_slot(3, RTT_SLOTS), 2);
+        assert_eq!(log2_slot(64, RTT_SLOTS), 7);
+        assert_eq!(log2_slot(127, RTT_SLOTS), 7);
+        assert_eq!(log2_slot(u64::from(u32::MAX), RTT_SLOTS), RTT_SLOTS - 1);
+        assert_eq!(log2_slot(u64::MAX, 64), 63);
+        // The bit length, as `leading_zeros` counts it.
+        let bits = |v: u64| (64 - v.leading_zeros()) as usize;
+        for shift in 0..64 {
+            for v in [
+                (1u64 << shift) - 1,
+                1 << shift,
+                (1 << shift) + 1,
+                u64::MAX >> shift,
+            ] {
+                assert_eq!(log2_slot(v, 65), bits(v), "{v}");
+                assert_eq!(log2_slot(v, RTT_SLOTS), bits(v).min(RTT_SLOTS - 1), "{v}");
+            }
+        }
+        for v in [0u64, 1, 5, 1000, 1 << 20] {
+            let i = log2_slot(v, 64);
+            assert!(slot_low(i) <= v && v <= slot_high(i), "{v} in slot {i}");
+        }
+    }
+
+    #[test]
+    fn hook_ids_fit_the_counters() {
+        assert!(u32::from(hook::KRETPROBE_CONNECT) < hook::SLOTS);
+    }
 }

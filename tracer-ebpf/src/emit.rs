@@ -1,5 +1,12 @@
-//! The ring buffer, the lost-event counter, the load-time filter and the
-//! helpers every program uses to fill and submit a record.
+//! The ring buffer, the lost-event and unreadable-field counters, the
+//! load-time filter, and the helpers every program uses to read fields and
+//! to fill and submit a record.
+//!
+//! Every program is a thin entry that hands its `try_` body's [`Outcome`]
+//! to [`done`]: the body says why it sent nothing (or sent an event with a
+//! field unknown), and `done` counts the unreadable ones per hook, so that
+//! a field that stops being readable on some kernel is a number user space
+//! reports, not silence.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -8,9 +15,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    ABSENT, KernelFilter, TpOffsets, WireEvent,
+    ABSENT, KernelFilter, TP_OFFSET_MASK, TpOffsets, WireEvent, hook,
     ringbuf::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
 };
+
+use crate::global::Global;
 
 /// Ring size in the object; user space sets the real one at load
 /// (`--ring-size`, default `tracer::hooks::RING_BYTES`).
@@ -23,33 +32,60 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map(name = "LOST")]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Events skipped, or sent with a field unknown, because a field they
+/// needed could not be read: per CPU, indexed by [`hook`] id. Touched only
+/// on that failure path.
+#[map(name = "UNREADABLE")]
+static UNREADABLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::SLOTS, 0);
+
 #[unsafe(no_mangle)]
-static FILTER: KernelFilter = KernelFilter::ANY;
+static FILTER: Global<KernelFilter> = Global::new(KernelFilter::ANY);
 
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
 pub const TCP_CLOSE: u8 = 7;
 pub const TCP_LISTEN: u8 = 10;
 
-/// The load-time filter (read volatile so the compiler cannot fold the
-/// default in).
+/// Why a program's body sent nothing, or sent an event with a field unknown.
+pub enum Skip {
+    /// Nothing to send: filtered out, not TCP, not a failure, no pending
+    /// connect to finish.
+    Unwanted,
+    /// A field the event needed was absent on this kernel or could not be
+    /// read (a failed `bpf_probe_read_*`). Counted in `UNREADABLE`.
+    Unreadable,
+    /// A map had no room (the pending-connect table). Not counted: the
+    /// table holds 16 384 concurrent connects.
+    NoRoom,
+}
+
+/// What a program's body did: `Ok` when it sent its event (or had nothing
+/// to say that needs counting).
+pub type Outcome = Result<(), Skip>;
+
+/// Ends a program: counts an unreadable field for `hook`. Programs return 0.
 #[inline(always)]
-fn filter() -> KernelFilter {
-    // SAFETY: a plain global that user space rewrites before load.
-    unsafe { core::ptr::read_volatile(&FILTER) }
+pub fn done(hook: u8, outcome: Outcome) -> u32 {
+    if let Err(Skip::Unreadable) = outcome
+        && let Some(n) = UNREADABLE.get_ptr_mut(u32::from(hook))
+    {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *n += 1 };
+    }
+    0
 }
 
 /// Whether a transition into `newstate` is wanted at all.
 #[inline(always)]
 pub fn wanted_state(newstate: u8) -> bool {
-    let mask = filter().state_mask;
+    let mask = FILTER.load().state_mask;
     mask == 0 || (newstate < 16 && mask & (1u16 << newstate) != 0)
 }
 
 /// Whether an event with this family and these ports passes the pre-filter.
 #[inline(always)]
 pub fn wanted(family: u16, sport: u16, dport: u16) -> bool {
-    let f = filter();
+    let f = FILTER.load();
     if f.family != 0 && family != 0 && f.family != family {
         return false;
     }
@@ -66,25 +102,35 @@ pub fn wanted(family: u16, sport: u16, dport: u16) -> bool {
     false
 }
 
-/// A record with time, current task and comm filled in.
+/// `Ok` if wanted, else [`Skip::Unwanted`].
 #[inline(always)]
-pub fn new_event(kind: u8) -> WireEvent {
+pub fn want(yes: bool) -> Outcome {
+    if yes { Ok(()) } else { Err(Skip::Unwanted) }
+}
+
+/// A record of `kind` from `hook` with time, current task and comm filled in.
+#[inline(always)]
+pub fn new_event(kind: u8, hook: u8) -> WireEvent {
     WireEvent {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: 0,
-        pid_tgid: bpf_get_current_pid_tgid(),
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         saddr: [0; 16],
         daddr: [0; 16],
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        reason: 0,
         sport: 0,
         dport: 0,
+        segs: 0,
+        errno: 0,
         kind,
+        hook,
         family: 0,
-        oldstate: 0,
-        newstate: 0,
-        ret: 0,
-        _pad: [0; 4],
+        old_state: 0,
+        state: 0,
+        _pad: 0,
+        _pad2: 0,
     }
 }
 
@@ -113,73 +159,78 @@ pub fn submit(ev: &WireEvent) {
     }
 }
 
-/// Reads a `T` at `off` in the tracepoint record, or `None` when the field
-/// is absent on this kernel or unreadable.
+/// Reads a `T` at `off` in the tracepoint record; unreadable when the
+/// field is absent on this kernel or the read fails.
 #[inline(always)]
-pub fn field<T>(ctx: &TracePointContext, off: u16) -> Option<T> {
+pub fn field<T>(ctx: &TracePointContext, off: u16) -> Result<T, Skip> {
     if off == ABSENT {
-        return None;
+        return Err(Skip::Unreadable);
     }
-    // SAFETY: bpf_probe_read_kernel checks the address; the offset comes from
-    // this kernel's format file.
-    unsafe { ctx.read_at::<T>(off as usize & 0x3ff).ok() }
+    read_at(ctx, off)
 }
 
-/// A record of `kind` with the flow fields read from a tracepoint that uses
-/// the TCP tracepoints' names (sport, dport, family, saddr/daddr,
-/// saddr_v6/daddr_v6), or `None` when the pre-filter rejects it (unless
-/// `always`) or the ports are unreadable.
+/// Reads a field the event can do without: `None` when this kernel's
+/// record lacks it; unreadable only when it is there and the read fails.
+#[inline(always)]
+pub fn opt_field<T>(ctx: &TracePointContext, off: u16) -> Result<Option<T>, Skip> {
+    if off == ABSENT {
+        return Ok(None);
+    }
+    read_at(ctx, off).map(Some)
+}
+
+#[inline(always)]
+fn read_at<T>(ctx: &TracePointContext, off: u16) -> Result<T, Skip> {
+    // SAFETY: bpf_probe_read_kernel checks the address; the offset comes from
+    // this kernel's format file, and user space checked it fits the mask.
+    unsafe { ctx.read_at::<T>(usize::from(off & TP_OFFSET_MASK)) }.map_err(|_| Skip::Unreadable)
+}
+
+/// A record of `kind` from `hook` with the flow fields read from a
+/// tracepoint that uses the TCP tracepoints' names (sport, dport, family,
+/// saddr/daddr, saddr_v6/daddr_v6); [`Skip::Unwanted`] when the pre-filter
+/// rejects it (unless `always`).
 #[inline(always)]
 pub fn flow_event(
     ctx: &TracePointContext,
     off: &TpOffsets,
     kind: u8,
+    hook: u8,
     always: bool,
-) -> Option<WireEvent> {
+) -> Result<WireEvent, Skip> {
     let sport = field::<u16>(ctx, off.sport)?;
     let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
-    if !always && !wanted(family, sport, dport) {
-        return None;
+    let family = opt_field::<u16>(ctx, off.family)?.unwrap_or(0);
+    if !always {
+        want(wanted(family, sport, dport))?;
     }
-    let mut ev = new_event(kind);
+    let mut ev = new_event(kind, hook);
     ev.sport = sport;
     ev.dport = dport;
     ev.family = family as u8;
-    addresses(
-        ctx,
-        &mut ev,
-        family,
-        (off.saddr, off.daddr),
-        (off.saddr_v6, off.daddr_v6),
-    );
-    Some(ev)
+    addresses(ctx, &mut ev, family, off)?;
+    Ok(ev)
 }
 
 /// Reads the address pair of a TCP tracepoint into `ev`: the v4 fields for
 /// AF_INET, else the v6 fields (older kernels without `family` store IPv4 as
 /// v4-mapped IPv6 there, and user space unmaps it).
 #[inline(always)]
-pub fn addresses(
-    ctx: &TracePointContext,
-    ev: &mut WireEvent,
-    family: u16,
-    v4: (u16, u16),
-    v6: (u16, u16),
-) {
+fn addresses(ctx: &TracePointContext, ev: &mut WireEvent, family: u16, off: &TpOffsets) -> Outcome {
     if family == tracer_common::AF_INET {
-        if let Some(a) = field::<[u8; 4]>(ctx, v4.0) {
+        if let Some(a) = opt_field::<[u8; 4]>(ctx, off.saddr)? {
             ev.saddr[..4].copy_from_slice(&a);
         }
-        if let Some(a) = field::<[u8; 4]>(ctx, v4.1) {
+        if let Some(a) = opt_field::<[u8; 4]>(ctx, off.daddr)? {
             ev.daddr[..4].copy_from_slice(&a);
         }
     } else {
-        if let Some(a) = field::<[u8; 16]>(ctx, v6.0) {
+        if let Some(a) = opt_field::<[u8; 16]>(ctx, off.saddr_v6)? {
             ev.saddr = a;
         }
-        if let Some(a) = field::<[u8; 16]>(ctx, v6.1) {
+        if let Some(a) = opt_field::<[u8; 16]>(ctx, off.daddr_v6)? {
             ev.daddr = a;
         }
     }
+    Ok(())
 }

@@ -2,32 +2,29 @@
 //! EHOSTUNREACH, ECONNRESET, ...), which is how non-blocking connects learn
 //! that they failed.
 //!
-//! match-tracepoint: sock:inet_sk_error_report
-//!   (error, sport, dport, family, protocol, saddr[4], daddr[4], saddr_v6,
-//!    daddr_v6); since 5.15. No socket address: user space matches by tuple.
+//! match-tracepoint: sock:inet_sk_error_report (since 5.15; no socket
+//! address: user space matches by tuple). The fields it needs and reads are
+//! its row of the hook table (`tracer/src/hooks/table.rs`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::{IPPROTO_TCP, TpOffsets, kind};
+use tracer_common::{IPPROTO_TCP, TpOffsets, hook, kind};
 
-use crate::emit::{field, flow_event, submit};
+use crate::emit::{Outcome, done, field, flow_event, submit, want};
+use crate::global::Global;
 
 #[unsafe(no_mangle)]
-static ERROR_TP: TpOffsets = TpOffsets::ABSENT;
+static ERROR_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
-    let _ = try_error(&ctx);
-    0
+    done(hook::ERROR_REPORT, try_error(&ctx))
 }
 
-fn try_error(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&ERROR_TP) };
-    if field::<u16>(ctx, off.protocol)? != IPPROTO_TCP {
-        return None;
-    }
-    let mut ev = flow_event(ctx, &off, kind::SOCK_ERROR, false)?;
-    ev.ret = field::<i32>(ctx, off.error)?;
+fn try_error(ctx: &TracePointContext) -> Outcome {
+    let off = ERROR_TP.load();
+    want(field::<u16>(ctx, off.protocol)? == IPPROTO_TCP)?;
+    let mut ev = flow_event(ctx, &off, kind::SOCK_ERROR, hook::ERROR_REPORT, false)?;
+    ev.errno = field::<i32>(ctx, off.error)? as u16;
     submit(&ev);
-    Some(())
+    Ok(())
 }

@@ -4,16 +4,24 @@
 //! space took from this kernel's tracefs format files, into a
 //! [`WireEvent`](tracer_common::WireEvent) and submits it to one ring buffer
 //! without waking the reader (user space drains on a short timer). One file
-//! per hook family.
+//! per hook family; each program's row in `tracer/src/hooks/table.rs` says
+//! where it attaches and which fields it needs.
+//!
+//! Every entry hands its `try_` body's outcome to `emit::done`: a body says
+//! why it sent nothing, and a field that could not be read (absent on this
+//! kernel, or a failed `bpf_probe_read_*`) is counted per hook in the
+//! `UNREADABLE` per-CPU array, which `tcptrace check` reports.
 #![no_std]
 #![no_main]
 
 mod connect;
 mod emit;
 mod error;
+mod global;
 mod reset;
 mod retrans;
 mod rtt;
+mod sockaddr;
 mod state;
 
 #[cfg(not(test))]

@@ -1,81 +1,69 @@
 //! Resets sent and received.
 //!
-//! match-tracepoint: tcp:tcp_send_reset
-//!   (skbaddr, skaddr (may be NULL: a reset for a packet with no socket),
-//!    state, reason (6.10+), saddr[28], daddr[28] as sockaddr_in/in6 blobs
-//!    from the sender's point of view). Older kernels store
-//!   sport/dport/saddr[4]/daddr[4]/saddr_v6/daddr_v6 instead; both layouts
-//!   are handled through the offsets.
+//! match-tracepoint: tcp:tcp_send_reset (`skaddr` NULL for a reset to a
+//!   packet with no socket; `reason` since 6.10; since 6.x `saddr`/`daddr`
+//!   are sockaddr_in/in6 blobs from the sender's point of view, older
+//!   kernels store sport/dport/saddr[4]/daddr[4]/saddr_v6/daddr_v6 as the
+//!   other TCP tracepoints do; both layouts are handled through the offsets).
 //! match-tracepoint: tcp:tcp_receive_reset
-//!   (skaddr, sport, dport, family, saddr[4], daddr[4], saddr_v6, daddr_v6).
+//! The fields each needs and reads are their rows of the hook table
+//! (`tracer/src/hooks/table.rs`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::{AF_INET, AF_INET6, TpOffsets, WireEvent, kind};
+use tracer_common::{ABSENT, NO_REASON, TpOffsets, hook, kind};
 
-use crate::emit::{field, flow_event, new_event, submit, wanted};
+use crate::global::Global;
+use crate::{
+    emit::{Outcome, done, field, flow_event, new_event, opt_field, submit, want, wanted},
+    sockaddr,
+};
 
 #[unsafe(no_mangle)]
-static SEND_RESET_TP: TpOffsets = TpOffsets::ABSENT;
+static SEND_RESET_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 #[unsafe(no_mangle)]
-static RECV_RESET_TP: TpOffsets = TpOffsets::ABSENT;
+static RECV_RESET_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    let _ = try_send(&ctx);
-    0
+    done(hook::SEND_RESET, try_send(&ctx))
 }
 
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    let _ = try_recv(&ctx);
-    0
+    done(hook::RECEIVE_RESET, try_recv(&ctx))
 }
 
-/// Reads a sockaddr_in / sockaddr_in6 blob: family, port (network order in
-/// the blob) and address into `addr`.
-#[inline(always)]
-fn sockaddr(ctx: &TracePointContext, off: u16, addr: &mut [u8; 16]) -> Option<(u16, u16)> {
-    let raw = field::<[u8; 24]>(ctx, off)?;
-    let family = u16::from_ne_bytes([raw[0], raw[1]]);
-    let port = u16::from_be_bytes([raw[2], raw[3]]);
-    match family {
-        AF_INET => addr[..4].copy_from_slice(&raw[4..8]),
-        AF_INET6 => addr.copy_from_slice(&raw[8..24]),
-        _ => return None,
-    }
-    Some((family, port))
-}
-
-fn try_send(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&SEND_RESET_TP) };
-    let mut ev: WireEvent = new_event(kind::RESET_SENT);
-    let family = if let Some((f, sport)) = sockaddr(ctx, off.sa_saddr, &mut ev.saddr) {
-        let (_, dport) = sockaddr(ctx, off.sa_daddr, &mut ev.daddr)?;
-        if !wanted(f, sport, dport) {
-            return None;
-        }
-        ev.sport = sport;
-        ev.dport = dport;
-        f
+fn try_send(ctx: &TracePointContext) -> Outcome {
+    let off = SEND_RESET_TP.load();
+    let mut ev = if off.sa_saddr != ABSENT {
+        let src = sockaddr::parse(&field(ctx, off.sa_saddr)?)?;
+        let dst = sockaddr::parse(&field(ctx, off.sa_daddr)?)?;
+        want(wanted(src.family, src.port, dst.port))?;
+        let mut ev = new_event(kind::RESET_SENT, hook::SEND_RESET);
+        ev.family = src.family as u8;
+        ev.sport = src.port;
+        ev.saddr = src.addr;
+        ev.dport = dst.port;
+        ev.daddr = dst.addr;
+        ev
     } else {
         // Older kernels: ports and addresses as in the other TCP tracepoints.
-        ev = flow_event(ctx, &off, kind::RESET_SENT, false)?;
-        u16::from(ev.family)
+        flow_event(ctx, &off, kind::RESET_SENT, hook::SEND_RESET, false)?
     };
-    ev.family = family as u8;
-    ev.skaddr = field::<u64>(ctx, off.skaddr).unwrap_or(0);
-    ev.newstate = field::<i32>(ctx, off.newstate).unwrap_or(0) as u8;
-    ev.ret = field::<i32>(ctx, off.reason).unwrap_or(-1);
+    ev.skaddr = opt_field::<u64>(ctx, off.skaddr)?.unwrap_or(0);
+    ev.state = opt_field::<i32>(ctx, off.newstate)?.unwrap_or(0) as u8;
+    ev.reason = match opt_field::<i32>(ctx, off.reason)? {
+        Some(r) if r >= 0 => r as u32,
+        _ => NO_REASON,
+    };
     submit(&ev);
-    Some(())
+    Ok(())
 }
 
-fn try_recv(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&RECV_RESET_TP) };
-    let mut ev = flow_event(ctx, &off, kind::RESET_RECV, false)?;
+fn try_recv(ctx: &TracePointContext) -> Outcome {
+    let off = RECV_RESET_TP.load();
+    let mut ev = flow_event(ctx, &off, kind::RESET_RECV, hook::RECEIVE_RESET, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
     submit(&ev);
-    Some(())
+    Ok(())
 }

@@ -1,77 +1,75 @@
 //! Retransmissions: data, FIN and SYN segments, and SYN-ACKs.
 //!
-//! match-tracepoint: tcp:tcp_retransmit_skb
-//!   (skbaddr, skaddr, state, sport, dport, family, saddr[4], daddr[4],
-//!    saddr_v6[16], daddr_v6[16], err); `state` since 4.16, `family` since
-//!   5.x, `err` since 6.x (then the tracepoint also fires for failed
+//! match-tracepoint: tcp:tcp_retransmit_skb (`state` since 4.16, `family`
+//!   since 5.x, `err` since 6.x: then the tracepoint also fires for failed
 //!   attempts, which are not retransmissions on the wire).
-//! match-tracepoint: tcp:tcp_retransmit_synack
-//!   (skaddr = listener, req, sport, dport, family, saddr[4], daddr[4],
-//!    saddr_v6[16], daddr_v6[16]).
+//! match-tracepoint: tcp:tcp_retransmit_synack (`skaddr` is the listener).
+//! The fields each needs and reads are their rows of the hook table
+//! (`tracer/src/hooks/table.rs`).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
-use tracer_common::{ABSENT, SkbSegsOffset, TpOffsets, kind};
+use tracer_common::{ABSENT, SKB_OFFSET_MASK, SkbSegsOffset, TpOffsets, hook, kind};
 
-use crate::emit::{TCP_SYN_RECV, field, flow_event, submit};
+use crate::emit::{Outcome, Skip, TCP_SYN_RECV, done, field, flow_event, opt_field, submit, want};
+use crate::global::Global;
 
 #[unsafe(no_mangle)]
-static RETRANS_TP: TpOffsets = TpOffsets::ABSENT;
+static RETRANS_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 #[unsafe(no_mangle)]
-static SYNACK_TP: TpOffsets = TpOffsets::ABSENT;
+static SYNACK_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 /// match-struct: struct sk_buff { ... char cb[48]; ... }
 /// match-struct: struct tcp_skb_cb { __u32 seq; __u32 end_seq; union { struct { u16 tcp_gso_segs; ...
-/// Resolved from BTF by user space.
+/// Resolved from BTF by user space; [`ABSENT`] when it could not be.
 #[unsafe(no_mangle)]
-static SKB_SEGS_OFF: SkbSegsOffset = ABSENT as u32;
+static SKB_SEGS_OFF: Global<SkbSegsOffset> = Global::new(ABSENT as u32);
 
 /// Segments in the retransmitted skb: the kernel adds this, not 1, to
-/// RetransSegs. 0 when unknown.
+/// RetransSegs. 0 when unknown: no BTF offset (which `tcptrace check`
+/// reports), or, counted as unreadable, no `skbaddr` or a failed read.
 #[inline(always)]
-fn segments(ctx: &TracePointContext, off: &TpOffsets) -> i32 {
-    // SAFETY: a plain global that user space rewrites before load.
-    let segs_off = unsafe { core::ptr::read_volatile(&SKB_SEGS_OFF) };
+fn segments(ctx: &TracePointContext, off: &TpOffsets) -> Result<u16, Skip> {
+    let segs_off = SKB_SEGS_OFF.load();
     if segs_off == ABSENT as u32 {
-        return 0;
+        return Ok(0);
     }
-    let Some(skb) = field::<u64>(ctx, off.skbaddr) else {
-        return 0;
-    };
+    let skb = field::<u64>(ctx, off.skbaddr)?;
     // SAFETY: checked read of kernel memory.
-    unsafe { bpf_probe_read_kernel((skb + u64::from(segs_off & 0xfff)) as *const u16) }
-        .map_or(0, i32::from)
+    unsafe { bpf_probe_read_kernel((skb + u64::from(segs_off & SKB_OFFSET_MASK)) as *const u16) }
+        .map_err(|_| Skip::Unreadable)
 }
 
 #[tracepoint]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&RETRANS_TP) };
-    let _ = try_retrans(&ctx, &off, kind::RETRANS);
-    0
+    done(hook::RETRANSMIT_SKB, try_retrans(&ctx))
 }
 
 #[tracepoint]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
-    // SAFETY: as above.
-    let off = unsafe { core::ptr::read_volatile(&SYNACK_TP) };
-    let _ = try_retrans(&ctx, &off, kind::RETRANS_SYNACK);
-    0
+    done(hook::RETRANSMIT_SYNACK, try_synack(&ctx))
 }
 
-fn try_retrans(ctx: &TracePointContext, off: &TpOffsets, k: u8) -> Option<()> {
-    let err = field::<i32>(ctx, off.err).unwrap_or(0);
-    if err != 0 {
-        // Nothing left the host; the kernel's RetransSegs does not count it.
-        return None;
-    }
-    let mut ev = flow_event(ctx, off, k, false)?;
+fn try_retrans(ctx: &TracePointContext) -> Outcome {
+    let off = RETRANS_TP.load();
+    // A failed attempt: nothing left the host, RetransSegs does not count it.
+    want(opt_field::<i32>(ctx, off.err)?.unwrap_or(0) == 0)?;
+    let mut ev = flow_event(ctx, &off, kind::RETRANS, hook::RETRANSMIT_SKB, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
-    if k == kind::RETRANS_SYNACK {
-        ev.newstate = TCP_SYN_RECV;
-        ev.ret = 1;
-    } else {
-        ev.newstate = field::<i32>(ctx, off.newstate).unwrap_or(0) as u8;
-        ev.ret = segments(ctx, off);
+    ev.state = opt_field::<i32>(ctx, off.newstate)?.unwrap_or(0) as u8;
+    // Sent even without its segment count, which is then unknown.
+    let segs = segments(ctx, &off);
+    if let Ok(n) = segs {
+        ev.segs = n;
     }
     submit(&ev);
-    Some(())
+    segs.map(drop)
+}
+
+fn try_synack(ctx: &TracePointContext) -> Outcome {
+    let off = SYNACK_TP.load();
+    let mut ev = flow_event(ctx, &off, kind::RETRANS, hook::RETRANSMIT_SYNACK, false)?;
+    ev.skaddr = field::<u64>(ctx, off.skaddr)?;
+    ev.state = TCP_SYN_RECV;
+    ev.segs = 1;
+    submit(&ev);
+    Ok(())
 }

@@ -5,21 +5,22 @@
 //! per-socket log2 histogram in the `RTT` map, which user space reads
 //! periodically. Attached only when a view asks for RTT (`--rtt`).
 //!
-//! match-tracepoint: tcp:tcp_probe
-//!   (saddr[28], daddr[28], sport, dport, family, ..., srtt (µs, 5.x+:
-//!    `tp->srtt_us >> 3`), ..., skaddr).
+//! match-tracepoint: tcp:tcp_probe (`srtt` in µs since 5.x:
+//! `tp->srtt_us >> 3`). The fields it needs and reads are its row of the
+//! hook table (`tracer/src/hooks/table.rs`).
 
 use aya_ebpf::{
     macros::{map, tracepoint},
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use tracer_common::{RTT_SLOTS, RttHist, TpOffsets};
+use tracer_common::{RTT_SLOTS, RttHist, TpOffsets, hook, log2_slot};
 
-use crate::emit::{field, wanted};
+use crate::emit::{Outcome, done, field, opt_field, want, wanted};
+use crate::global::Global;
 
 #[unsafe(no_mangle)]
-static PROBE_TP: TpOffsets = TpOffsets::ABSENT;
+static PROBE_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 
 /// Histograms by socket address; LRU so that sockets whose close we did not
 /// clean up make room by themselves.
@@ -28,35 +29,30 @@ static RTT: LruHashMap<u64, RttHist> = LruHashMap::with_max_entries(65536, 0);
 
 /// Non-zero when user space attached `tcp_probe` (set at load).
 #[unsafe(no_mangle)]
-static RTT_ON: u8 = 0;
+static RTT_ON: Global<u8> = Global::new(0);
 
 /// Drops the histogram of a socket address that is starting a new life.
 #[inline(always)]
 pub fn forget(sk: u64) {
-    // SAFETY: a plain global that user space rewrites before load.
-    if unsafe { core::ptr::read_volatile(&RTT_ON) } != 0 {
+    if RTT_ON.load() != 0 {
         let _ = RTT.remove(sk);
     }
 }
 
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
-    let _ = try_probe(&ctx);
-    0
+    done(hook::PROBE, try_probe(&ctx))
 }
 
-fn try_probe(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&PROBE_TP) };
+fn try_probe(ctx: &TracePointContext) -> Outcome {
+    let off = PROBE_TP.load();
     let sport = field::<u16>(ctx, off.sport)?;
     let dport = field::<u16>(ctx, off.dport)?;
-    let family = field::<u16>(ctx, off.family).unwrap_or(0);
-    if !wanted(family, sport, dport) {
-        return None;
-    }
+    let family = opt_field::<u16>(ctx, off.family)?.unwrap_or(0);
+    want(wanted(family, sport, dport))?;
     let sk = field::<u64>(ctx, off.skaddr)?;
     let srtt = field::<u32>(ctx, off.srtt)?;
-    let slot = ((32 - srtt.leading_zeros()) as usize).min(RTT_SLOTS - 1);
+    let slot = log2_slot(u64::from(srtt), RTT_SLOTS);
     match RTT.get_ptr_mut(sk) {
         Some(h) => {
             // tcp_probe runs in tcp_rcv_established with the socket locked,
@@ -82,5 +78,5 @@ fn try_probe(ctx: &TracePointContext) -> Option<()> {
             let _ = RTT.insert(sk, h, 0);
         }
     }
-    Some(())
+    Ok(())
 }

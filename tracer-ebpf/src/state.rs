@@ -1,57 +1,55 @@
 //! TCP state transitions.
 //!
-//! match-tracepoint: sock:inet_sock_set_state
-//!   (skaddr, oldstate, newstate, sport, dport, family, protocol,
-//!    saddr[4], daddr[4], saddr_v6[16], daddr_v6[16]); since Linux 4.16.
-//! Offsets come from the format file through `STATE_TP`.
+//! match-tracepoint: sock:inet_sock_set_state (since Linux 4.16); the
+//! fields it needs and reads are its row of the hook table
+//! (`tracer/src/hooks/table.rs`). Offsets come from the format file through
+//! `STATE_TP`.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::{IPPROTO_TCP, TpOffsets, WireEvent, kind};
+use tracer_common::{IPPROTO_TCP, TpOffsets, hook, kind};
 
+use crate::global::Global;
 use crate::{
     connect,
-    emit::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, field, flow_event, submit, wanted_state},
+    emit::{
+        Outcome, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_event, opt_field, submit,
+        want, wanted_state,
+    },
     rtt,
 };
 
 #[unsafe(no_mangle)]
-static STATE_TP: TpOffsets = TpOffsets::ABSENT;
+static STATE_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_state(&ctx);
-    0
+    done(hook::STATE, try_state(&ctx))
 }
 
-fn try_state(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: a plain global that user space rewrites before load.
-    let off = unsafe { core::ptr::read_volatile(&STATE_TP) };
+fn try_state(ctx: &TracePointContext) -> Outcome {
+    let off = STATE_TP.load();
     // Also fires for SCTP and MPTCP sockets.
-    if let Some(proto) = field::<u16>(ctx, off.protocol)
-        && proto != IPPROTO_TCP
-    {
-        return None;
+    if let Some(proto) = opt_field::<u16>(ctx, off.protocol)? {
+        want(proto == IPPROTO_TCP)?;
     }
-    let oldstate = field::<i32>(ctx, off.oldstate)? as u8;
-    let newstate = field::<i32>(ctx, off.newstate)? as u8;
-    let listener = oldstate == TCP_LISTEN || newstate == TCP_LISTEN;
-    if !listener && !wanted_state(newstate) {
-        return None;
-    }
-    let mut ev: WireEvent = flow_event(ctx, &off, kind::STATE, listener)?;
+    let old_state = field::<i32>(ctx, off.oldstate)? as u8;
+    let state = field::<i32>(ctx, off.newstate)? as u8;
+    let listener = old_state == TCP_LISTEN || state == TCP_LISTEN;
+    want(listener || wanted_state(state))?;
+    let mut ev = flow_event(ctx, &off, kind::STATE, hook::STATE, listener)?;
     let skaddr = field::<u64>(ctx, off.skaddr)?;
-    if newstate == TCP_SYN_SENT {
+    if state == TCP_SYN_SENT {
         // In process context of connect(): tell a pending connect its socket.
         connect::bind_socket(skaddr);
     }
-    if oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate != TCP_CLOSE) {
+    if old_state == TCP_CLOSE || (old_state == TCP_LISTEN && state != TCP_CLOSE) {
         // A new socket (or a new life of one) at this address: its RTT
         // histogram starts empty.
         rtt::forget(skaddr);
     }
     ev.skaddr = skaddr;
-    ev.oldstate = oldstate;
-    ev.newstate = newstate;
+    ev.old_state = old_state;
+    ev.state = state;
     submit(&ev);
-    Some(())
+    Ok(())
 }

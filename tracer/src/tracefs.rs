@@ -158,36 +158,97 @@ impl Format {
     }
 
     /// The offsets the kernel programs read, by the names the kernel's TCP
-    /// and socket tracepoints use.
+    /// and socket tracepoints use (see [`TpField::format_names`]).
     pub fn offsets(&self) -> TpOffsets {
-        let state = self.offset("newstate", 4);
-        TpOffsets {
-            skaddr: self.offset("skaddr", 8),
-            oldstate: self.offset("oldstate", 4),
-            newstate: if state == ABSENT {
-                self.offset("state", 4)
-            } else {
-                state
-            },
-            sport: self.offset("sport", 2),
-            dport: self.offset("dport", 2),
-            family: self.offset("family", 2),
-            protocol: self.offset("protocol", 2),
-            saddr: self.offset("saddr", 4),
-            daddr: self.offset("daddr", 4),
-            saddr_v6: self.offset("saddr_v6", 16),
-            daddr_v6: self.offset("daddr_v6", 16),
-            err: self.offset("err", 4),
-            uservaddr: self.offset("uservaddr", 8),
-            ret: self.offset("ret", 8),
-            skbaddr: self.offset("skbaddr", 8),
-            sa_saddr: self.offset("saddr", 28),
-            sa_daddr: self.offset("daddr", 28),
-            reason: self.offset("reason", 4),
-            error: self.offset("error", 4),
-            srtt: self.offset("srtt", 4),
-            _pad: [0; 4],
+        let mut o = TpOffsets::ABSENT;
+        for f in TpField::ALL {
+            let off = f
+                .format_names()
+                .iter()
+                .map(|&(name, size)| self.offset(name, size))
+                .find(|&off| off != ABSENT)
+                .unwrap_or(ABSENT);
+            f.set(&mut o, off);
         }
+        o
+    }
+}
+
+/// Declares [`TpField`]: each field of [`TpOffsets`] with the names and sizes
+/// it has in format files (the first present one wins).
+macro_rules! fields {
+    ($($variant:ident $member:ident [$(($name:literal, $size:literal)),+]),+ $(,)?) => {
+        /// A field of a tracepoint record that a kernel program reads: one
+        /// member of [`TpOffsets`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum TpField {
+            $($variant),+
+        }
+
+        impl TpField {
+            pub const ALL: &[TpField] = &[$(TpField::$variant),+];
+
+            /// The member of [`TpOffsets`], as messages name the field.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(TpField::$variant => stringify!($member)),+
+                }
+            }
+
+            /// `(name, size)` of the field in a format file, in order of
+            /// preference.
+            pub fn format_names(self) -> &'static [(&'static str, u16)] {
+                match self {
+                    $(TpField::$variant => &[$(($name, $size)),+]),+
+                }
+            }
+
+            /// Its offset in `o`.
+            pub fn get(self, o: &TpOffsets) -> u16 {
+                match self {
+                    $(TpField::$variant => o.$member),+
+                }
+            }
+
+            fn set(self, o: &mut TpOffsets, off: u16) {
+                match self {
+                    $(TpField::$variant => o.$member = off),+
+                }
+            }
+        }
+    };
+}
+
+fields! {
+    Skaddr skaddr [("skaddr", 8)],
+    Oldstate oldstate [("oldstate", 4)],
+    // `newstate` of inet_sock_set_state, `state` of the TCP tracepoints.
+    Newstate newstate [("newstate", 4), ("state", 4)],
+    Sport sport [("sport", 2)],
+    Dport dport [("dport", 2)],
+    Family family [("family", 2)],
+    Protocol protocol [("protocol", 2)],
+    Saddr saddr [("saddr", 4)],
+    Daddr daddr [("daddr", 4)],
+    SaddrV6 saddr_v6 [("saddr_v6", 16)],
+    DaddrV6 daddr_v6 [("daddr_v6", 16)],
+    Err err [("err", 4)],
+    Uservaddr uservaddr [("uservaddr", 8)],
+    Ret ret [("ret", 8)],
+    Skbaddr skbaddr [("skbaddr", 8)],
+    // The same names as `saddr`/`daddr`, as sockaddr_in6 blobs (6.x
+    // tcp_send_reset, tcp_probe).
+    SaSaddr sa_saddr [("saddr", 28)],
+    SaDaddr sa_daddr [("daddr", 28)],
+    Reason reason [("reason", 4)],
+    Error error [("error", 4)],
+    Srtt srtt [("srtt", 4)],
+}
+
+impl TpField {
+    /// Size in bytes of what the kernel program reads.
+    pub fn size(self) -> u16 {
+        self.format_names()[0].1
     }
 }
 
@@ -313,6 +374,23 @@ mod tests {
         .unwrap()
         .offsets();
         assert_eq!((e.error, e.protocol, e.sport, e.saddr_v6), (8, 18, 12, 28));
+    }
+
+    #[test]
+    fn every_offset_is_one_tp_field() {
+        // Give each field a distinct offset: every u16 of TpOffsets but the
+        // padding must then be set, and read back through its own field.
+        let mut o = TpOffsets::ABSENT;
+        for (i, f) in TpField::ALL.iter().enumerate() {
+            f.set(&mut o, i as u16);
+        }
+        for (i, f) in TpField::ALL.iter().enumerate() {
+            assert_eq!(f.get(&o), i as u16, "{f:?}");
+        }
+        // SAFETY: TpOffsets is plain u16s without padding bytes.
+        let words: [u16; 24] = unsafe { std::mem::transmute(o) };
+        assert!(words[..20].iter().all(|&w| w != ABSENT), "{words:?}");
+        assert_eq!(TpField::ALL.len(), 20);
     }
 
     #[test]

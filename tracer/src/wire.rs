@@ -1,11 +1,12 @@
 //! Decoding of kernel wire records into [`Event`]s: validation of kinds and
 //! states, address families (including IPv4 stored as v4-mapped IPv6 by
-//! kernels whose tracepoints lack `family`), and comm.
+//! kernels whose tracepoints lack `family`), and comm. Kinds are numbered
+//! as in the binary recording frames (`tracer_common::kind`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
-use tracer_common::{AF_INET, AF_INET6, WireEvent, kind};
+use tracer_common::{AF_INET, AF_INET6, NO_REASON, WireEvent, hook, kind};
 
 use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
 
@@ -37,12 +38,14 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
     let state = |s: u8| TcpState::try_from(s).map_err(DecodeError::State);
     let kind = match w.kind {
         kind::STATE => EventKind::State {
-            old: state(w.oldstate)?,
-            new: state(w.newstate)?,
+            old: state(w.old_state)?,
+            new: state(w.state)?,
         },
         kind::RETRANS => {
-            let st = state(w.newstate)?;
-            let kind = if st == TcpState::SynSent {
+            let st = state(w.state)?;
+            let kind = if w.hook == hook::RETRANSMIT_SYNACK {
+                RetransKind::SynAck
+            } else if st == TcpState::SynSent {
                 RetransKind::Syn
             } else {
                 RetransKind::Data
@@ -50,21 +53,21 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
             EventKind::Retrans {
                 state: st,
                 kind,
-                segs: segs(w.ret),
+                // 0: unknown.
+                segs: (w.segs > 0).then_some(w.segs),
             }
         }
-        kind::RETRANS_SYNACK => EventKind::Retrans {
-            state: state(w.newstate)?,
-            kind: RetransKind::SynAck,
-            segs: Some(1),
+        kind::CONNECT_ERROR => EventKind::ConnectError {
+            errno: i32::from(w.errno),
         },
-        kind::CONNECT => EventKind::ConnectError { errno: -w.ret },
         kind::RESET_SENT => EventKind::ResetSent {
-            state: TcpState::try_from(w.newstate).ok(),
-            reason: u32::try_from(w.ret).ok(),
+            state: TcpState::try_from(w.state).ok(),
+            reason: (w.reason != NO_REASON).then_some(w.reason),
         },
         kind::RESET_RECV => EventKind::ResetRecv,
-        kind::SOCK_ERROR => EventKind::SockError { errno: w.ret },
+        kind::SOCK_ERROR => EventKind::SockError {
+            errno: i32::from(w.errno),
+        },
         k => return Err(DecodeError::Kind(k)),
     };
     Ok(Event {
@@ -78,16 +81,11 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
             rport: w.dport,
         },
         task: Owner {
-            pid: (w.pid_tgid >> 32) as u32,
+            pid: w.pid,
             comm: Comm::from_bytes(&w.comm),
         },
         kind,
     })
-}
-
-/// Segment count of a retransmit record: 0 means unknown.
-fn segs(raw: i32) -> Option<u16> {
-    u16::try_from(raw).ok().filter(|&n| n > 0)
 }
 
 fn addresses(w: &WireEvent) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
@@ -120,19 +118,39 @@ mod tests {
         WireEvent {
             ts_ns: 42,
             skaddr: 0xffff_8880_1234_5678,
-            pid_tgid: (1234u64 << 32) | 1240,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
             saddr: [0; 16],
             daddr: [0; 16],
+            pid: 1234,
+            reason: 0,
             sport: 43210,
             dport: 443,
+            segs: 0,
+            errno: 0,
             kind,
+            hook: match kind {
+                kind::STATE => hook::STATE,
+                kind::RETRANS => hook::RETRANSMIT_SKB,
+                kind::RESET_SENT => hook::SEND_RESET,
+                kind::RESET_RECV => hook::RECEIVE_RESET,
+                kind::SOCK_ERROR => hook::ERROR_REPORT,
+                _ => hook::CONNECT_EXIT,
+            },
             family,
-            oldstate: 7,
-            newstate: 2,
-            ret: 0,
-            _pad: [0; 4],
+            old_state: 7,
+            state: 2,
+            _pad: 0,
+            _pad2: 0,
         }
+    }
+
+    /// A SYN-ACK retransmit record, as `tcp_retransmit_synack` sends it.
+    fn synack() -> WireEvent {
+        let mut w = record(kind::RETRANS, 2);
+        w.hook = hook::RETRANSMIT_SYNACK;
+        w.state = 3;
+        w.segs = 1;
+        w
     }
 
     #[test]
@@ -161,8 +179,8 @@ mod tests {
         let mut w = record(kind::RETRANS, 10);
         w.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
         w.daddr = Ipv6Addr::LOCALHOST.octets();
-        w.newstate = 1;
-        w.ret = 0;
+        w.state = 1;
+        w.segs = 0;
         let e = decode(&w).unwrap();
         assert_eq!(e.tuple.family, Family::V6);
         assert_eq!(e.tuple.laddr.to_string(), "2001:db8::1");
@@ -188,7 +206,7 @@ mod tests {
 
     #[test]
     fn syn_retransmit_is_told_by_state() {
-        let w = record(kind::RETRANS, 2); // newstate 2 = SYN_SENT
+        let w = record(kind::RETRANS, 2); // state 2 = SYN_SENT
         let e = decode(&w).unwrap();
         assert!(matches!(
             e.kind,
@@ -197,7 +215,7 @@ mod tests {
                 ..
             }
         ));
-        let e = decode(&record(kind::RETRANS_SYNACK, 2)).unwrap();
+        let e = decode(&synack()).unwrap();
         assert!(matches!(
             e.kind,
             EventKind::Retrans {
@@ -210,14 +228,14 @@ mod tests {
     #[test]
     fn retransmit_segment_counts() {
         let mut w = record(kind::RETRANS, 2);
-        w.newstate = 1;
-        w.ret = 2;
+        w.state = 1;
+        w.segs = 2;
         assert!(matches!(
             decode(&w).unwrap().kind,
             EventKind::Retrans { segs: Some(2), .. }
         ));
         assert!(matches!(
-            decode(&record(kind::RETRANS_SYNACK, 2)).unwrap().kind,
+            decode(&synack()).unwrap().kind,
             EventKind::Retrans { segs: Some(1), .. }
         ));
     }
@@ -227,7 +245,7 @@ mod tests {
         assert_eq!(read_record(&[0; 10]), Err(DecodeError::Size(10)));
         assert_eq!(decode(&record(99, 2)), Err(DecodeError::Kind(99)));
         let mut w = record(kind::STATE, 2);
-        w.newstate = 40;
+        w.state = 40;
         assert_eq!(decode(&w), Err(DecodeError::State(40)));
         assert_eq!(decode(&record(kind::STATE, 7)), Err(DecodeError::Family(7)));
     }
@@ -235,8 +253,8 @@ mod tests {
     #[test]
     fn resets_and_errors() {
         let mut w = record(kind::RESET_SENT, 2);
-        w.newstate = 0;
-        w.ret = 1;
+        w.state = 0;
+        w.reason = 1;
         assert_eq!(
             decode(&w).unwrap().kind,
             EventKind::ResetSent {
@@ -244,8 +262,8 @@ mod tests {
                 reason: Some(1)
             }
         );
-        w.newstate = 1;
-        w.ret = -1;
+        w.state = 1;
+        w.reason = NO_REASON;
         assert_eq!(
             decode(&w).unwrap().kind,
             EventKind::ResetSent {
@@ -258,7 +276,7 @@ mod tests {
             EventKind::ResetRecv
         );
         let mut w = record(kind::SOCK_ERROR, 10);
-        w.ret = 111;
+        w.errno = 111;
         assert_eq!(
             decode(&w).unwrap().kind,
             EventKind::SockError { errno: 111 }
@@ -267,8 +285,8 @@ mod tests {
 
     #[test]
     fn connect_error_is_positive_errno() {
-        let mut w = record(kind::CONNECT, 2);
-        w.ret = -111;
+        let mut w = record(kind::CONNECT_ERROR, 2);
+        w.errno = 111;
         assert_eq!(
             decode(&w).unwrap().kind,
             EventKind::ConnectError { errno: 111 }

@@ -13,7 +13,10 @@ use aya::{
     programs::{FExit, KProbe},
 };
 
-use super::{CONNECT_ENTER, CONNECT_EXIT, HookStatus, attach_tracepoint};
+use super::{
+    HookStatus, attach_tracepoint,
+    table::{Attach, Hook},
+};
 
 /// A way of seeing what `connect()` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +57,7 @@ pub fn attach(
             ConnectPlan::Fexit => attach_fexit(bpf),
             ConnectPlan::Kprobe => attach_kprobes(bpf),
             ConnectPlan::Syscalls => match &syscalls_ready {
-                Ok(()) => attach_tracepoint(bpf, CONNECT_ENTER)
-                    .and_then(|()| attach_tracepoint(bpf, CONNECT_EXIT)),
+                Ok(()) => Hook::of_plan(plan).try_for_each(|h| attach_tracepoint(bpf, h)),
                 Err(e) => Err(anyhow::anyhow!("{e}")),
             },
         };
@@ -75,18 +77,9 @@ pub fn attach(
     (None, tried)
 }
 
-/// Programs of a plan.
-fn programs(plan: ConnectPlan) -> &'static [&'static str] {
-    match plan {
-        ConnectPlan::Fexit => &["fexit_tcp_v4_connect", "fexit_tcp_v6_connect"],
-        ConnectPlan::Kprobe => &["kprobe_tcp_connect", "kretprobe_tcp_connect"],
-        ConnectPlan::Syscalls => &["sys_enter_connect", "sys_exit_connect"],
-    }
-}
-
 fn unload(bpf: &mut Ebpf, plan: ConnectPlan) {
-    for name in programs(plan) {
-        if let Some(p) = bpf.program_mut(name) {
+    for hook in Hook::of_plan(plan) {
+        if let Some(p) = bpf.program_mut(hook.program) {
             // Unloading detaches every link; a program never loaded just errors.
             let _ = match p {
                 aya::programs::Program::FExit(p) => p.unload(),
@@ -114,13 +107,13 @@ fn hint(plan: ConnectPlan, e: &anyhow::Error) -> &'static str {
 
 fn attach_fexit(bpf: &mut Ebpf) -> Result<()> {
     let btf = Btf::from_sys_fs().context("no kernel BTF")?;
-    for (prog, func) in [
-        ("fexit_tcp_v4_connect", "tcp_v4_connect"),
-        ("fexit_tcp_v6_connect", "tcp_v6_connect"),
-    ] {
+    for hook in Hook::of_plan(ConnectPlan::Fexit) {
+        let Attach::Fexit(func) = hook.attach else {
+            continue;
+        };
         let p: &mut FExit = bpf
-            .program_mut(prog)
-            .with_context(|| format!("no program {prog}"))?
+            .program_mut(hook.program)
+            .with_context(|| format!("no program {}", hook.program))?
             .try_into()?;
         p.load(func, &btf)
             .with_context(|| format!("loading fexit on {func}"))?;
@@ -131,14 +124,18 @@ fn attach_fexit(bpf: &mut Ebpf) -> Result<()> {
 }
 
 fn attach_kprobes(bpf: &mut Ebpf) -> Result<()> {
-    for prog in ["kprobe_tcp_connect", "kretprobe_tcp_connect"] {
+    for hook in Hook::of_plan(ConnectPlan::Kprobe) {
+        let (Attach::Kprobe(funcs) | Attach::Kretprobe(funcs)) = hook.attach else {
+            continue;
+        };
+        let prog = hook.program;
         let p: &mut KProbe = bpf
             .program_mut(prog)
             .with_context(|| format!("no program {prog}"))?
             .try_into()?;
         p.load().with_context(|| format!("loading {prog}"))?;
-        for func in ["tcp_v4_connect", "tcp_v6_connect"] {
-            p.attach(func, 0)
+        for func in funcs {
+            p.attach(*func, 0)
                 .with_context(|| format!("attaching {prog} to {func}"))?;
         }
     }

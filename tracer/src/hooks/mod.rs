@@ -1,11 +1,14 @@
 //! Loading the kernel programs and attaching them: the embedded object, the
-//! privilege check, the tracefs offsets handed over as globals, and the hook
-//! plan (which programs are attached, and which connect hooks this kernel
-//! accepts).
+//! privilege check and locked-memory limit, the tracefs offsets handed over
+//! as globals, and the hook plan. Which programs exist, what needs them and
+//! what they read is the one table of hooks ([`table::HOOKS`]); the connect
+//! plan tries its rows in turn ([`connect`]). The loaded [`Probe`] also
+//! reports the kernel's per-hook count of unreadable fields.
 
 pub mod connect;
 mod misses;
 mod privileges;
+pub mod table;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
@@ -13,13 +16,11 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{KernelFilter, TpOffsets, names};
+use tracer_common::{KernelFilter, SKB_OFFSET_MASK, TpOffsets, hook, names};
 
-use crate::{
-    event::TcpState,
-    tracefs::{self, Format},
-};
+use crate::{event::TcpState, tracefs};
 pub use connect::ConnectPlan;
+pub use table::{Attach, HOOKS, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000
 /// events/s (96 bytes each with the ring's header) about 60 ms of events,
@@ -28,106 +29,6 @@ pub const RING_BYTES: u32 = 4 << 20;
 
 /// The kernel programs, built by `tracer/build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
-
-/// A tracepoint tcptrace uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tp {
-    pub group: &'static str,
-    pub name: &'static str,
-    /// Name of the program in the object, and of its offsets global.
-    pub program: &'static str,
-    pub global: &'static str,
-}
-
-pub const STATE: Tp = Tp {
-    group: "sock",
-    name: "inet_sock_set_state",
-    program: "inet_sock_set_state",
-    global: names::STATE_TP,
-};
-pub const RETRANS: Tp = Tp {
-    group: "tcp",
-    name: "tcp_retransmit_skb",
-    program: "tcp_retransmit_skb",
-    global: names::RETRANS_TP,
-};
-pub const SYNACK: Tp = Tp {
-    group: "tcp",
-    name: "tcp_retransmit_synack",
-    program: "tcp_retransmit_synack",
-    global: names::SYNACK_TP,
-};
-pub const SEND_RESET: Tp = Tp {
-    group: "tcp",
-    name: "tcp_send_reset",
-    program: "tcp_send_reset",
-    global: names::SEND_RESET_TP,
-};
-pub const RECV_RESET: Tp = Tp {
-    group: "tcp",
-    name: "tcp_receive_reset",
-    program: "tcp_receive_reset",
-    global: names::RECV_RESET_TP,
-};
-pub const ERROR_REPORT: Tp = Tp {
-    group: "sock",
-    name: "inet_sk_error_report",
-    program: "inet_sk_error_report",
-    global: names::ERROR_TP,
-};
-pub const PROBE: Tp = Tp {
-    group: "tcp",
-    name: "tcp_probe",
-    program: "tcp_probe",
-    global: names::PROBE_TP,
-};
-pub const CONNECT_ENTER: Tp = Tp {
-    group: "syscalls",
-    name: "sys_enter_connect",
-    program: "sys_enter_connect",
-    global: names::CONNECT_ENTER_TP,
-};
-pub const CONNECT_EXIT: Tp = Tp {
-    group: "syscalls",
-    name: "sys_exit_connect",
-    program: "sys_exit_connect",
-    global: names::CONNECT_EXIT_TP,
-};
-
-/// Fields a tracepoint cannot do without, by the names of [`TpOffsets`].
-fn required(tp: Tp, o: &TpOffsets) -> Vec<&'static str> {
-    use tracer_common::ABSENT;
-    let need: Vec<(&str, u16)> = match tp {
-        STATE => vec![
-            ("skaddr", o.skaddr),
-            ("sport", o.sport),
-            ("dport", o.dport),
-            ("oldstate", o.oldstate),
-            ("newstate", o.newstate),
-        ],
-        // The reset may carry sockaddr blobs (6.x) or ports (older).
-        SEND_RESET if o.sa_saddr != ABSENT => vec![("daddr", o.sa_daddr)],
-        ERROR_REPORT => vec![
-            ("error", o.error),
-            ("protocol", o.protocol),
-            ("sport", o.sport),
-            ("dport", o.dport),
-        ],
-        PROBE => vec![
-            ("skaddr", o.skaddr),
-            ("srtt", o.srtt),
-            ("sport", o.sport),
-            ("dport", o.dport),
-        ],
-        CONNECT_ENTER => vec![("uservaddr", o.uservaddr)],
-        CONNECT_EXIT => vec![("ret", o.ret)],
-        _ => vec![("sport", o.sport), ("dport", o.dport), ("skaddr", o.skaddr)],
-    };
-    need.into_iter()
-        .filter(|&(_, off)| off == ABSENT)
-        .map(|(n, _)| n)
-        .collect()
-}
 
 /// Which families of hooks a view needs (state transitions always).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,7 +109,9 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Loads the object with `filter` and attaches what `wants` asks for.
+    /// Loads the object with `filter` and attaches what `wants` asks for:
+    /// the rows of [`HOOKS`] the wants need, then the first connect plan
+    /// this kernel accepts.
     pub fn load(mut filter: KernelFilter, wants: Wants, ring_bytes: u32) -> Result<Self> {
         filter.state_mask = wants.state_mask();
         if OBJECT.is_empty() {
@@ -217,38 +120,29 @@ impl Probe {
             );
         }
         privileges::check()?;
+        let memlock = privileges::raise_memlock();
         let root = tracefs::ensure_mounted()?;
-        let mut tps = vec![STATE];
-        if wants.retrans {
-            tps.extend([RETRANS, SYNACK]);
-        }
-        if wants.resets {
-            tps.extend([SEND_RESET, RECV_RESET]);
-        }
-        if wants.errors {
-            tps.push(ERROR_REPORT);
-        }
-        if wants.rtt {
-            tps.push(PROBE);
-        }
         let mut offsets = Vec::new();
         let mut reset_reasons = Vec::new();
-        for tp in &tps {
-            let f = tracefs::read_format(&root, tp.group, tp.name)?;
-            if *tp == SEND_RESET {
+        for hook in Hook::wanted(&wants) {
+            let Attach::Tracepoint {
+                group,
+                name,
+                offsets: global,
+            } = hook.attach
+            else {
+                continue;
+            };
+            let f = tracefs::read_format(&root, group, name)?;
+            if hook.id == hook::SEND_RESET {
                 reset_reasons = f.symbols("reason");
             }
-            let o = f.offsets();
-            let missing = required(*tp, &o);
-            if !missing.is_empty() {
-                bail!(
-                    "tracepoint {}:{} on this kernel lacks the field(s) {}; this kernel's layout is not supported",
-                    tp.group,
-                    tp.name,
-                    missing.join(", ")
-                );
-            }
-            offsets.push((tp.global, o));
+            let o = hook.offsets(&f).map_err(|e| {
+                anyhow::anyhow!(
+                    "tracepoint {group}:{name} on this kernel {e}; this kernel's layout is not supported"
+                )
+            })?;
+            offsets.push((global, o));
         }
         // The syscall fallback of the connect plan: optional.
         let syscall_offsets = if wants.connect {
@@ -275,14 +169,21 @@ impl Probe {
         for (global, o) in &offsets {
             loader.override_global(global, o, true);
         }
-        if let Ok((enter, exit)) = &syscall_offsets {
-            loader.override_global(CONNECT_ENTER.global, enter, true);
-            loader.override_global(CONNECT_EXIT.global, exit, true);
+        if let Ok(syscalls) = &syscall_offsets {
+            for (global, o) in syscalls {
+                loader.override_global(global, o, true);
+            }
         }
         let mut bpf = loader.load(OBJECT).map_err(|e| {
-            anyhow::Error::new(e).context(
-                "the kernel refused tcptrace's BPF maps or programs (is BPF disabled, or are you missing CAP_BPF?)",
-            )
+            let why = match &memlock {
+                Ok(()) => String::new(),
+                Err(limit) => format!(
+                    "; RLIMIT_MEMLOCK is {limit} and could not be raised, and kernels before 5.11 charge BPF maps to it: raise it (`ulimit -l unlimited`, or LimitMEMLOCK=infinity in a systemd unit)"
+                ),
+            };
+            anyhow::Error::new(e).context(format!(
+                "the kernel refused tcptrace's BPF maps or programs (is BPF disabled, or are you missing CAP_BPF?){why}"
+            ))
         })?;
         let mut report = Report {
             reset_reasons,
@@ -297,20 +198,45 @@ impl Probe {
                 result: segs_off.map(drop),
             });
         }
-        for tp in &tps {
-            attach_tracepoint(&mut bpf, *tp)
-                .with_context(|| format!("cannot attach to tracepoint {}:{}", tp.group, tp.name))?;
+        for hook in Hook::wanted(&wants) {
+            attach_tracepoint(&mut bpf, hook)
+                .with_context(|| format!("cannot attach to tracepoint {}", hook.title()))?;
             report.hooks.push(HookStatus {
-                hook: format!("{}:{}", tp.group, tp.name),
+                hook: hook.title(),
                 result: Ok(()),
             });
         }
         if wants.connect {
-            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(|_| ()));
+            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(drop));
             report.hooks.extend(tried);
             report.connect = plan;
         }
         Ok(Self { bpf, report })
+    }
+
+    /// Events the kernel programs skipped, or sent with a field unknown,
+    /// because a field they needed was absent on this kernel or could not
+    /// be read: the sum over hooks and CPUs since load (monotonic).
+    pub fn unreadable_total(&self) -> Result<u64> {
+        Ok(self.unreadable_by_hook()?.iter().map(|(_, n)| n).sum())
+    }
+
+    /// [`Probe::unreadable_total`] by hook, for every row of [`HOOKS`].
+    pub fn unreadable_by_hook(&self) -> Result<Vec<(&'static Hook, u64)>> {
+        let map = self
+            .bpf
+            .map(names::UNREADABLE)
+            .context("the object has no UNREADABLE map")?;
+        let counts = PerCpuArray::<_, u64>::try_from(map)?;
+        HOOKS
+            .iter()
+            .map(|h| {
+                let per_cpu = counts
+                    .get(&u32::from(h.id), 0)
+                    .with_context(|| format!("reading the unreadable count of {}", h.program))?;
+                Ok((h, per_cpu.iter().sum()))
+            })
+            .collect()
     }
 
     /// The ring buffer, taken out of the object.
@@ -352,7 +278,8 @@ pub fn lost_total(lost: &PerCpuArray<MapData, u64>) -> u64 {
     lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
 
-/// Offset from an skb of `TCP_SKB_CB(skb)->tcp_gso_segs`, from kernel BTF.
+/// Offset from an skb of `TCP_SKB_CB(skb)->tcp_gso_segs`, from kernel BTF,
+/// within what the program can address ([`SKB_OFFSET_MASK`]).
 fn skb_segs_offset() -> Result<u32, String> {
     let btf = crate::btf::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
     let cb = btf
@@ -361,34 +288,63 @@ fn skb_segs_offset() -> Result<u32, String> {
     let segs = btf
         .member_offset("tcp_skb_cb", "tcp_gso_segs")
         .ok_or("BTF has no tcp_skb_cb.tcp_gso_segs")?;
-    Ok(cb + segs)
+    checked_skb_offset(cb + segs)
 }
 
-fn syscall_offsets(root: &std::path::Path) -> Result<(TpOffsets, TpOffsets), String> {
-    let read = |tp: Tp| -> Result<TpOffsets, String> {
-        let f: Format = tracefs::read_format(root, tp.group, tp.name).map_err(|e| e.to_string())?;
-        let o = f.offsets();
-        let missing = required(tp, &o);
-        if missing.is_empty() {
-            Ok(o)
-        } else {
-            Err(format!(
-                "{}:{} lacks {}",
-                tp.group,
-                tp.name,
-                missing.join(", ")
-            ))
-        }
+/// `off` if a 2-byte read there stays within [`SKB_OFFSET_MASK`].
+fn checked_skb_offset(off: u32) -> Result<u32, String> {
+    if off + 2 > SKB_OFFSET_MASK + 1 {
+        return Err(format!(
+            "tcp_gso_segs at skb+{off} is beyond the {} bytes tcptrace's program can address",
+            SKB_OFFSET_MASK + 1
+        ));
+    }
+    Ok(off)
+}
+
+/// Offsets of the syscall plan's tracepoints, by global.
+fn syscall_offsets(root: &std::path::Path) -> Result<Vec<(&'static str, TpOffsets)>, String> {
+    Hook::of_plan(ConnectPlan::Syscalls)
+        .map(|hook| {
+            let Attach::Tracepoint {
+                group,
+                name,
+                offsets,
+            } = hook.attach
+            else {
+                return Err(format!("{} is not a tracepoint", hook.program));
+            };
+            let f = tracefs::read_format(root, group, name).map_err(|e| e.to_string())?;
+            let o = hook
+                .offsets(&f)
+                .map_err(|e| format!("{group}:{name} {e}"))?;
+            Ok((offsets, o))
+        })
+        .collect()
+}
+
+pub(crate) fn attach_tracepoint(bpf: &mut Ebpf, hook: &Hook) -> Result<()> {
+    let Attach::Tracepoint { group, name, .. } = hook.attach else {
+        bail!("{} is not a tracepoint program", hook.program);
     };
-    Ok((read(CONNECT_ENTER)?, read(CONNECT_EXIT)?))
-}
-
-pub(crate) fn attach_tracepoint(bpf: &mut Ebpf, tp: Tp) -> Result<()> {
     let prog: &mut TracePoint = bpf
-        .program_mut(tp.program)
-        .with_context(|| format!("the object has no program {}", tp.program))?
+        .program_mut(hook.program)
+        .with_context(|| format!("the object has no program {}", hook.program))?
         .try_into()?;
     prog.load()?;
-    prog.attach(tp.group, tp.name)?;
+    prog.attach(group, name)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skb_offset_bound() {
+        assert_eq!(checked_skb_offset(40 + 4), Ok(44));
+        assert_eq!(checked_skb_offset(4094), Ok(4094));
+        let e = checked_skb_offset(4095).unwrap_err();
+        assert!(e.contains("beyond the 4096 bytes"), "{e}");
+    }
 }

@@ -10,7 +10,7 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 1 | [`MARKER`] |
-//! | 1 | 1 | kind: 1 state, 2 retrans, 3 reset sent, 4 reset received, 5 socket error, 6 connect error |
+//! | 1 | 1 | kind: 1 state, 2 retrans, 3 reset sent, 4 reset received, 5 socket error, 6 connect error (`tracer_common::kind`, which the kernel's records share) |
 //! | 2 | 1 | family: 4 or 6 |
 //! | 3 | 1 | `a`: old state; retransmit state; reset state (0 = none) |
 //! | 4 | 1 | `b`: new state; retransmit kind (0 data, 1 SYN, 2 SYN-ACK) |
@@ -29,6 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
+use tracer_common::kind;
 
 use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
 
@@ -55,16 +56,20 @@ pub enum FrameError {
 pub fn encode(out: &mut Vec<u8>, ev: &Event) {
     let mut f = [0u8; LEN];
     f[0] = MARKER;
-    let (kind, a, b, flags, segs, val) = match ev.kind {
-        EventKind::State { old, new } => (1, old as u8, new as u8, 0, 0, 0),
-        EventKind::Retrans { state, kind, segs } => {
-            let k = match kind {
+    let (k, a, b, flags, segs, val) = match ev.kind {
+        EventKind::State { old, new } => (kind::STATE, old as u8, new as u8, 0, 0, 0),
+        EventKind::Retrans {
+            state,
+            kind: k,
+            segs,
+        } => {
+            let k = match k {
                 RetransKind::Data => 0,
                 RetransKind::Syn => 1,
                 RetransKind::SynAck => 2,
             };
             (
-                2,
+                kind::RETRANS,
                 state as u8,
                 k,
                 u8::from(segs.is_some()),
@@ -73,19 +78,19 @@ pub fn encode(out: &mut Vec<u8>, ev: &Event) {
             )
         }
         EventKind::ResetSent { state, reason } => (
-            3,
+            kind::RESET_SENT,
             state.map_or(0, |s| s as u8),
             0,
             u8::from(reason.is_some()) << 1,
             0,
             reason.unwrap_or(0) as i32,
         ),
-        EventKind::ResetRecv => (4, 0, 0, 0, 0, 0),
-        EventKind::SockError { errno } => (5, 0, 0, 0, 0, errno),
-        EventKind::ConnectError { errno } => (6, 0, 0, 0, 0, errno),
+        EventKind::ResetRecv => (kind::RESET_RECV, 0, 0, 0, 0, 0),
+        EventKind::SockError { errno } => (kind::SOCK_ERROR, 0, 0, 0, 0, errno),
+        EventKind::ConnectError { errno } => (kind::CONNECT_ERROR, 0, 0, 0, 0, errno),
     };
     let t = &ev.tuple;
-    f[1] = kind;
+    f[1] = k;
     f[2] = match t.family {
         Family::V4 => 4,
         Family::V6 => 6,
@@ -140,11 +145,11 @@ pub fn decode(f: &[u8; LEN]) -> Result<Event, FrameError> {
     let (a, b, flags) = (f[3], f[4], f[5]);
     let val = u32_at(16);
     let kind = match f[1] {
-        1 => EventKind::State {
+        kind::STATE => EventKind::State {
             old: state(a)?,
             new: state(b)?,
         },
-        2 => EventKind::Retrans {
+        kind::RETRANS => EventKind::Retrans {
             state: state(a)?,
             kind: match b {
                 0 => RetransKind::Data,
@@ -154,13 +159,13 @@ pub fn decode(f: &[u8; LEN]) -> Result<Event, FrameError> {
             },
             segs: (flags & 1 != 0).then(|| u16_at(10)),
         },
-        3 => EventKind::ResetSent {
+        kind::RESET_SENT => EventKind::ResetSent {
             state: if a == 0 { None } else { Some(state(a)?) },
             reason: (flags & 2 != 0).then_some(val),
         },
-        4 => EventKind::ResetRecv,
-        5 => EventKind::SockError { errno: val as i32 },
-        6 => EventKind::ConnectError { errno: val as i32 },
+        kind::RESET_RECV => EventKind::ResetRecv,
+        kind::SOCK_ERROR => EventKind::SockError { errno: val as i32 },
+        kind::CONNECT_ERROR => EventKind::ConnectError { errno: val as i32 },
         k => return Err(FrameError::Kind(k)),
     };
     let family = match f[2] {
@@ -242,6 +247,49 @@ mod tests {
             rport: 2,
         };
         round_trip(v6);
+    }
+
+    #[test]
+    fn kind_bytes_on_disk_stay_put() {
+        // Recordings on disk carry these values; the kernel's records share
+        // them through tracer_common::kind, which must not renumber them.
+        let base = state_ev(
+            1,
+            2,
+            tuple(3, 4),
+            owner(5, "a"),
+            TcpState::Close,
+            TcpState::Listen,
+        );
+        for (kind, byte) in [
+            (base.kind, 1),
+            (
+                retrans(
+                    1,
+                    2,
+                    tuple(3, 4),
+                    owner(5, "a"),
+                    TcpState::Close,
+                    RetransKind::Data,
+                )
+                .kind,
+                2,
+            ),
+            (
+                EventKind::ResetSent {
+                    state: None,
+                    reason: None,
+                },
+                3,
+            ),
+            (EventKind::ResetRecv, 4),
+            (EventKind::SockError { errno: 1 }, 5),
+            (EventKind::ConnectError { errno: 1 }, 6),
+        ] {
+            let mut v = Vec::new();
+            encode(&mut v, &Event { kind, ..base });
+            assert_eq!(v[1], byte, "{kind:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,79 @@
-//! `tcptrace check`: what this kernel allows and the hook plan chosen.
+//! `tcptrace check`: what this kernel allows, how its tracepoint formats
+//! suit the rows of the hook table, the hook plan chosen, and whether the
+//! programs could read every field they needed during a loopback
+//! connection made as a self-test.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    net::{TcpListener, TcpStream},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::Result;
 use serde_json::json;
 
 use crate::{
     filter::Filter,
-    hooks::{self, Probe, Wants},
+    hooks::{Attach, HOOKS, Hook, Need, Probe, Wants},
     tracefs,
 };
+
+/// What one tracepoint's format says about its row of the table.
+struct FormatCheck {
+    hook: &'static Hook,
+    /// Fields in the record, or why it could not be read.
+    fields: Result<usize, String>,
+    /// Why the record does not suit the program, if it does not.
+    layout: Result<(), String>,
+    /// Fields the program would read that this kernel lacks.
+    absent: Vec<&'static str>,
+}
+
+fn check_formats(root: &Path) -> Vec<FormatCheck> {
+    HOOKS
+        .iter()
+        .filter_map(|hook| {
+            let Attach::Tracepoint { group, name, .. } = hook.attach else {
+                return None;
+            };
+            let format = tracefs::read_format(root, group, name).map_err(|e| e.to_string());
+            let (layout, absent) = match &format {
+                Ok(f) => {
+                    let o = f.offsets();
+                    (
+                        hook.check(&o).map(drop).map_err(|e| e.to_string()),
+                        hook.absent_optional(&o).iter().map(|f| f.name()).collect(),
+                    )
+                }
+                Err(_) => (Ok(()), Vec::new()),
+            };
+            Some(FormatCheck {
+                hook,
+                fields: format.map(|f| f.fields.len()),
+                layout,
+                absent,
+            })
+        })
+        .collect()
+}
+
+/// A loopback connection, closed, then a connect to the closed port (a
+/// reset and a refused connect): the events every attached hook sees on a
+/// healthy host, so that fields a program cannot read show up as counts.
+fn self_test() -> Result<(), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let client = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let (server, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    drop(client);
+    drop(server);
+    drop(listener);
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    // Loopback runs the peer's side in softirq on this CPU, nearly at once.
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
 
 /// Mounts securityfs (where the lockdown mode is shown) if it is not.
 fn mount_securityfs() {
@@ -48,25 +112,10 @@ pub fn run(json_out: bool) -> Result<bool> {
     let root = unsafe { libc::geteuid() } == 0;
     let tracefs = tracefs::ensure_mounted();
 
-    let mut formats = Vec::new();
-    if let Ok(root_dir) = &tracefs {
-        for tp in [
-            hooks::STATE,
-            hooks::RETRANS,
-            hooks::SYNACK,
-            hooks::SEND_RESET,
-            hooks::RECV_RESET,
-            hooks::ERROR_REPORT,
-            hooks::PROBE,
-            hooks::CONNECT_ENTER,
-            hooks::CONNECT_EXIT,
-        ] {
-            let r = tracefs::read_format(root_dir, tp.group, tp.name)
-                .map(|f| f.fields.len())
-                .map_err(|e| e.to_string());
-            formats.push((format!("{}:{}", tp.group, tp.name), r));
-        }
-    }
+    let formats = match &tracefs {
+        Ok(root_dir) => check_formats(root_dir),
+        Err(_) => Vec::new(),
+    };
     let probe = Probe::load(
         Filter::default().kernel(),
         Wants {
@@ -76,6 +125,8 @@ pub fn run(json_out: bool) -> Result<bool> {
         crate::hooks::RING_BYTES,
     );
     let ok = probe.is_ok();
+    let exercised = probe.as_ref().map(|_| self_test());
+    let unreadable = probe.as_ref().map(|p| p.unreadable_by_hook());
 
     if json_out {
         let (hooks, plan, error) = match &probe {
@@ -90,6 +141,15 @@ pub fn run(json_out: bool) -> Result<bool> {
             ),
             Err(e) => (Vec::new(), None, Some(format!("{e:#}"))),
         };
+        let unreadable = match (&exercised, &unreadable) {
+            (Ok(test), Ok(Ok(by_hook))) => json!({
+                "self_test": test.as_ref().err(),
+                "total": by_hook.iter().map(|(_, n)| n).sum::<u64>(),
+                "hooks": by_hook.iter().filter(|(_, n)| *n > 0).map(|(h, n)| json!({"hook": h.title(), "count": n})).collect::<Vec<_>>(),
+            }),
+            (_, Ok(Err(e))) => json!({"error": format!("{e:#}")}),
+            _ => serde_json::Value::Null,
+        };
         let v = json!({
             "type": "check",
             "kernel": kernel,
@@ -97,10 +157,17 @@ pub fn run(json_out: bool) -> Result<bool> {
             "btf": btf,
             "lockdown": lockdown,
             "tracefs": tracefs.as_ref().map(|p| p.display().to_string()).map_err(|e| e.to_string()).ok(),
-            "tracepoints": formats.iter().map(|(n, r)| json!({"name": n, "fields": r.as_ref().ok(), "error": r.as_ref().err()})).collect::<Vec<_>>(),
+            "tracepoints": formats.iter().map(|c| json!({
+                "name": c.hook.title(),
+                "fields": c.fields.as_ref().ok(),
+                "error": c.fields.as_ref().err().or(c.layout.as_ref().err()),
+                "needed_for": c.hook.need.label(),
+                "absent": c.absent,
+            })).collect::<Vec<_>>(),
             "hooks": hooks,
             "connect_plan": plan,
             "core_ok": ok,
+            "unreadable": unreadable,
             "error": error,
         });
         println!("{v}");
@@ -128,10 +195,18 @@ pub fn run(json_out: bool) -> Result<bool> {
         Err(e) => println!("tracefs     FAILED: {e}"),
     }
     println!("\ntracepoint formats");
-    for (name, r) in &formats {
-        match r {
-            Ok(n) => println!("  ok    {name} ({n} fields)"),
-            Err(e) => println!("  MISS  {name}: {e}"),
+    for c in &formats {
+        let name = c.hook.title();
+        let need = c.hook.need.label();
+        match (&c.fields, &c.layout) {
+            (Ok(n), Ok(())) => {
+                println!("  ok    {name} ({n} fields), for {need}");
+                if !c.absent.is_empty() {
+                    println!("          older layout, without {}", c.absent.join(", "));
+                }
+            }
+            (Ok(_), Err(e)) => println!("  MISS  {name} {e}, for {need}"),
+            (Err(e), _) => println!("  MISS  {name}: {e}"),
         }
     }
     println!("\nhooks");
@@ -144,15 +219,41 @@ pub fn run(json_out: bool) -> Result<bool> {
                 }
             }
             println!("\nplan");
-            println!(
-                "  states, retrans: sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_retransmit_synack"
-            );
+            for need in [
+                Need::Always,
+                Need::Retrans,
+                Need::Resets,
+                Need::Errors,
+                Need::Rtt,
+            ] {
+                let titles: Vec<String> = HOOKS
+                    .iter()
+                    .filter(|h| h.need == need)
+                    .map(Hook::title)
+                    .collect();
+                println!("  {}: {}", need.label(), titles.join(", "));
+            }
             match p.report.connect {
                 Some(c) => println!("  connect: {c}"),
                 None => println!("  connect: none of the connect hooks attached"),
             }
         }
         Err(e) => println!("  FAIL  core tracepoints: {e:#}"),
+    }
+    if let (Ok(test), Ok(by_hook)) = (&exercised, &unreadable) {
+        match test {
+            Ok(()) => println!("\nunreadable fields (after a loopback connection as a self-test)"),
+            Err(e) => println!("\nunreadable fields (no self-test: {e})"),
+        }
+        match by_hook {
+            Ok(by_hook) if by_hook.iter().all(|(_, n)| *n == 0) => println!("  none"),
+            Ok(by_hook) => {
+                for (h, n) in by_hook.iter().filter(|(_, n)| *n > 0) {
+                    println!("  {n:<5} {}: events without a field they needed", h.title());
+                }
+            }
+            Err(e) => println!("  FAIL  reading the counters: {e:#}"),
+        }
     }
     Ok(ok)
 }
