@@ -1,8 +1,7 @@
 //! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`),
-//! applied exactly in user space by the pipeline (once, with one rule),
-//! and the coarser pre-filter handed to the kernel programs to cut volume.
-
-use tracer_common::{AF_INET, AF_INET6, KernelFilter};
+//! applied exactly in user space by the pipeline (once, with one rule).
+//! The kernel's coarser pre-filter is derived from it in
+//! [`crate::hooks::kernel_filter`].
 
 use crate::{
     engine::{Annotated, flows::Flow},
@@ -65,25 +64,6 @@ impl Filter {
         }
         true
     }
-
-    /// The kernel pre-filter: a superset of [`Filter::matches`] (it cannot
-    /// see owners, and listeners always pass so accepted sockets can be
-    /// attributed).
-    pub fn kernel(&self) -> KernelFilter {
-        let mut k = KernelFilter::ANY;
-        k.family = match self.family {
-            None => 0,
-            Some(Family::V4) => AF_INET,
-            Some(Family::V6) => AF_INET6,
-        };
-        for p in [self.port, self.lport, self.rport].into_iter().flatten() {
-            if !k.ports[..k.nports as usize].contains(&p) {
-                k.ports[k.nports as usize] = p;
-                k.nports += 1;
-            }
-        }
-        k
-    }
 }
 
 #[cfg(test)]
@@ -140,32 +120,5 @@ mod tests {
             ..Filter::default()
         };
         assert!(!f.matches(&ann(1, 2, None)));
-        assert_eq!(f.kernel().family, AF_INET6);
-    }
-
-    #[test]
-    fn kernel_prefilter_collects_ports() {
-        let f = Filter {
-            port: Some(80),
-            lport: Some(80),
-            rport: Some(443),
-            ..Filter::default()
-        };
-        let k = f.kernel();
-        assert_eq!(k.nports, 2);
-        assert_eq!(&k.ports[..2], &[80, 443]);
-        assert_eq!(Filter::default().kernel(), KernelFilter::ANY);
-    }
-
-    #[test]
-    fn owners_only_state_mask() {
-        use crate::hooks::Wants;
-        let w = Wants {
-            owners_only: true,
-            ..Wants::default()
-        };
-        // SYN_SENT=2, SYN_RECV=3, CLOSE=7, LISTEN=10.
-        assert_eq!(w.state_mask(), (1 << 2) | (1 << 3) | (1 << 7) | (1 << 10));
-        assert_eq!(Wants::FLOWS.state_mask(), 0);
     }
 }

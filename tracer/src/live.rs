@@ -59,6 +59,8 @@ struct Source {
     lost_seen: u64,
     /// Kernel recursion misses at start-up and reported so far.
     nested_seen: u64,
+    /// Events whose fields the kernel would not let us read, reported so far.
+    unreadable_seen: u64,
     rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
     decode_errors: u64,
 }
@@ -76,7 +78,7 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
 async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     let wants = p.wants();
     let mut probe = Probe::load(
-        p.filter().kernel(),
+        p.filter(),
         wants,
         opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
     )?;
@@ -93,6 +95,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         lost: probe.take_lost()?,
         lost_seen: 0,
         nested_seen: hooks::nested_misses(&probe),
+        unreadable_seen: 0,
         rtt: if wants.rtt {
             Some(probe.take_rtt()?)
         } else {
@@ -294,8 +297,9 @@ fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
 }
 
 /// Reports events lost since the last look: those the kernel could not
-/// queue (ring full) and those it skipped because one of our programs was
-/// already running on that CPU.
+/// queue (ring full), those it skipped because one of our programs was
+/// already running on that CPU, and those with fields our programs could
+/// not read.
 fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe) {
     let total = hooks::lost_total(&src.lost);
     let full = total.saturating_sub(src.lost_seen);
@@ -303,7 +307,16 @@ fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe) {
     let nested_total = hooks::nested_misses(probe);
     let nested = nested_total.saturating_sub(src.nested_seen);
     src.nested_seen = src.nested_seen.max(nested_total);
-    for (count, source) in [(full, lost::KERNEL), (nested, lost::KERNEL_NESTED)] {
+    // Layout drift shows up as a number: fields a program needed and
+    // could not read (see `tcptrace check`).
+    let unreadable_total = probe.unreadable_total().unwrap_or(src.unreadable_seen);
+    let unreadable = unreadable_total.saturating_sub(src.unreadable_seen);
+    src.unreadable_seen = src.unreadable_seen.max(unreadable_total);
+    for (count, source) in [
+        (full, lost::KERNEL),
+        (nested, lost::KERNEL_NESTED),
+        (unreadable, lost::UNREADABLE),
+    ] {
         if count > 0 {
             p.push(Input::Lost {
                 source: source.to_string(),

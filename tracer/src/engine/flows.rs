@@ -77,7 +77,7 @@ impl Rtt {
         for (i, &n) in self.slots.iter().enumerate() {
             seen += u64::from(n);
             if seen >= half && n > 0 {
-                return Some(if i == 0 { 0 } else { (1u64 << i) - 1 });
+                return Some(tracer_common::slot_high(i));
             }
         }
         None

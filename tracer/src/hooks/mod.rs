@@ -18,7 +18,11 @@ use aya::{
 };
 use tracer_common::{KernelFilter, SKB_OFFSET_MASK, TpOffsets, hook, names};
 
-use crate::{event::TcpState, tracefs};
+use crate::{
+    event::{Family, TcpState},
+    filter::Filter,
+    tracefs,
+};
 pub use connect::ConnectPlan;
 pub use table::{Attach, HOOKS, Hook, Need};
 
@@ -102,6 +106,30 @@ impl Report {
     }
 }
 
+/// The kernel pre-filter for `filter` and a view that `wants` these hooks,
+/// made here and nowhere else: a superset of [`Filter::matches`] (the
+/// kernel cannot see owners, and listeners always pass so accepted sockets
+/// can be attributed), with only the transitions the view needs.
+pub fn kernel_filter(filter: &Filter, wants: &Wants) -> KernelFilter {
+    let mut k = KernelFilter::ANY;
+    k.family = match filter.family {
+        None => 0,
+        Some(Family::V4) => tracer_common::AF_INET,
+        Some(Family::V6) => tracer_common::AF_INET6,
+    };
+    for p in [filter.port, filter.lport, filter.rport]
+        .into_iter()
+        .flatten()
+    {
+        if !k.ports[..k.nports as usize].contains(&p) {
+            k.ports[k.nports as usize] = p;
+            k.nports += 1;
+        }
+    }
+    k.state_mask = wants.state_mask();
+    k
+}
+
 /// The loaded programs and their maps.
 pub struct Probe {
     pub bpf: Ebpf,
@@ -112,8 +140,8 @@ impl Probe {
     /// Loads the object with `filter` and attaches what `wants` asks for:
     /// the rows of [`HOOKS`] the wants need, then the first connect plan
     /// this kernel accepts.
-    pub fn load(mut filter: KernelFilter, wants: Wants, ring_bytes: u32) -> Result<Self> {
-        filter.state_mask = wants.state_mask();
+    pub fn load(filter: &Filter, wants: Wants, ring_bytes: u32) -> Result<Self> {
+        let filter = kernel_filter(filter, &wants);
         if OBJECT.is_empty() {
             bail!(
                 "this tcptrace was built without its kernel programs (AYA_BUILD_SKIP was set); build it with `cargo xtask build`"
@@ -346,5 +374,34 @@ mod tests {
         assert_eq!(checked_skb_offset(4094), Ok(4094));
         let e = checked_skb_offset(4095).unwrap_err();
         assert!(e.contains("beyond the 4096 bytes"), "{e}");
+    }
+
+    #[test]
+    fn kernel_prefilter_from_the_filter_and_the_wants() {
+        let f = Filter {
+            port: Some(80),
+            lport: Some(80),
+            rport: Some(443),
+            family: Some(Family::V6),
+            ..Filter::default()
+        };
+        let k = kernel_filter(&f, &Wants::FLOWS);
+        assert_eq!(k.nports, 2);
+        assert_eq!(&k.ports[..2], &[80, 443]);
+        assert_eq!(k.family, tracer_common::AF_INET6);
+        assert_eq!(
+            kernel_filter(&Filter::default(), &Wants::FLOWS),
+            KernelFilter::ANY
+        );
+        // Owner-only views get the transitions that attribute owners:
+        // SYN_SENT=2, SYN_RECV=3, CLOSE=7, LISTEN=10.
+        let w = Wants {
+            owners_only: true,
+            ..Wants::default()
+        };
+        assert_eq!(
+            kernel_filter(&Filter::default(), &w).state_mask,
+            (1 << 2) | (1 << 3) | (1 << 7) | (1 << 10)
+        );
     }
 }

@@ -117,7 +117,7 @@ pub fn run(json_out: bool) -> Result<bool> {
         Err(_) => Vec::new(),
     };
     let probe = Probe::load(
-        Filter::default().kernel(),
+        &Filter::default(),
         Wants {
             rtt: true,
             ..Wants::FLOWS

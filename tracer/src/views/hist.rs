@@ -67,16 +67,11 @@ impl Group {
     }
 }
 
+// The kernel's RTT histograms use the same slots.
+use tracer_common::{log2_slot, slot_high as hi, slot_low as lo};
+
 fn slot(us: u64) -> usize {
-    ((64 - us.leading_zeros()) as usize).min(SLOTS - 1)
-}
-
-fn lo(i: usize) -> u64 {
-    if i == 0 { 0 } else { 1 << (i - 1) }
-}
-
-fn hi(i: usize) -> u64 {
-    if i == 0 { 0 } else { (1u64 << i) - 1 }
+    log2_slot(us, SLOTS)
 }
 
 pub struct Hist {
