@@ -133,6 +133,29 @@ fn convert(e: &TcpNetEntry) -> (Tuple, TcpState) {
     )
 }
 
+/// Parses the text of a `/proc/net/tcp` or `/proc/net/tcp6` table into
+/// tuples, states and socket inodes (what [`seed`] reads through procfs;
+/// public for the fuzzer, which feeds it arbitrary bytes).
+pub fn parse_table(text: &[u8]) -> Vec<(Tuple, TcpState, u64)> {
+    use procfs::{ExplicitSystemInfo, FromBufReadSI, net::TcpNetEntries};
+    let si = ExplicitSystemInfo {
+        boot_time_secs: 0,
+        ticks_per_second: 100,
+        page_size: 4096,
+        is_little_endian: cfg!(target_endian = "little"),
+    };
+    TcpNetEntries::from_buf_read(text, &si)
+        .map(|t| {
+            t.0.iter()
+                .map(|e| {
+                    let (tuple, state) = convert(e);
+                    (tuple, state, e.inode)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +171,19 @@ mod tests {
             .find(|s| s.tuple.lport == port && s.state == TcpState::Listen)
             .expect("our listener is in /proc/net/tcp");
         assert_eq!(found.owner.map(|o| o.pid), Some(me));
+    }
+
+    #[test]
+    fn parses_a_table() {
+        let text = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0
+";
+        let t = parse_table(text);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].0.lport, t[0].1, t[0].2),
+            (8080, TcpState::Listen, 12345)
+        );
+        assert!(parse_table(b"\xff\x00garbage").is_empty());
     }
 }

@@ -53,7 +53,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
         );
     }
     p.push(Input::Start(Start::of(&header)));
-    let mut last_tick = 0;
+    let mut last_tick: u64 = 0;
     let mut now = 0;
     let mut frame = [0u8; frame::LEN];
     // Records read, the header included.
@@ -100,7 +100,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
         match parsed {
             Line::Event(ev) => {
                 now = now.max(ev.ts_ns);
-                if now >= last_tick + TICK_NS {
+                if now >= last_tick.saturating_add(TICK_NS) {
                     if last_tick != 0 {
                         p.push(Input::Tick(now));
                     }
@@ -347,6 +347,32 @@ mod tests {
         assert!(e.contains("not a tcptrace recording"), "{e}");
         let e = replay_err(&vec![0u8; (MAX_LINE * 3) as usize]);
         assert!(e.contains("longer than 1 MiB"), "{e}");
+    }
+
+    /// Found by the fuzzer: timestamps near the end of time overflowed the
+    /// tick and refresh arithmetic.
+    #[test]
+    fn timestamps_at_the_end_of_time_do_not_overflow() {
+        let mut lines: Vec<String> = LOOPBACK.lines().map(str::to_string).collect();
+        for l in lines.iter_mut().skip(5).step_by(7) {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["type"] == "event" {
+                v["ts_ns"] = serde_json::json!(u64::MAX - 3);
+                *l = v.to_string();
+            }
+        }
+        let input = lines.join("\n");
+        let top = replay_bytes(
+            input.as_bytes(),
+            Top::new(SortBy::Age, 1_000_000_000, 10, false, false),
+            Filter::default(),
+        );
+        assert!(!top.is_empty());
+        replay_bytes(
+            input.as_bytes(),
+            Hist::new(Metric::Handshake, false, Some(1_000_000_000)),
+            Filter::default(),
+        );
     }
 
     #[test]

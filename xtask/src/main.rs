@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup|build|run|test|lint`.
+//! Project tasks: `cargo xtask setup|build|run|test|lint|fuzz|bench`.
 //!
 //! `build`, `run` and `test` run `setup` first when something it installs is
 //! missing, so a fresh machine needs nothing but cargo.
 
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -50,6 +51,12 @@ enum Task {
     },
     /// cargo fmt --check and clippy (user space and kernel crate).
     Lint,
+    /// Fuzz the parsers of untrusted input (installs cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds in all, split between the targets.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Benchmarks against no tracer, bpftrace and libbpf-tools (as root);
     /// writes BENCHMARKS.md and bench/results.json.
     Bench(bench::Opts),
@@ -79,7 +86,16 @@ fn run(task: Task) -> Result<()> {
             let status = cmd.status().context("running tcptrace")?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Task::Test { no_lint, filter } => test(no_lint, filter),
+        Task::Test { no_lint, filter } => {
+            test(no_lint, filter.clone())?;
+            // A short fuzz run of every parser of untrusted input, from the
+            // committed seeds (the whole suite, not a filtered run).
+            if filter.is_none() {
+                fuzz::run(FUZZ_SECONDS_IN_TEST)?;
+            }
+            Ok(())
+        }
+        Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Lint => {
             setup::run(false)?;
             lint()
@@ -91,6 +107,9 @@ fn run(task: Task) -> Result<()> {
         Task::BenchWorker(w) => bench::worker::run(w),
     }
 }
+
+/// How long `test` fuzzes, in all.
+const FUZZ_SECONDS_IN_TEST: u64 = 60;
 
 fn root_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -135,7 +135,7 @@ impl Engine {
             EventKind::SockError { errno } => self.on_sock_error(ev, errno),
             EventKind::ConnectError { errno } => self.on_connect_error(ev, errno, owner),
         }
-        if self.now_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
+        if self.now_ns >= self.last_sweep_ns.saturating_add(SWEEP_EVERY_NS) {
             self.sweep(self.now_ns);
         }
         Annotated {
@@ -287,7 +287,9 @@ impl Engine {
         match (old, new) {
             (SynSent, Established) => self.outcomes.report(success),
             (SynSent, Close) => self.connect_failed(ev),
-            (FinWait2 | Closing, Close) => self.close(ev.sock, ts + self.cfg.time_wait_ns),
+            (FinWait2 | Closing, Close) => {
+                self.close(ev.sock, ts.saturating_add(self.cfg.time_wait_ns));
+            }
             (_, Close) => self.close(ev.sock, ts),
             _ => {}
         }

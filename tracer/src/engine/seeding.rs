@@ -32,7 +32,7 @@ impl Engine {
         }
         if state == TcpState::TimeWait {
             // Its remaining time is unknown: assume a full TIME_WAIT.
-            f.end_ns = Some(now_ns + self.cfg.time_wait_ns).into();
+            f.end_ns = Some(now_ns.saturating_add(self.cfg.time_wait_ns)).into();
             self.evicted += self.retirement.add(f, &self.cfg);
         } else {
             self.seeded.insert(f);

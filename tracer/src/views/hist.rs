@@ -193,7 +193,7 @@ impl View for Hist {
             return;
         };
         let last = *self.last_ns.get_or_insert(now_ns);
-        if now_ns < last + every {
+        if now_ns < last.saturating_add(every) {
             return;
         }
         self.last_ns = Some(now_ns);

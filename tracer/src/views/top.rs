@@ -115,7 +115,7 @@ impl View for Top {
 
     fn on_tick(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
         let last = *self.last_ns.get_or_insert(now_ns);
-        if now_ns < last + self.interval_ns {
+        if now_ns < last.saturating_add(self.interval_ns) {
             return;
         }
         self.last_ns = Some(now_ns);
