@@ -125,6 +125,9 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // know their owners; but on a host with a large TCP table (a TIME_WAIT
     // storm) reading /proc takes a second or more, and events do not wait
     // longer than SEED_HOLD for it: the seeds then join late.
+    if let Some(w) = hooks::privileges::seeding_warning() {
+        eprintln!("tcptrace: warning: {w}");
+    }
     let mut seeding = Some(Seeding::start()?);
     let hold_until = Instant::now() + SEED_HOLD;
     let mut held = Vec::new();

@@ -26,6 +26,10 @@ pub enum TracefsError {
         name: String,
         path: PathBuf,
     },
+    #[error(
+        "cannot read {path}: permission denied (tracefs is usually mode 0700, root's): run tcptrace as root, or grant it CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON"
+    )]
+    Denied { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -39,8 +43,22 @@ pub enum TracefsError {
 /// neither usual place has it.
 pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     for root in ROOTS {
-        if Path::new(root).join("events").is_dir() {
-            return Ok(PathBuf::from(root));
+        let events = Path::new(root).join("events");
+        match fs::read_dir(&events) {
+            Ok(_) => return Ok(PathBuf::from(root)),
+            // Mounted, but not ours to read: mounting again cannot help.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(TracefsError::Denied { path: events });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Out of file descriptors, say: not a missing tracefs.
+            Err(source) if e_is_not_dir(&source) => {}
+            Err(source) => {
+                return Err(TracefsError::Read {
+                    path: events,
+                    source,
+                });
+            }
         }
     }
     let target = c"/sys/kernel/tracing";
@@ -58,6 +76,10 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
         return Err(TracefsError::Mount(std::io::Error::last_os_error()));
     }
     Ok(PathBuf::from(ROOTS[0]))
+}
+
+fn e_is_not_dir(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 /// One `field:` line of a format file.

@@ -7,7 +7,7 @@
 
 pub mod connect;
 mod misses;
-mod privileges;
+pub mod privileges;
 pub mod table;
 
 use anyhow::{Context as _, Result, bail};

@@ -1,29 +1,65 @@
 //! The privilege check done before anything is loaded, so that a missing
-//! capability gets a sentence instead of an EPERM from deep inside aya, and
-//! the locked-memory limit that older kernels charge BPF maps to.
+//! capability or a low file limit gets a sentence instead of an EPERM or
+//! EMFILE from deep inside aya, and the locked-memory limit that older
+//! kernels charge BPF maps to.
 
 use std::fs;
 
 use anyhow::{Result, bail};
 
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Fails with what to do unless we are root or hold CAP_BPF and
-/// CAP_PERFMON (or CAP_SYS_ADMIN).
+/// File descriptors a run needs at most: programs, maps, links, perf
+/// events, the ring, the output, `/proc` while seeding.
+const FDS_NEEDED: u64 = 64;
+
+/// Fails with what to do unless the effective capabilities allow loading
+/// programs (CAP_BPF) and attaching them to tracepoints (CAP_PERFMON), or
+/// CAP_SYS_ADMIN covers both. Root without them (a container, `setpriv`)
+/// is told which one is missing, not handed an EPERM from deep inside the
+/// loader. Also makes sure enough file descriptors can be opened.
 pub fn check() -> Result<()> {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return Ok(());
-    }
     let caps = effective_caps().unwrap_or(0);
+    if let Some(missing) = missing_caps(caps) {
+        // SAFETY: no preconditions.
+        let who = if unsafe { libc::geteuid() } == 0 {
+            "runs as root but lacks"
+        } else {
+            "lacks"
+        };
+        bail!(
+            "tcptrace needs CAP_BPF (to load its kernel programs) and CAP_PERFMON (to attach them to tracepoints), or CAP_SYS_ADMIN; this process {who} {missing}: run it with sudo, or grant the missing capabilities"
+        );
+    }
+    raise_nofile()
+}
+
+/// A warning when sockets from before start-up may lack their owners:
+/// finding a socket's process means reading `/proc/PID/fd`, which the
+/// kernel allows for another user's process only with CAP_SYS_PTRACE.
+pub fn seeding_warning() -> Option<&'static str> {
+    let caps = effective_caps().unwrap_or(0);
+    (caps & (1u64 << CAP_SYS_PTRACE) == 0).then_some(
+        "without CAP_SYS_PTRACE, sockets that existed before start-up and belong to other users' processes show no owner (reading /proc/PID/fd needs it)",
+    )
+}
+
+/// The capabilities `caps` (a CapEff mask) lacks, as words, if any.
+fn missing_caps(caps: u64) -> Option<String> {
     let has = |c: u32| caps & (1u64 << c) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return Ok(());
+        return None;
     }
-    bail!(
-        "tcptrace needs root, or the CAP_BPF and CAP_PERFMON capabilities, to load its kernel programs: run it with sudo"
+    Some(
+        match (has(CAP_BPF), has(CAP_PERFMON)) {
+            (false, false) => "CAP_BPF and CAP_PERFMON",
+            (false, true) => "CAP_BPF",
+            _ => "CAP_PERFMON",
+        }
+        .to_string(),
     )
 }
 
@@ -31,6 +67,35 @@ fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Raises the soft limit on open files to the hard one, and fails with a
+/// sentence when even that is too low (`ulimit -n 12` otherwise surfaces
+/// as a missing tracefs or a missing capability).
+fn raise_nofile() -> Result<()> {
+    // SAFETY: all-zero is a valid rlimit; getrlimit fills it in.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid rlimit for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Ok(());
+    }
+    if r.rlim_cur < r.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            r = raised;
+        }
+    }
+    if r.rlim_cur < FDS_NEEDED {
+        bail!(
+            "tcptrace needs at least {FDS_NEEDED} open files and this process may open {} (`ulimit -n`): raise the limit and try again",
+            r.rlim_cur
+        );
+    }
+    Ok(())
 }
 
 /// Lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF maps against
@@ -97,6 +162,16 @@ fn lift_memlock() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_missing_capability() {
+        let cap = |c: u32| 1u64 << c;
+        assert_eq!(missing_caps(cap(CAP_BPF) | cap(CAP_PERFMON)), None);
+        assert_eq!(missing_caps(cap(CAP_SYS_ADMIN)), None);
+        assert_eq!(missing_caps(cap(CAP_BPF)).as_deref(), Some("CAP_PERFMON"));
+        assert_eq!(missing_caps(cap(CAP_PERFMON)).as_deref(), Some("CAP_BPF"));
+        assert_eq!(missing_caps(0).as_deref(), Some("CAP_BPF and CAP_PERFMON"));
+    }
 
     #[test]
     fn which_kernels_charge_memlock() {
