@@ -1,11 +1,14 @@
 //! tcptrace: watch the Linux TCP stack from inside the kernel.
 //!
-//! The pipeline follows the data: [`hooks`] loads and attaches the kernel
-//! programs (offsets from [`tracefs`] and [`btf`]), [`live`] drains their
-//! ring buffer and [`wire`] decodes records into [`event::Event`]s (or
-//! [`replay`] reads them back from a [`record`]ing); the [`pipeline`] runs
-//! them through the [`engine`] (owners, flows, census, connect outcomes),
-//! the [`filter`] and a [`views`] view into a [`sinks`] output.
+//! The data goes one way, through one door. A source, [`live`] (the
+//! kernel programs [`hooks`] loads, with offsets from [`tracefs`] and
+//! [`btf`], their records decoded by [`wire`], sockets from before start-up
+//! read by [`procnet`]) or [`replay`] (a [`record`]ing), only pushes
+//! [`pipeline::Input`]s into the [`pipeline`]. There the [`engine`] annotates
+//! each [`event::Event`] (owners, flows, census, connect outcomes), the
+//! [`filter`] is applied once, a view of [`views`] says what happened as
+//! typed records, and the output of [`sinks`] renders them (text, JSON
+//! Lines, a recording) and owns the clock, `--count` and lost records.
 
 pub mod btf;
 pub mod cli;
