@@ -189,7 +189,7 @@ impl Output {
     }
 
     /// Time passes: hands over what is formatted, unless that was done
-    /// less than [`FLUSH_EVERY`] ago.
+    /// less than 10 ms (`FLUSH_EVERY`) ago.
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         if self.last_flush.elapsed() >= FLUSH_EVERY {
