@@ -115,6 +115,17 @@ impl Tracer {
             "tcptrace {args:?} did not start: {}",
             t.stderr()
         );
+        // tcptrace prints "watching" a moment before it installs its
+        // SIGINT/SIGTERM handlers; a signal sent in between kills it
+        // without the final flush. Wait until it catches both.
+        let pid = t.pid();
+        assert!(
+            wait_until(Duration::from_secs(5), || catches(
+                pid,
+                &[Signal::SIGINT, Signal::SIGTERM]
+            )),
+            "tcptrace {args:?} said it was watching but does not catch SIGINT and SIGTERM"
+        );
         t
     }
 
@@ -240,6 +251,20 @@ impl Drop for Tracer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` has handlers for all of `signals` (`SigCgt` in
+/// /proc/PID/status: bit N-1 for signal N).
+fn catches(pid: u32, signals: &[Signal]) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    signals.iter().all(|&s| caught & (1 << (s as i32 - 1)) != 0)
 }
 
 /// Reads `from` to its end into `into`, once `gate` (if any) opens.
