@@ -86,3 +86,59 @@ pub fn exists(kind: Kind, id: u32) -> bool {
     );
     false
 }
+
+/// The kernel's `recursion_misses` of program `id` (runs it skipped
+/// because a BPF program was already running on that CPU), or `None` if
+/// the program is gone.
+pub fn recursion_misses(id: u32) -> Option<u64> {
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: as in `exists`.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            Kind::Prog.get_fd_by_id(),
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // `struct bpf_prog_info` up to `attach_btf_id` (232 bytes);
+    // `recursion_misses` is the u64 at byte 208 (Linux 5.12+).
+    let mut info = [0u64; 29];
+    // The `info` member of `union bpf_attr`: bpf_fd, info_len, info.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut get = InfoAttr {
+        bpf_fd: fd as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: BPF_OBJ_GET_INFO_BY_FD (15) writes at most `info_len` bytes
+    // into `info`; both outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            15,
+            &raw mut get,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    // SAFETY: the kernel gave us this fd.
+    unsafe { libc::close(fd as i32) };
+    (rc == 0).then_some(info[26])
+}
+
+/// The sum of `recursion_misses` over the programs `pid` holds.
+pub fn recursion_misses_of(pid: u32) -> u64 {
+    held_by(pid)
+        .into_iter()
+        .filter(|(k, _)| *k == Kind::Prog)
+        .filter_map(|(_, id)| recursion_misses(id))
+        .sum()
+}

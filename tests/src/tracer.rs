@@ -158,20 +158,38 @@ impl Tracer {
         &self,
         what: &str,
         limit: Duration,
-        mut done: impl FnMut(&[Value]) -> bool,
+        done: impl FnMut(&[Value]) -> bool,
     ) -> Vec<Value> {
+        let (ok, recs) = self.settle(limit, done);
+        let tail: Vec<String> = recs
+            .iter()
+            .skip(recs.len().saturating_sub(20))
+            .map(Value::to_string)
+            .collect();
+        assert!(
+            ok,
+            "tcptrace {:?} did not print {what} within {limit:?}; it printed {} records, the last:\n{}\nstderr: {}",
+            self.args,
+            recs.len(),
+            tail.join("\n"),
+            self.stderr()
+        );
+        recs
+    }
+
+    /// Waits at most `limit` until the records printed so far satisfy
+    /// `done`; returns whether they did, and the records.
+    pub fn settle(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> (bool, Vec<Value>) {
         let mut recs = Vec::new();
         let ok = wait_until(limit, || {
             recs = self.records();
             done(&recs)
         });
-        assert!(
-            ok,
-            "tcptrace {:?} did not print {what} within {limit:?}; it printed {recs:#?}\nstderr: {}",
-            self.args,
-            self.stderr()
-        );
-        recs
+        (ok, recs)
     }
 
     /// Sends `sig`, waits for exit, and returns what it printed, as it is.
