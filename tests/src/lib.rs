@@ -1,11 +1,13 @@
 //! Harness for tcptrace's privileged integration tests: private network
-//! namespaces that clean up after themselves, code run inside them on named
-//! threads, nftables rules, the kernel's own counters, and the real
-//! `tcptrace` binary run as a child whose JSON output is collected.
+//! namespaces that clean up after themselves (shared with `cargo xtask
+//! bench`), code run inside them on named threads, nftables rules, the
+//! kernel's own counters, the BPF objects a process holds, and the real
+//! `tcptrace` binary run as a child whose output is watched and collected.
 //!
 //! Every test needs root (BPF and namespaces). Without it a test fails with
 //! a sentence saying so: it never passes silently.
 
+pub mod bpf;
 pub mod netns;
 pub mod tracer;
 
@@ -13,7 +15,8 @@ pub use netns::NetNs;
 pub use tracer::Tracer;
 
 use std::{
-    sync::atomic::{AtomicU16, Ordering},
+    path::PathBuf,
+    sync::atomic::{AtomicU16, AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -50,4 +53,29 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Our process id, as the tracer reports owners.
 pub fn our_pid() -> u64 {
     u64::from(std::process::id())
+}
+
+/// A path in the temporary directory, unique to this process and call,
+/// removed on drop.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Self(std::env::temp_dir().join(format!(
+            "tcptrace-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -1,13 +1,23 @@
-//! A private network namespace, created with `ip netns add` and removed on
-//! drop, with helpers to run commands and Rust code inside it.
+//! Private network namespaces, created with `ip netns add` and removed on
+//! drop, with helpers to run commands and Rust code inside them, nftables
+//! loss, the namespace's own counters, and a veth pair between two of them.
+//! Shared by the privileged tests and `cargo xtask bench`: both run as
+//! root, and a namespace that cannot be made is fatal to either, so
+//! failures panic with the command and what it printed.
 
 use std::{
     fs::File,
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Once,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use nix::sched::{CloneFlags, setns};
+
+/// Every namespace made here is called `tt-<tag>-<pid>-<n>`.
+const PREFIX: &str = "tt-";
 
 /// See the module documentation.
 pub struct NetNs {
@@ -15,11 +25,14 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Creates `tt-<tag>-<pid>-<n>` with `lo` up.
+    /// Creates `tt-<tag>-<pid>-<n>` with `lo` up (and first removes the
+    /// namespaces of processes that died without removing theirs).
     pub fn new(tag: &str) -> Self {
+        static STALE: Once = Once::new();
+        STALE.call_once(remove_stale);
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
-            "tt-{tag}-{}-{}",
+            "{PREFIX}{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
@@ -37,6 +50,20 @@ impl NetNs {
         self.sh(&[
             "ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off",
         ]);
+        self
+    }
+
+    /// Many short connections: every port, TIME_WAIT sockets reused, deep
+    /// accept queues.
+    pub fn many_connections(&self) -> &Self {
+        for setting in [
+            "net.ipv4.ip_local_port_range=1024 65000",
+            "net.ipv4.tcp_tw_reuse=1",
+            "net.core.somaxconn=65535",
+            "net.ipv4.tcp_max_syn_backlog=65535",
+        ] {
+            self.sh(&["sysctl", "-q", "-w", setting]);
+        }
         self
     }
 
@@ -65,6 +92,20 @@ impl NetNs {
         assert!(st.success(), "nft rejected:\n{ruleset}");
     }
 
+    /// Drops `percent` % of segments to and from `port` in the input hook
+    /// (a drop in the output hook is a local error, not a retransmission).
+    pub fn random_drop(&self, port: u16, percent: u32) {
+        self.nft(&format!(
+            "table inet loss {{
+               chain input {{
+                 type filter hook input priority 0; policy accept;
+                 tcp dport {port} numgen random mod 100 < {percent} drop
+                 tcp sport {port} numgen random mod 100 < {percent} drop
+               }}
+             }}"
+        ));
+    }
+
     /// A counter from the namespace's `/proc/net/snmp` or `/proc/net/netstat`
     /// (e.g. `("Tcp", "RetransSegs")`, `("TcpExt", "TCPSynRetrans")`).
     pub fn counter(&self, group: &str, name: &str) -> u64 {
@@ -89,12 +130,11 @@ impl NetNs {
         thread: &str,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> std::thread::JoinHandle<R> {
-        let path = format!("/run/netns/{}", self.name);
+        let name = self.name.clone();
         std::thread::Builder::new()
             .name(thread.into())
             .spawn(move || {
-                let fd = File::open(&path).expect("opening the namespace");
-                setns(&fd, CloneFlags::CLONE_NEWNET).expect("entering the namespace");
+                enter(&name).expect("entering the namespace");
                 f()
             })
             .expect("spawning a thread")
@@ -117,6 +157,60 @@ impl Drop for NetNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// Moves the calling thread into the namespace called `name`.
+pub fn enter(name: &str) -> std::io::Result<()> {
+    let fd = File::open(format!("/run/netns/{name}"))?;
+    setns(&fd, CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}
+
+/// Two namespaces joined by a veth pair with offloads off: 10.201.0.1 (the
+/// first) and 10.201.0.2 (the second).
+pub fn veth_pair(tag: &str) -> (NetNs, NetNs) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let a = NetNs::new(&format!("{tag}a"));
+    let b = NetNs::new(&format!("{tag}b"));
+    // Interface names have at most 15 bytes.
+    let id = format!(
+        "{}x{}",
+        N.fetch_add(1, Ordering::Relaxed) % 1000,
+        std::process::id() % 100_000
+    );
+    let (va, vb) = (format!("tta{id}"), format!("ttb{id}"));
+    run(Command::new("ip").args([
+        "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name,
+    ]));
+    for (ns, dev, addr) in [(&a, &va, "10.201.0.1/24"), (&b, &vb, "10.201.0.2/24")] {
+        ns.sh(&["ip", "addr", "add", addr, "dev", dev]);
+        ns.sh(&["ip", "link", "set", dev, "up"]);
+        ns.sh(&[
+            "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+        ]);
+    }
+    (a, b)
+}
+
+/// Removes the namespaces left by processes that were killed before their
+/// guards ran (named after a process id that no longer exists).
+pub fn remove_stale() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in dir.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.rsplit('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
     }
 }
 

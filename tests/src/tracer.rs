@@ -1,11 +1,15 @@
 //! The real `tcptrace` binary as a child process: started, waited for until
-//! its programs are attached, stopped with a signal, its JSON Lines parsed.
+//! its programs are attached, its output watched while it runs, stopped
+//! with a signal, its JSON Lines parsed (or its bytes kept as they are).
 
 use std::{
-    io::{BufRead, BufReader},
+    io::Read,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, Sender, channel},
+    },
     thread::JoinHandle,
     time::Duration,
 };
@@ -19,7 +23,8 @@ use serde_json::Value;
 use crate::wait_until;
 
 /// Path of the binary under test: `TCPTRACE_BIN` (set by `cargo xtask
-/// test`), else the workspace's debug build.
+/// test`, once for the debug and once for the release build), else the
+/// workspace's debug build.
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TCPTRACE_BIN") {
         return p.into();
@@ -33,12 +38,17 @@ pub fn binary() -> PathBuf {
     p
 }
 
-/// Runs tcptrace to completion with `args`; returns status, stdout, stderr.
-pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(binary())
+/// Runs tcptrace to completion with `args`; returns what it printed as it is.
+pub fn output(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
         .args(args)
         .output()
-        .expect("running tcptrace");
+        .expect("running tcptrace")
+}
+
+/// Runs tcptrace to completion with `args`; returns status, stdout, stderr.
+pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let out = output(args);
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -48,36 +58,53 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
 
 /// A running tcptrace.
 pub struct Tracer {
+    args: Vec<String>,
     child: Child,
-    stdout: Option<JoinHandle<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+    /// Everything read from its standard output so far.
+    stdout: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    /// While held, nothing is read from its standard output.
+    gate: Option<Sender<()>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Tracer {
     /// Starts `tcptrace ARGS` and waits until it says it is watching.
     pub fn start(args: &[&str]) -> Self {
+        Self::spawn(args, false)
+    }
+
+    /// [`Tracer::start`], but nothing is read from its standard output
+    /// (a reader that stalls) until [`Tracer::resume_reading`] or the end.
+    pub fn start_stalled(args: &[&str]) -> Self {
+        Self::spawn(args, true)
+    }
+
+    fn spawn(args: &[&str], stalled: bool) -> Self {
         let mut child = Command::new(binary())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting tcptrace");
-        let out = child.stdout.take().unwrap();
-        let stdout =
-            std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let (gate, wait) = if stalled {
+            let (tx, rx) = channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            read_all(child.stdout.take().unwrap(), stdout.clone(), wait),
+            read_all(child.stderr.take().unwrap(), stderr.clone(), None),
+        ];
         let mut t = Self {
+            args: args.iter().map(|a| a.to_string()).collect(),
             child,
-            stdout: Some(stdout),
+            stdout,
+            readers,
+            gate,
             stderr,
         };
         let ready = wait_until(Duration::from_secs(20), || {
@@ -88,40 +115,114 @@ impl Tracer {
             "tcptrace {args:?} did not start: {}",
             t.stderr()
         );
+        // tcptrace prints "watching" a moment before it installs its
+        // SIGINT/SIGTERM handlers; a signal sent in between kills it
+        // without the final flush. Wait until it catches both.
+        let pid = t.pid();
+        assert!(
+            wait_until(Duration::from_secs(5), || catches(
+                pid,
+                &[Signal::SIGINT, Signal::SIGTERM]
+            )),
+            "tcptrace {args:?} said it was watching but does not catch SIGINT and SIGTERM"
+        );
         t
     }
 
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+    /// The process id of tcptrace.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// Sends `sig`, waits for exit, and returns the JSON records printed.
-    pub fn stop_with(mut self, sig: Signal) -> (ExitStatus, Vec<Value>) {
+    /// What it printed on standard error so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Starts reading the output of a [`Tracer::start_stalled`].
+    pub fn resume_reading(&mut self) {
+        self.gate = None;
+    }
+
+    /// The JSON records of the whole lines printed so far.
+    pub fn records(&self) -> Vec<Value> {
+        let out = self.stdout.lock().unwrap();
+        let whole = out.rsplitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+        json_lines(whole, &self.stderr())
+    }
+
+    /// Waits at most `limit` until the records printed so far satisfy
+    /// `done`, and returns them; fails the test, saying `what` it waited
+    /// for, if they never do.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let (ok, recs) = self.settle(limit, done);
+        let tail: Vec<String> = recs
+            .iter()
+            .skip(recs.len().saturating_sub(20))
+            .map(Value::to_string)
+            .collect();
+        assert!(
+            ok,
+            "tcptrace {:?} did not print {what} within {limit:?}; it printed {} records, the last:\n{}\nstderr: {}",
+            self.args,
+            recs.len(),
+            tail.join("\n"),
+            self.stderr()
+        );
+        recs
+    }
+
+    /// Waits at most `limit` until the records printed so far satisfy
+    /// `done`; returns whether they did, and the records.
+    pub fn settle(
+        &self,
+        limit: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> (bool, Vec<Value>) {
+        let mut recs = Vec::new();
+        let ok = wait_until(limit, || {
+            recs = self.records();
+            done(&recs)
+        });
+        (ok, recs)
+    }
+
+    /// Sends `sig`, waits for exit, and returns what it printed, as it is.
+    pub fn finish(mut self, sig: Signal) -> Finished {
+        self.gate = None;
         let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
         let mut status = None;
         wait_until(Duration::from_secs(10), || {
             status = self.child.try_wait().ok().flatten();
             status.is_some()
         });
-        let status = match status {
-            Some(s) => s,
-            None => {
-                let _ = self.child.kill();
-                panic!(
-                    "tcptrace did not exit within 10 s of {sig}: {}",
-                    self.stderr()
-                );
-            }
+        let Some(status) = status else {
+            let _ = self.child.kill();
+            panic!(
+                "tcptrace {:?} did not exit within 10 s of {sig}: {}",
+                self.args,
+                self.stderr()
+            );
         };
-        let lines = self.stdout.take().unwrap().join().unwrap();
-        let records = lines
-            .iter()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\nstderr: {}", self.stderr()))
-            })
-            .collect();
-        (status, records)
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        Finished {
+            status,
+            stdout: std::mem::take(&mut *self.stdout.lock().unwrap()),
+            stderr: self.stderr(),
+        }
+    }
+
+    /// Sends `sig`, waits for exit, and returns the JSON records printed.
+    pub fn stop_with(self, sig: Signal) -> (ExitStatus, Vec<Value>) {
+        let f = self.finish(sig);
+        (f.status, json_lines(&f.stdout, &f.stderr))
     }
 
     /// Waits for tcptrace to end by itself (`--count`, `--duration`).
@@ -141,16 +242,101 @@ impl Tracer {
         assert!(status.success(), "tcptrace exited with {status}");
         records
     }
+
+    /// Stops with SIGINT, asserts a clean exit, returns what it printed.
+    pub fn stop_raw(self) -> Finished {
+        let f = self.finish(Signal::SIGINT);
+        assert!(
+            f.status.success(),
+            "tcptrace exited with {}: {}",
+            f.status,
+            f.stderr
+        );
+        f
+    }
+}
+
+/// What a tcptrace that has ended printed.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
+        self.gate = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+/// Whether process `pid` has handlers for all of `signals` (`SigCgt` in
+/// /proc/PID/status: bit N-1 for signal N).
+fn catches(pid: u32, signals: &[Signal]) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    signals.iter().all(|&s| caught & (1 << (s as i32 - 1)) != 0)
+}
+
+/// Reads `from` to its end into `into`, once `gate` (if any) opens.
+fn read_all(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+    gate: Option<Receiver<()>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        if let Some(g) = gate {
+            // Opened by dropping the sender.
+            let _ = g.recv();
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// Parses JSON Lines; fails the test on a line that is not JSON.
+pub fn json_lines(bytes: &[u8], stderr: &str) -> Vec<Value> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "not JSON ({e}): {:?}\nstderr: {stderr}",
+                    String::from_utf8_lossy(l)
+                )
+            })
+        })
+        .collect()
+}
+
 /// Records of one `type`.
 pub fn of_type<'a>(records: &'a [Value], ty: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == ty).collect()
+}
+
+/// The sum of the `count` of every `lost` record, and of those from `source`.
+pub fn lost(records: &[Value], source: &str) -> (u64, u64) {
+    let mut all = 0;
+    let mut from = 0;
+    for r in of_type(records, "lost") {
+        let n = r["count"].as_u64().unwrap_or_else(|| panic!("{r}"));
+        all += n;
+        if r["source"] == source {
+            from += n;
+        }
+    }
+    (all, from)
 }

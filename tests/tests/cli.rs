@@ -10,9 +10,11 @@ use std::{
 
 use nix::sys::signal::Signal;
 use tests::{
-    NetNs, Tracer, require_root,
+    NetNs, Tracer,
+    bpf::{self, Kind},
+    require_root,
     tracer::{binary, run},
-    unique_port,
+    unique_port, wait_until,
 };
 
 #[test]
@@ -159,12 +161,44 @@ fn make_connection(ns: &NetNs, addr: &str) {
     });
 }
 
+/// SIGTERM ends the run with status 0, and every BPF program, link and
+/// map tcptrace held (read from its /proc/PID/fdinfo while it ran) is gone
+/// from the kernel afterwards.
 #[test]
 fn sigterm_detaches_cleanly() {
     require_root();
     let t = Tracer::start(&["retrans", "--json"]);
+    let held = bpf::held_by(t.pid());
+    let count = |k: Kind| held.iter().filter(|(kind, _)| *kind == k).count();
+    // retrans attaches at least the two retransmit tracepoints, through
+    // links, and reads at least the ring buffer map.
+    assert!(
+        count(Kind::Prog) >= 2 && count(Kind::Link) >= 2 && count(Kind::Map) >= 1,
+        "tcptrace holds too few BPF objects to be tracing: {held:?}"
+    );
+    // The check below can tell: they exist while it runs.
+    for &(kind, id) in &held {
+        assert!(bpf::exists(kind, id), "{kind:?} {id} held but not found");
+    }
     let (status, _) = t.stop_with(Signal::SIGTERM);
     assert!(status.success(), "{status}");
+    // The kernel frees an object when its last reference goes, which for
+    // some is deferred to a worker: allow it a moment.
+    let mut left = held.clone();
+    wait_until(Duration::from_secs(5), || {
+        left.retain(|&(kind, id)| bpf::exists(kind, id));
+        left.is_empty()
+    });
+    assert!(
+        left.is_empty(),
+        "still in the kernel after tcptrace exited: {left:?} (of {held:?})"
+    );
+    eprintln!(
+        "held {} programs, {} links, {} maps; none left after SIGTERM",
+        count(Kind::Prog),
+        count(Kind::Link),
+        count(Kind::Map)
+    );
 }
 
 #[test]

@@ -8,31 +8,16 @@ use std::{
     collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tests::{NetNs, Tracer, our_pid, require_root, tracer::run, unique_port, wait_until};
-
-/// A temporary recording path, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("tcptrace-{tag}-{}.jsonl", std::process::id())))
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use tests::{
+    NetNs, TempFile, Tracer, our_pid, require_root,
+    tracer::{of_type, run},
+    unique_port, wait_until,
+};
 
 /// `tcptrace replay FILE VIEW ARGS... --json`, parsed, without `lost` records.
 fn replay(file: &TempFile, view: &[&str]) -> Vec<Value> {
@@ -182,7 +167,8 @@ fn refused_connect_reports_errno_and_received_reset() {
         TcpStream::connect(target).unwrap_err()
     });
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-    std::thread::sleep(Duration::from_millis(100));
+    // Every event of the attempt fired before connect() returned: what is
+    // in the ring now is drained and written when tcptrace stops.
     t.stop();
 
     let connects = replay(&rec, &["connect"]);
@@ -236,7 +222,6 @@ fn exhausted_ephemeral_ports_report_eaddrnotavail() {
         e
     });
     assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
-    std::thread::sleep(Duration::from_millis(100));
     t.stop();
     let connects = replay(&rec, &["connect"]);
     let failed: Vec<&Value> = connects.iter().filter(|c| !c["error"].is_null()).collect();
@@ -341,7 +326,12 @@ fn top_census_matches_ss() {
         kernel.get("FIN_WAIT2") == Some(&2) && kernel.get("TIME_WAIT") == Some(&3)
     });
     assert!(settled, "workload did not settle: {kernel:?}");
-    std::thread::sleep(Duration::from_millis(600));
+    // Three more snapshots (0.2 s apart) for the last transitions to reach
+    // the census.
+    let seen = of_type(&t.records(), "top").len();
+    t.wait_for("three more snapshots", Duration::from_secs(10), |r| {
+        of_type(r, "top").len() >= seen + 3
+    });
     let kernel = ss_census(&ns, port);
     let recs = t.stop();
     keep_tx.send(()).unwrap();

@@ -18,20 +18,6 @@ fn lost_count(recs: &[Value]) -> u64 {
         .sum()
 }
 
-/// Drops `percent` % of segments to and from `port` in the input hook (an
-/// output-hook drop is a local error, not a retransmission).
-fn random_drop(ns: &NetNs, port: u16, percent: u32) {
-    ns.nft(&format!(
-        "table inet loss {{
-           chain input {{
-             type filter hook input priority 0; policy accept;
-             tcp dport {port} numgen random mod 100 < {percent} drop
-             tcp sport {port} numgen random mod 100 < {percent} drop
-           }}
-         }}"
-    ));
-}
-
 /// Whether sockets on `port` in the namespace are all gone or in
 /// TIME_WAIT (which retransmits nothing).
 fn quiet(ns: &NetNs, port: u16) -> bool {
@@ -53,7 +39,7 @@ fn random_loss_retransmits_match_kernel_counter() {
     let ns = NetNs::new("loss");
     ns.small_segments();
     let port = unique_port();
-    random_drop(&ns, port, 8);
+    ns.random_drop(port, 8);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     const CONNS: usize = 8;
     const BYTES: usize = 150_000;

@@ -58,9 +58,14 @@ fn check_sequences(ip: &str, family: &str) {
     let ps = port.to_string();
     let t = Tracer::start(&["states", "--json", "--port", &ps]);
     let client = one_connection(&ns, ip, port);
-    // Let the FIN_WAIT2 -> CLOSE of the client (its TIME_WAIT is handed to a
-    // timewait socket) and the server's LAST_ACK -> CLOSE land.
-    std::thread::sleep(Duration::from_millis(300));
+    // Until the FIN_WAIT2 -> CLOSE of the client (its TIME_WAIT is handed
+    // to a timewait socket), the server's LAST_ACK -> CLOSE and the
+    // listener's close are out.
+    t.wait_for("the last closes", Duration::from_secs(10), |r| {
+        ["FIN_WAIT2", "LAST_ACK", "LISTEN"]
+            .iter()
+            .all(|old| r.iter().any(|r| r["old"] == *old && r["new"] == "CLOSE"))
+    });
     let recs = t.stop();
     let states = of_type(&recs, "state");
     for r in &states {
@@ -168,7 +173,11 @@ fn listener_from_before_startup_owns_accepted_sockets() {
         c.write_all(b"x").unwrap();
     });
     served_rx.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Until the accepted socket has seen the client's FIN.
+    t.wait_for("ESTABLISHED -> CLOSE_WAIT", Duration::from_secs(10), |r| {
+        r.iter()
+            .any(|r| r["old"] == "ESTABLISHED" && r["new"] == "CLOSE_WAIT")
+    });
     let recs = t.stop();
     done_tx.send(()).unwrap();
     server.join().unwrap();

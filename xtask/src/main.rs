@@ -41,7 +41,8 @@ enum Task {
         args: Vec<String>,
     },
     /// fmt and clippy checks, root-free unit tests, then the privileged
-    /// integration tests (as root, single-threaded).
+    /// integration tests (as root, single-threaded), once against the debug
+    /// and once against the release build of tcptrace.
     Test {
         /// Skip the fmt/clippy checks.
         #[arg(long)]
@@ -173,8 +174,19 @@ fn lint() -> Result<()> {
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
     check(c)?;
+    // Every user-space crate, the privileged tests too (they are not a
+    // default member).
     let mut c = cargo();
-    c.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    c.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "tracer-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     check(c)?;
     // The kernel crate only builds for the BPF target.
     let mut c = Command::new("rustup");
@@ -218,39 +230,53 @@ fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
         c.arg(f);
     }
     check(c)?;
-    // The privileged integration tests drive the real binary.
-    let bin = build(false)?;
+    // The privileged integration tests drive the real binary: the debug
+    // build (assertions on) and the release build (what users run).
+    let builds = [build(false)?, build(true)?];
     let mut c = cargo();
     c.args(["test", "--package", "tests", "--no-run"]);
     check(c)?;
-    let mut c = if is_root() {
-        cargo()
-    } else {
+    if !is_root() {
         eprintln!(
             "xtask: the integration tests load BPF programs and create network namespaces: running them through sudo"
         );
-        let mut c = Command::new("sudo");
-        c.args([
-            "-E",
-            "env",
-            &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
-            "cargo",
-        ]);
-        c.current_dir(root_dir());
-        c
-    };
-    // Every privileged test binary runs even if an earlier one fails.
-    c.args([
-        "test",
-        "--package",
-        "tests",
-        "--no-fail-fast",
-        "--",
-        "--test-threads=1",
-    ]);
-    if let Some(f) = &filter {
-        c.arg(f);
     }
-    c.env("TCPTRACE_BIN", &bin);
-    check(c)
+    let mut failed = Vec::new();
+    for bin in &builds {
+        eprintln!("xtask: privileged tests against {}", bin.display());
+        let mut c = if is_root() {
+            cargo()
+        } else {
+            let mut c = Command::new("sudo");
+            c.args([
+                "-E",
+                "env",
+                &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+                "cargo",
+            ]);
+            c.current_dir(root_dir());
+            c
+        };
+        // Every privileged test binary runs even if an earlier one fails.
+        c.args([
+            "test",
+            "--package",
+            "tests",
+            "--no-fail-fast",
+            "--",
+            "--test-threads=1",
+        ]);
+        if let Some(f) = &filter {
+            c.arg(f);
+        }
+        c.env("TCPTRACE_BIN", bin);
+        if let Err(e) = check(c) {
+            eprintln!("xtask: error: {e:#}");
+            failed.push(bin.display().to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("privileged tests failed against {}", failed.join(" and "));
+    }
+    Ok(())
 }

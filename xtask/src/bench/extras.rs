@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{configs::config, netns::NetNs, tracers::Running, workloads::Bench};
+use super::{configs::config, host, tracers::Running, workloads::Bench};
 
 /// Transitions of `n` connections: `fixed + per_conn * n` (the listener's
 /// own transitions are the fixed part).
@@ -47,7 +47,7 @@ pub fn calibrate(b: &mut Bench) -> Result<Calibration> {
     let mut line = |rst: bool, b: &mut Bench| -> Result<Line> {
         let mut y = [0.0; 2];
         for (i, n) in SIZES.into_iter().enumerate() {
-            let ns = NetNs::new("calib")?;
+            let ns = host::netns("calib");
             let port = b.next_port();
             let t = Running::start(counter, port, &b.tools)?.expect("a counter");
             let v = b.worker(&Bench::storm_args(&ns, port, n, rst))?;
@@ -84,7 +84,7 @@ pub fn startup(b: &mut Bench, tries: usize) -> Result<Vec<Startup>> {
     let cfg = config("tcptrace states --json");
     let mut v = Vec::new();
     for _ in 0..tries {
-        let ns = NetNs::new("first")?;
+        let ns = host::netns("first");
         let port = b.next_port();
         let mut load = Command::new(&b.xtask)
             .args(["bench-worker", "steady", "--ns", &ns.name, "--port"])
@@ -150,7 +150,7 @@ fn count_events(raw: &[u8]) -> u64 {
 /// view with `--json` to /dev/null (one process, one core; reading and
 /// decoding included).
 pub fn replay(b: &mut Bench, count: u64) -> Result<Vec<Replay>> {
-    let ns = NetNs::new("rec")?;
+    let ns = host::netns("rec");
     let port = b.next_port();
     let mut recorders = Vec::new();
     for (encoding, extra) in [("json", None), ("binary", Some("--binary"))] {

@@ -12,7 +12,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{configs::config, host, netns::NetNs, tracers::Running, workloads::Bench};
+use harness::NetNs;
+
+use super::{configs::config, host, tracers::Running, workloads::Bench};
 
 /// Connections per worker process: both ends are its fds, and a process
 /// may hold 20 000 here (RLIMIT_NOFILE cannot be raised).
@@ -88,7 +90,7 @@ pub fn flows(b: &mut Bench, sockets: u64) -> Result<Vec<FlowsMem>> {
         ("tcptrace states", "before"),
     ] {
         let cfg = config(name);
-        let ns = NetNs::new("flows")?;
+        let ns = host::netns("flows");
         let port = b.next_port();
         let early = if started == "before" {
             Running::start(cfg, port, &b.tools)?

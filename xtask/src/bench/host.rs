@@ -1,7 +1,9 @@
 //! What the harness reads from the host: a process's CPU time, RSS and
 //! context switches from /proc, the machine's description, other tracers
-//! that would skew a run, the peers' binaries (installed when missing), and
-//! a lock so two `cargo xtask bench` never measure each other.
+//! that would skew a run, the peers' binaries (installed when missing), a
+//! lock so two `cargo xtask bench` never measure each other, and network
+//! namespaces for the workloads (the tests' [`harness::netns`], tuned for
+//! connection storms).
 
 use std::{
     fs::{self, File},
@@ -11,6 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use harness::NetNs;
 
 /// CPU time of every thread of `pid`, in nanoseconds (the scheduler's own
 /// accounting in `schedstat`, so a 10 s idle run is measured to the
@@ -123,25 +126,21 @@ pub fn lock() -> Result<Lock> {
     Ok(Lock { _file: f })
 }
 
-/// Removes namespaces left by a harness that was killed (named
-/// `ttb-<tag>-<pid>` after a process that no longer exists).
-pub fn remove_stale_namespaces() {
-    let Ok(dir) = fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in dir.filter_map(Result::ok) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("ttb-")
-            .and_then(|r| r.rsplit_once('-'))
-            .and_then(|(_, p)| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
+/// A private network namespace for many short connections (every port,
+/// TIME_WAIT sockets reused, deep accept queues), removed on drop.
+pub fn netns(tag: &str) -> NetNs {
+    let ns = NetNs::new(tag);
+    ns.many_connections();
+    ns
+}
+
+/// Two such namespaces joined by a veth pair with offloads off:
+/// 10.201.0.1 (the first) and 10.201.0.2 (the second).
+pub fn veth_pair(tag: &str) -> (NetNs, NetNs) {
+    let (a, b) = harness::netns::veth_pair(tag);
+    a.many_connections();
+    b.many_connections();
+    (a, b)
 }
 
 fn have(bin: &str) -> bool {

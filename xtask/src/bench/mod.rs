@@ -11,14 +11,13 @@
 //! - `tracers`: a configuration as a child process, its CPU, RSS and counts;
 //! - `extras`: calibration of expected events, start-up, replay;
 //! - `flows`: memory with 100 000 live flows;
-//! - `netns`, `host`: namespaces, /proc, tools, the machine;
+//! - `host`: /proc, tools, the machine, namespaces (the tests' own);
 //! - `report`: medians, goals, markdown and JSON.
 
 mod configs;
 mod extras;
 mod flows;
 mod host;
-mod netns;
 mod report;
 mod tracers;
 pub mod worker;
@@ -98,7 +97,7 @@ pub fn run(opts: Opts, root: &Path, tcptrace: PathBuf) -> Result<()> {
             .context("--only is not a valid regular expression")?,
     );
     let _lock = host::lock()?;
-    host::remove_stale_namespaces();
+    harness::netns::remove_stale();
     let tcpstates = host::ensure_tools()?;
     host::ensure_tracefs();
     let mut b = Bench::new(Tools {

@@ -5,7 +5,6 @@
 //! another.
 
 use std::{
-    fs::File,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     thread,
@@ -14,7 +13,6 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use nix::sched::{CloneFlags, setns};
 use socket2::Socket;
 
 #[derive(Debug, Subcommand)]
@@ -79,9 +77,7 @@ pub enum Work {
 }
 
 fn enter(ns: &str) -> Result<()> {
-    let f = File::open(format!("/run/netns/{ns}")).with_context(|| format!("namespace {ns}"))?;
-    setns(&f, CloneFlags::CLONE_NEWNET).context("setns")?;
-    Ok(())
+    harness::netns::enter(ns).with_context(|| format!("entering the namespace {ns}"))
 }
 
 pub fn run(w: Work) -> Result<()> {

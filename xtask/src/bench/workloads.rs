@@ -6,12 +6,12 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
+use harness::NetNs;
 
 use super::{
     configs::{Config, LOSS, STEADY, STORM, Watch},
     extras::Calibration,
-    host,
-    netns::{NetNs, veth_pair},
+    host::{self, veth_pair},
     tracers::{Running, Sample, Tools},
 };
 
@@ -184,10 +184,10 @@ impl Bench {
         let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
         let (rate, unit, sample, expected, kernel_events) = match w.load {
             Load::Storm { count, rst } => {
-                let ns = NetNs::new("storm")?;
+                let ns = host::netns("storm");
                 let t = Running::start(cfg, port, &self.tools)?;
                 let v = self.worker(&Self::storm_args(&ns, port, count, rst))?;
-                let retrans = ns.retrans_segs()? as f64;
+                let retrans = ns.counter("Tcp", "RetransSegs") as f64;
                 let s = stop(t)?;
                 let transitions = self
                     .calibration
@@ -207,10 +207,11 @@ impl Bench {
                 )
             }
             Load::Loss { percent, secs } => {
-                let (a, b) = veth_pair("loss")?;
-                a.random_drop(port, percent)?;
-                b.random_drop(port, percent)?;
-                let before = a.retrans_segs()? + b.retrans_segs()?;
+                let (a, b) = veth_pair("loss");
+                a.random_drop(port, percent);
+                b.random_drop(port, percent);
+                let segs = || a.counter("Tcp", "RetransSegs") + b.counter("Tcp", "RetransSegs");
+                let before = segs();
                 let t = Running::start(cfg, port, &self.tools)?;
                 let v = self.worker(&[
                     "bulk".into(),
@@ -225,7 +226,7 @@ impl Bench {
                     "--secs".into(),
                     secs.to_string(),
                 ])?;
-                let kernel = settle(|| Ok(a.retrans_segs()? + b.retrans_segs()?))? - before;
+                let kernel = settle(|| Ok(segs()))? - before;
                 let s = stop(t)?;
                 let kernel = Some(kernel as f64);
                 let expected = (cfg.watch == Watch::Retrans).then_some(kernel).flatten();
@@ -238,7 +239,7 @@ impl Bench {
                 )
             }
             Load::Steady { rate, secs } => {
-                let ns = NetNs::new("steady")?;
+                let ns = host::netns("steady");
                 let t = Running::start(cfg, port, &self.tools)?;
                 let v = self.worker(&[
                     "steady".into(),
@@ -251,7 +252,7 @@ impl Bench {
                     "--secs".into(),
                     secs.to_string(),
                 ])?;
-                let retrans = ns.retrans_segs()? as f64;
+                let retrans = ns.counter("Tcp", "RetransSegs") as f64;
                 let s = stop(t)?;
                 // The paced connections and the two bulk flows all close
                 // with a FIN, the client first.
