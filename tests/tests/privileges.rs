@@ -52,10 +52,16 @@ fn root_needs_only_cap_bpf_and_cap_perfmon() {
 #[test]
 fn a_missing_capability_is_named() {
     require_root();
-    let (code, _, err) = under(&["--bounding-set=-all,+bpf", "--inh-caps=-all"], &ONE_SECOND);
+    let (code, _, err) = under(
+        &["--bounding-set=-all,+bpf", "--inh-caps=-all"],
+        &ONE_SECOND,
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("lacks CAP_PERFMON"), "{err}");
-    let (code, _, err) = under(&["--bounding-set=-all,+perfmon", "--inh-caps=-all"], &ONE_SECOND);
+    let (code, _, err) = under(
+        &["--bounding-set=-all,+perfmon", "--inh-caps=-all"],
+        &ONE_SECOND,
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("lacks CAP_BPF"), "{err}");
     let n = nobody_with("");
