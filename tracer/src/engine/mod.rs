@@ -9,7 +9,8 @@
 //!   handshake latency, retransmits by kind, resets, errors, RTT;
 //! - connection outcomes (latency or errno) for the `connect` and `hist`
 //!   views (`outcomes`);
-//! - a census of sockets per state and a transition matrix.
+//! - a census of sockets per state (in total and per network namespace)
+//!   and a transition matrix.
 //!
 //! Memory is bounded: closed flows linger for [`Config::linger_ns`] (the
 //! last [`Config::max_closed`] of them), then go; past
@@ -180,6 +181,21 @@ impl Engine {
         let mut c = BTreeMap::new();
         for f in self.flows().filter(|f| self.in_census(f) && keep(f)) {
             *c.entry(f.state).or_default() += 1;
+        }
+        c
+    }
+
+    /// [`Self::census`] per network namespace (0: unknown).
+    pub fn census_by_netns(
+        &self,
+        keep: impl Fn(&Flow) -> bool,
+    ) -> BTreeMap<u32, BTreeMap<TcpState, u64>> {
+        let mut c: BTreeMap<u32, BTreeMap<TcpState, u64>> = BTreeMap::new();
+        for f in self.flows().filter(|f| self.in_census(f) && keep(f)) {
+            *c.entry(f.tuple.netns)
+                .or_default()
+                .entry(f.state)
+                .or_default() += 1;
         }
         c
     }

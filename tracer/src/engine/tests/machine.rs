@@ -114,3 +114,32 @@ fn retransmits_and_resets_per_flow() {
     assert_eq!((f.extra().retrans.data, f.extra().retrans.segs), (2, 2));
     assert_eq!(f.extra().resets_sent, 1);
 }
+
+/// An error report names no socket, so no namespace: it still completes
+/// the failed connect of its tuple in whichever namespace that is.
+#[test]
+fn error_reports_without_a_namespace_find_their_connect() {
+    use TcpState::*;
+    for report_first in [true, false] {
+        let mut e = Engine::default();
+        let c = owner(10, "curl");
+        let ns = |t: Tuple| Tuple {
+            netns: 4_026_532_001,
+            ..t
+        };
+        let t = tuple(40000, 9);
+        let refused = ev(3, 0, t, EventKind::SockError { errno: 111 });
+        e.process(&state(1, 1, ns(tuple(0, 9)), c, Close, SynSent));
+        if report_first {
+            e.process(&refused);
+        }
+        e.process(&state(4, 1, ns(t), owner(0, "x"), SynSent, Close));
+        if !report_first {
+            e.process(&refused);
+        }
+        let o = e.take_outcomes();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(o[0].errno, Some(111));
+        assert_eq!(o[0].tuple.netns, 4_026_532_001);
+    }
+}
