@@ -56,8 +56,9 @@ pub mod hook {
     pub const SLOTS: u32 = 16;
 }
 
-/// [`WireEvent::reason`] when the kernel gave no reset reason.
-pub const NO_REASON: u32 = u32::MAX;
+/// [`WireEvent::reason`] when the kernel gave no reset reason (its
+/// `enum sk_rst_reason` has a few dozen values).
+pub const NO_REASON: u16 = u16::MAX;
 
 /// One event from the kernel, as it crosses the ring buffer.
 ///
@@ -83,9 +84,13 @@ pub struct WireEvent {
     /// Process id (tgid, the high half of `bpf_get_current_pid_tgid()`)
     /// when the event fired. Meaningful only in process context.
     pub pid: u32,
-    /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
-    /// [`NO_REASON`] when the kernel has none (before 6.10).
-    pub reason: u32,
+    /// The socket's network namespace: the inode number of its `struct
+    /// net` (`sk->__sk_common.skc_net.net->ns.inum`, what
+    /// `/proc/<pid>/ns/net` shows), read through [`NetnsOffsets`]; for a
+    /// reset sent for no socket, that of the device the segment came in
+    /// on. 0 when unknown: this kernel's BTF lacks the members, the read
+    /// failed, or the record names no socket (SOCK_ERROR).
+    pub netns: u32,
     /// Local port, host byte order.
     pub sport: u16,
     /// Remote port, host byte order.
@@ -96,6 +101,9 @@ pub struct WireEvent {
     /// CONNECT_ERROR, SOCK_ERROR: the error, a positive errno (the
     /// kernel's are below 4096).
     pub errno: u16,
+    /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
+    /// [`NO_REASON`] when the kernel has none (before 6.10).
+    pub reason: u16,
     /// One of [`kind`].
     pub kind: u8,
     /// The program that sent it, one of [`hook`].
@@ -107,10 +115,8 @@ pub struct WireEvent {
     /// The socket's TCP state when the event fired (STATE: the state it
     /// entered; RETRANS, RESET_SENT: its state then, 0 when unknown).
     pub state: u8,
-    /// Explicit padding; always zero. Two scalars, not a `[u8; 3]`, which
-    /// LLVM zeroes with a call to `memset` on every event.
+    /// Explicit padding; always zero.
     pub _pad: u8,
-    pub _pad2: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<WireEvent>() == 88);
@@ -202,6 +208,47 @@ impl TpOffsets {
 /// (`sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs`, both from the kernel's BTF);
 /// [`ABSENT`] when unknown.
 pub type SkbSegsOffset = u32;
+
+/// Byte offsets, from the kernel's BTF, of the members the programs follow
+/// to a network namespace's inode number, handed over as the load-time
+/// global [`names::NETNS_OFF`]; a chain this kernel lacks is [`NO_OFFSET`]
+/// in its first member, and its events then carry netns 0.
+///
+/// From a socket: `*(u64 *)(sk + sk_net)` is its `struct net *`
+/// (`sock.__sk_common` + `sock_common.skc_net` + `possible_net_t.net`);
+/// from an skb: `*(u64 *)(skb + skb_dev)` is its `struct net_device *`
+/// and `*(u64 *)(dev + dev_net)` that device's `struct net *`
+/// (`net_device.nd_net` + `possible_net_t.net`); then `*(u32 *)(net +
+/// net_inum)` is the inode (`net.ns` + `ns_common.inum`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetnsOffsets {
+    pub sk_net: u32,
+    pub net_inum: u32,
+    pub skb_dev: u32,
+    pub dev_net: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
+
+/// A [`NetnsOffsets`] member this kernel does not have.
+pub const NO_OFFSET: u32 = u32::MAX;
+
+/// The programs read at `base + (offset & KERNEL_OFFSET_MASK)` when they
+/// follow [`NetnsOffsets`]: every member they follow sits well inside its
+/// struct's first 64 KiB. User space refuses a larger BTF offset before
+/// load.
+pub const KERNEL_OFFSET_MASK: u32 = 0xffff;
+
+impl NetnsOffsets {
+    /// Nothing known: every event carries netns 0.
+    pub const ABSENT: Self = Self {
+        sk_net: NO_OFFSET,
+        net_inum: NO_OFFSET,
+        skb_dev: NO_OFFSET,
+        dev_net: NO_OFFSET,
+    };
+}
 
 /// Per-socket smoothed-RTT histogram kept in the kernel by the `tcp_probe`
 /// program (one update per incoming segment; no per-packet events).
@@ -329,6 +376,7 @@ pub mod names {
     pub const CONNECT_ENTER_TP: &str = "CONNECT_ENTER_TP";
     pub const CONNECT_EXIT_TP: &str = "CONNECT_EXIT_TP";
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
+    pub const NETNS_OFF: &str = "NETNS_OFF";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
     pub const RECV_RESET_TP: &str = "RECV_RESET_TP";
     pub const ERROR_TP: &str = "ERROR_TP";
@@ -345,6 +393,8 @@ mod pod {
     unsafe impl aya::Pod for super::TpOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelFilter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetnsOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RttHist {}
 }

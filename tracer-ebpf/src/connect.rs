@@ -31,6 +31,7 @@ use tracer_common::{TpOffsets, hook, kind};
 use crate::global::Global;
 use crate::{
     emit::{Outcome, Skip, done, field, new_event, submit, want, wanted},
+    netns,
     sockaddr::{self, SockAddr},
 };
 
@@ -79,8 +80,12 @@ fn finish(p: &Pending, ret: i32, hook_id: u8) -> Outcome {
     ev.dport = p.dport;
     ev.family = p.family as u8;
     ev.errno = ret.wrapping_neg() as u16;
+    // From the socket in every plan: the syscall plan learned it from the
+    // CLOSE -> SYN_SENT transition, and the caller's descriptor keeps it
+    // alive until connect() returns.
+    let ns = netns::set(&mut ev, netns::of_sock(p.skaddr));
     submit(&ev);
-    Ok(())
+    ns
 }
 
 /// Called from the state program on CLOSE -> SYN_SENT, in connect()'s

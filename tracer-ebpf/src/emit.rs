@@ -119,18 +119,18 @@ pub fn new_event(kind: u8, hook: u8) -> WireEvent {
         saddr: [0; 16],
         daddr: [0; 16],
         pid: (bpf_get_current_pid_tgid() >> 32) as u32,
-        reason: 0,
+        netns: 0,
         sport: 0,
         dport: 0,
         segs: 0,
         errno: 0,
+        reason: 0,
         kind,
         hook,
         family: 0,
         old_state: 0,
         state: 0,
         _pad: 0,
-        _pad2: 0,
     }
 }
 

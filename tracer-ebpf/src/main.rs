@@ -7,6 +7,9 @@
 //! per hook family; each program's row in `tracer/src/hooks/table.rs` says
 //! where it attaches and which fields it needs.
 //!
+//! Every record carries the socket's network namespace (`netns.rs`, from
+//! BTF offsets user space resolved).
+//!
 //! Every entry hands its `try_` body's outcome to `emit::done`: a body says
 //! why it sent nothing, and a field that could not be read (absent on this
 //! kernel, or a failed `bpf_probe_read_*`) is counted per hook in the
@@ -18,6 +21,7 @@ mod connect;
 mod emit;
 mod error;
 mod global;
+mod netns;
 mod reset;
 mod retrans;
 mod rtt;

@@ -4,7 +4,9 @@
 //!   packet with no socket; `reason` since 6.10; since 6.x `saddr`/`daddr`
 //!   are sockaddr_in/in6 blobs from the sender's point of view, older
 //!   kernels store sport/dport/saddr[4]/daddr[4]/saddr_v6/daddr_v6 as the
-//!   other TCP tracepoints do; both layouts are handled through the offsets).
+//!   other TCP tracepoints do; both layouts are handled through the offsets;
+//!   `skbaddr`, read when present, gives the namespace of a reset for no
+//!   socket).
 //! match-tracepoint: tcp:tcp_receive_reset
 //! The fields each needs and reads are their rows of the hook table
 //! (`tracer/src/hooks/table.rs`).
@@ -15,7 +17,7 @@ use tracer_common::{ABSENT, NO_REASON, TpOffsets, hook, kind};
 use crate::global::Global;
 use crate::{
     emit::{Outcome, done, field, flow_event, new_event, opt_field, submit, want, wanted},
-    sockaddr,
+    netns, sockaddr,
 };
 
 #[unsafe(no_mangle)]
@@ -53,17 +55,30 @@ fn try_send(ctx: &TracePointContext) -> Outcome {
     ev.skaddr = opt_field::<u64>(ctx, off.skaddr)?.unwrap_or(0);
     ev.state = opt_field::<i32>(ctx, off.newstate)?.unwrap_or(0) as u8;
     ev.reason = match opt_field::<i32>(ctx, off.reason)? {
-        Some(r) if r >= 0 => r as u32,
+        Some(r) if (0..i32::from(NO_REASON)).contains(&r) => r as u16,
         _ => NO_REASON,
     };
+    // No socket (a segment for a closed port): the namespace of the device
+    // the segment came in on, which is the one the kernel answers from.
+    let found = if ev.skaddr != 0 {
+        netns::of_sock(ev.skaddr)
+    } else {
+        match opt_field::<u64>(ctx, off.skbaddr)? {
+            Some(skb) => netns::of_skb(skb),
+            None => Ok(0),
+        }
+    };
+    let ns = netns::set(&mut ev, found);
     submit(&ev);
-    Ok(())
+    ns
 }
 
 fn try_recv(ctx: &TracePointContext) -> Outcome {
     let off = RECV_RESET_TP.load();
     let mut ev = flow_event(ctx, &off, kind::RESET_RECV, hook::RECEIVE_RESET, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
+    let found = netns::of_sock(ev.skaddr);
+    let ns = netns::set(&mut ev, found);
     submit(&ev);
-    Ok(())
+    ns
 }

@@ -3,7 +3,8 @@
 //! match-tracepoint: tcp:tcp_retransmit_skb (`state` since 4.16, `family`
 //!   since 5.x, `err` since 6.x: then the tracepoint also fires for failed
 //!   attempts, which are not retransmissions on the wire).
-//! match-tracepoint: tcp:tcp_retransmit_synack (`skaddr` is the listener).
+//! match-tracepoint: tcp:tcp_retransmit_synack (`skaddr` is the listener,
+//!   `req` the request socket, which user space never sees as a flow).
 //! The fields each needs and reads are their rows of the hook table
 //! (`tracer/src/hooks/table.rs`).
 
@@ -12,6 +13,7 @@ use tracer_common::{ABSENT, SKB_OFFSET_MASK, SkbSegsOffset, TpOffsets, hook, kin
 
 use crate::emit::{Outcome, Skip, TCP_SYN_RECV, done, field, flow_event, opt_field, submit, want};
 use crate::global::Global;
+use crate::netns;
 
 #[unsafe(no_mangle)]
 static RETRANS_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
@@ -55,21 +57,27 @@ fn try_retrans(ctx: &TracePointContext) -> Outcome {
     let mut ev = flow_event(ctx, &off, kind::RETRANS, hook::RETRANSMIT_SKB, false)?;
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
     ev.state = opt_field::<i32>(ctx, off.newstate)?.unwrap_or(0) as u8;
-    // Sent even without its segment count, which is then unknown.
+    // Sent even without its segment count or namespace, which are then
+    // unknown.
     let segs = segments(ctx, &off);
     if let Ok(n) = segs {
         ev.segs = n;
     }
+    let found = netns::of_sock(ev.skaddr);
+    let ns = netns::set(&mut ev, found);
     submit(&ev);
-    segs.map(drop)
+    segs.map(drop).and(ns)
 }
 
 fn try_synack(ctx: &TracePointContext) -> Outcome {
     let off = SYNACK_TP.load();
     let mut ev = flow_event(ctx, &off, kind::RETRANS, hook::RETRANSMIT_SYNACK, false)?;
+    // The listener: a request socket's namespace is its listener's.
     ev.skaddr = field::<u64>(ctx, off.skaddr)?;
     ev.state = TCP_SYN_RECV;
     ev.segs = 1;
+    let found = netns::of_sock(ev.skaddr);
+    let ns = netns::set(&mut ev, found);
     submit(&ev);
-    Ok(())
+    ns
 }

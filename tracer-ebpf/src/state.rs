@@ -15,7 +15,7 @@ use crate::{
         Outcome, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_event, opt_field, submit,
         want, wanted_state,
     },
-    rtt,
+    netns, rtt,
 };
 
 #[unsafe(no_mangle)]
@@ -50,6 +50,8 @@ fn try_state(ctx: &TracePointContext) -> Outcome {
     ev.skaddr = skaddr;
     ev.old_state = old_state;
     ev.state = state;
+    // Sent even when the namespace cannot be read (it is then 0).
+    let ns = netns::set(&mut ev, netns::of_sock(skaddr));
     submit(&ev);
-    Ok(())
+    ns
 }

@@ -12,6 +12,9 @@ use thiserror::Error;
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+/// Kinds that only name or qualify another type (typedef, volatile,
+/// const, restrict, type tag): looked through when following members.
+const KINDS_ALIAS: [u32; 5] = [8, 9, 10, 11, 18];
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum BtfError {
@@ -137,27 +140,67 @@ impl Btf {
     /// through anonymous struct and union members. `None` if either is
     /// unknown to this kernel.
     pub fn member_offset(&self, ty: &str, member: &str) -> Option<u32> {
-        let id = (1..self.types.len()).find(|&id| {
+        self.member_path_offset(ty, &[member])
+    }
+
+    /// Byte offset, from the start of the struct or union named `ty`, of
+    /// the member reached through `path`: each step a member of the type
+    /// of the one before (looking through anonymous members, typedefs and
+    /// qualifiers, so `["skc_net", "net"]` in `sock_common` goes through
+    /// the unnamed struct behind `possible_net_t`). `None` if any step is
+    /// unknown to this kernel.
+    pub fn member_path_offset(&self, ty: &str, path: &[&str]) -> Option<u32> {
+        let mut id = (1..self.types.len()).find(|&id| {
             self.composite(id).is_some_and(|(name_off, mut members)| {
                 self.name(name_off) == ty.as_bytes() && members.next().is_some()
             })
         })?;
-        self.find(id, member.as_bytes(), 0).map(|bits| bits / 8)
+        let mut bits = 0;
+        for member in path {
+            let (at, type_id) = self.find(id, member.as_bytes(), 0)?;
+            bits += at;
+            id = self.resolve(type_id as usize);
+        }
+        (bits % 8 == 0).then_some(bits / 8)
     }
 
-    fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<u32> {
+    /// The type behind typedefs and qualifiers.
+    fn resolve(&self, mut id: usize) -> usize {
+        // A chain of aliases is short; a loop in damaged BTF must not hang.
+        for _ in 0..16 {
+            let Some(&at) = self.types.get(id).filter(|_| id > 0) else {
+                return id;
+            };
+            let at = self.types_at + at as usize;
+            let info = u32_at(&self.raw, at + 4).unwrap_or(0);
+            if !KINDS_ALIAS.contains(&((info >> 24) & 0x1f)) {
+                return id;
+            }
+            id = u32_at(&self.raw, at + 8).unwrap_or(0) as usize;
+        }
+        id
+    }
+
+    /// Bit offset and type of `member` in composite `id`.
+    fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<(u32, u32)> {
         let (_, members) = self.composite(id)?;
         let members: Vec<Member> = members.collect();
         for m in &members {
             if self.name(m.name_off) == member {
-                return Some(base_bits + m.bit_offset);
+                return Some((base_bits + m.bit_offset, m.type_id));
             }
         }
         // Anonymous members (C11 anonymous structs and unions).
         members
             .iter()
             .filter(|m| self.name(m.name_off).is_empty())
-            .find_map(|m| self.find(m.type_id as usize, member, base_bits + m.bit_offset))
+            .find_map(|m| {
+                self.find(
+                    self.resolve(m.type_id as usize),
+                    member,
+                    base_bits + m.bit_offset,
+                )
+            })
     }
 }
 
@@ -166,9 +209,11 @@ mod tests {
     use super::*;
 
     /// Builds BTF with: 1 INT u32, 2 STRUCT inner { a: u32 @0, b: u32 @32 },
-    /// 3 STRUCT outer { x: u32 @0, <anon inner> @64, y: u32 @128 }.
+    /// 3 STRUCT outer { x: u32 @0, <anon inner> @64, y: u32 @128 },
+    /// 4 TYPEDEF inner_t = 2, 5 CONST 4,
+    /// 6 STRUCT top { pad: u32 @0, o: outer @32, t: const inner_t @192 }.
     fn sample() -> Vec<u8> {
-        let strings = b"\0u32\0inner\0a\0b\0outer\0x\0y\0";
+        let strings = b"\0u32\0inner\0a\0b\0outer\0x\0y\0inner_t\0top\0pad\0o\0t\0";
         let s = |name: &str| {
             let needle = format!("\0{name}\0");
             strings
@@ -200,6 +245,22 @@ mod tests {
         for (n, off) in [("x", 0u32), ("", 64), ("y", 128)] {
             push(if n.is_empty() { 0 } else { s(n) });
             push(if n.is_empty() { 2 } else { 1 });
+            push(off);
+        }
+        // typedef inner_t, const inner_t
+        push(s("inner_t"));
+        push(8 << 24);
+        push(2);
+        push(0);
+        push(10 << 24);
+        push(4);
+        // top
+        push(s("top"));
+        push((4 << 24) | 3);
+        push(32);
+        for (n, ty, off) in [("pad", 1u32, 0u32), ("o", 3, 32), ("t", 5, 192)] {
+            push(s(n));
+            push(ty);
             push(off);
         }
         let mut raw = Vec::new();
@@ -234,6 +295,25 @@ mod tests {
     }
 
     #[test]
+    fn follows_member_paths_through_typedefs_and_qualifiers() {
+        let b = Btf::parse(sample()).unwrap();
+        assert_eq!(b.member_path_offset("top", &["o", "y"]), Some(4 + 16));
+        assert_eq!(
+            b.member_path_offset("top", &["o", "b"]),
+            Some(4 + 12),
+            "through the anonymous member"
+        );
+        assert_eq!(
+            b.member_path_offset("top", &["t", "b"]),
+            Some(24 + 4),
+            "through a const typedef"
+        );
+        assert_eq!(b.member_path_offset("top", &["t", "x"]), None);
+        assert_eq!(b.member_path_offset("top", &["pad", "x"]), None);
+        assert_eq!(b.member_path_offset("top", &[]), Some(0));
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert_eq!(Btf::parse(b"hello".to_vec()).err(), Some(BtfError::Header));
         let mut raw = sample();
@@ -247,5 +327,20 @@ mod tests {
         let cb = b.member_offset("sk_buff", "cb").expect("sk_buff.cb");
         assert!(cb > 0 && cb < 256, "{cb}");
         assert_eq!(b.member_offset("tcp_skb_cb", "tcp_gso_segs"), Some(8));
+    }
+
+    #[test]
+    fn this_kernel_has_the_netns_chain() {
+        let b = Btf::from_sys_fs().expect("this project's machines have /sys/kernel/btf/vmlinux");
+        // `possible_net_t` is a typedef of an unnamed struct.
+        let sk_net = b.member_path_offset("sock", &["__sk_common", "skc_net", "net"]);
+        assert!(sk_net.is_some_and(|o| o < 256), "{sk_net:?}");
+        let inum = b.member_path_offset("net", &["ns", "inum"]);
+        assert!(inum.is_some_and(|o| o < 1024), "{inum:?}");
+        assert!(b.member_path_offset("sk_buff", &["dev"]).is_some());
+        assert!(
+            b.member_path_offset("net_device", &["nd_net", "net"])
+                .is_some()
+        );
     }
 }

@@ -98,7 +98,8 @@ impl Family {
     }
 }
 
-/// A flow as seen from the local socket.
+/// A flow as seen from the local socket, in its network namespace: the
+/// same addresses and ports in two namespaces are two flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tuple {
     pub family: Family,
@@ -106,9 +107,24 @@ pub struct Tuple {
     pub lport: u16,
     pub raddr: IpAddr,
     pub rport: u16,
+    /// The socket's network namespace: its inode number, as
+    /// `/proc/<pid>/ns/net` shows it. 0 when unknown (a kernel whose BTF
+    /// does not say where it is, an event that names no socket, a
+    /// recording made before tcptrace read it).
+    #[serde(default)]
+    pub netns: u32,
 }
 
 impl Tuple {
+    /// Whether `self` and `other` can be the same flow: equal, or equal
+    /// but for a namespace one of them does not know (0; an error report
+    /// names no socket, so it never knows).
+    pub fn same_flow(&self, other: &Tuple) -> bool {
+        self == other
+            || ((self.netns == 0 || other.netns == 0)
+                && Tuple { netns: 0, ..*self } == Tuple { netns: 0, ..*other })
+    }
+
     pub fn unspecified(family: Family) -> IpAddr {
         match family {
             Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -1,7 +1,10 @@
-//! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`),
-//! applied exactly in user space by the pipeline (once, with one rule).
-//! The kernel's coarser pre-filter is derived from it in
-//! [`crate::hooks::kernel_filter`].
+//! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`,
+//! `--netns`), applied exactly in user space by the pipeline (once, with
+//! one rule). The kernel's coarser pre-filter is derived from it in
+//! [`crate::hooks::kernel_filter`]. A namespace given as a path or a
+//! process is resolved to its inode here ([`resolve_netns`]).
+
+use std::{fs::File, os::unix::fs::MetadataExt as _, path::Path};
 
 use crate::{
     engine::{Annotated, flows::Flow},
@@ -17,6 +20,8 @@ pub struct Filter {
     pub lport: Option<u16>,
     pub rport: Option<u16>,
     pub family: Option<Family>,
+    /// Network namespace, by inode.
+    pub netns: Option<u32>,
 }
 
 impl Filter {
@@ -62,8 +67,73 @@ impl Filter {
         {
             return false;
         }
+        if let Some(n) = self.netns
+            && t.netns != n
+        {
+            return false;
+        }
         true
     }
+}
+
+/// The largest process id any Linux hands out (`PID_MAX_LIMIT` on 64-bit):
+/// a larger number given to `--netns` is an inode (the kernel numbers
+/// namespaces from 0xEFFFFFF9 on, far above it).
+const PID_MAX_LIMIT: u64 = 4_194_304;
+
+/// `ioctl(fd, NS_GET_NSTYPE)` (`_IO(0xb7, 0x3)`): the kind of namespace a
+/// file of nsfs is.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// A network namespace named as `--netns` takes it: a path to its file of
+/// nsfs (`/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount), a process
+/// id (whose namespace is meant), or the namespace's inode number (as
+/// `ls -i`, `lsns -t net` or tcptrace's own `netns` field show it).
+pub fn resolve_netns(arg: &str) -> Result<u32, String> {
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = arg
+            .parse()
+            .map_err(|_| format!("'{arg}' is not a process id nor a namespace inode"))?;
+        if n > PID_MAX_LIMIT {
+            return u32::try_from(n)
+                .map_err(|_| format!("'{arg}' is not a namespace inode: inodes are 32-bit"));
+        }
+        return netns_of_pid(n as u32);
+    }
+    netns_of_path(Path::new(arg))
+}
+
+/// The network namespace of process `pid`.
+pub fn netns_of_pid(pid: u32) -> Result<u32, String> {
+    let path = format!("/proc/{pid}/ns/net");
+    std::fs::metadata(&path)
+        .map(|m| m.ino() as u32)
+        .map_err(|e| format!("no network namespace for process {pid} ({path}: {e})"))
+}
+
+/// The namespace whose nsfs file is at `path`, checked to be a network
+/// namespace.
+fn netns_of_path(path: &Path) -> Result<u32, String> {
+    let shown = path.display();
+    let f = File::open(path).map_err(|e| {
+        format!(
+            "'{shown}': {e}; give a network namespace as a path (/run/netns/NAME, /proc/PID/ns/net), a process id or an inode"
+        )
+    })?;
+    // SAFETY: a valid open descriptor; the request takes no argument.
+    let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), NS_GET_NSTYPE as _) };
+    if kind == -1 {
+        return Err(format!(
+            "'{shown}' is not a namespace file (such as /run/netns/NAME or /proc/PID/ns/net)"
+        ));
+    }
+    if kind != libc::CLONE_NEWNET {
+        return Err(format!(
+            "'{shown}' is a namespace of another kind, not a network namespace"
+        ));
+    }
+    let m = f.metadata().map_err(|e| format!("'{shown}': {e}"))?;
+    Ok(m.ino() as u32)
 }
 
 #[cfg(test)]
@@ -110,6 +180,49 @@ mod tests {
         assert!(
             !f.matches(&ann(5000, 80, None)),
             "unknown owner never matches a pid"
+        );
+    }
+
+    #[test]
+    fn namespaces() {
+        let mut a = ann(80, 5000, Some(7));
+        a.event.tuple.netns = 4_026_532_001;
+        let f = |netns| Filter {
+            netns: Some(netns),
+            ..Filter::default()
+        };
+        assert!(f(4_026_532_001).matches(&a));
+        assert!(!f(4_026_532_002).matches(&a));
+        assert!(Filter::default().matches(&a));
+        // Unknown (0) is no namespace the user can ask for.
+        a.event.tuple.netns = 0;
+        assert!(!f(4_026_532_001).matches(&a));
+        let flow = crate::engine::flows::Flow::new(1, a.event.tuple, Established, 0);
+        assert!(!f(4_026_532_001).keeps(&flow));
+    }
+
+    #[test]
+    fn namespaces_by_path_pid_and_inode() {
+        let ours = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
+        let me = std::process::id().to_string();
+        assert_eq!(resolve_netns(&me), Ok(ours));
+        assert_eq!(resolve_netns("/proc/self/ns/net"), Ok(ours));
+        assert_eq!(resolve_netns(&ours.to_string()), Ok(ours));
+        assert_eq!(resolve_netns("4026532999"), Ok(4_026_532_999));
+        let e = resolve_netns("/proc/self/ns/uts").unwrap_err();
+        assert!(e.contains("another kind"), "{e}");
+        let e = resolve_netns("/etc/hostname").unwrap_err();
+        assert!(e.contains("not a namespace file"), "{e}");
+        let e = resolve_netns("/nonexistent/x").unwrap_err();
+        assert!(e.contains("give a network namespace as a path"), "{e}");
+        let e = resolve_netns("99999999999").unwrap_err();
+        assert!(e.contains("32-bit"), "{e}");
+        // A pid that does not exist (above this host's pid_max, below the
+        // kernel's ceiling).
+        let e = resolve_netns("4194304").unwrap_err();
+        assert!(
+            e.contains("no network namespace for process 4194304"),
+            "{e}"
         );
     }
 

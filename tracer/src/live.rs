@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
@@ -85,6 +85,12 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.
     memory::release();
+    let netns = probe.report.netns;
+    if p.filter().netns.is_some() && !netns {
+        bail!(
+            "--netns needs each socket's network namespace, and this kernel's BTF does not say where it is (sock_common.skc_net, net.ns.inum; see `tcptrace check`)"
+        );
+    }
     let ring = probe.take_ring()?;
     let mut src = Source {
         // SAFETY: the ring buffer owns its map fd, which stays open and the
@@ -128,7 +134,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     if let Some(w) = hooks::privileges::seeding_warning() {
         eprintln!("tcptrace: warning: {w}");
     }
-    let mut seeding = Some(Seeding::start()?);
+    let mut seeding = Some(Seeding::start(netns)?);
     let hold_until = Instant::now() + SEED_HOLD;
     let mut held = Vec::new();
     eprintln!(
@@ -212,12 +218,14 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
 struct Seeding(std::sync::mpsc::Receiver<Vec<procnet::Seed>>);
 
 impl Seeding {
-    fn start() -> Result<Self> {
+    /// Starts reading; tuples carry their namespace if `netns` (as the
+    /// kernel's events then do).
+    fn start(netns: bool) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("tcptrace-seed".into())
             .spawn(move || {
-                let _ = tx.send(procnet::seed());
+                let _ = tx.send(procnet::seed(netns));
             })
             .context("starting the /proc reader")?;
         Ok(Self(rx))

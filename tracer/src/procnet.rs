@@ -1,7 +1,7 @@
 //! What `/proc` knows about sockets that existed before tracing started:
 //! the TCP tables of every network namespace (`/proc/<pid>/net/tcp{,6}`,
-//! one process per namespace) and which process holds each socket inode
-//! (`/proc/<pid>/fd`).
+//! one process per namespace, which `/proc/<pid>/ns/net` names by inode)
+//! and which process holds each socket inode (`/proc/<pid>/fd`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,8 +27,9 @@ pub struct Seed {
 
 /// Reads every namespace's TCP table and the owners of their inodes. Best
 /// effort: processes that exit meanwhile, or that we may not read, are
-/// skipped.
-pub fn seed() -> Vec<Seed> {
+/// skipped. With `netns`, each tuple carries its namespace's inode (as the
+/// kernel's events do); without (the kernel's events carry 0), 0.
+pub fn seed(netns: bool) -> Vec<Seed> {
     let Ok(procs) = all_processes() else {
         return Vec::new();
     };
@@ -48,6 +49,14 @@ pub fn seed() -> Vec<Seed> {
             let Ok(ns) = fs::read_link(dir.join("ns/net")) else {
                 continue;
             };
+            let inode = if netns {
+                match inode_of_link(&ns.to_string_lossy()) {
+                    Some(n) => n,
+                    None => continue,
+                }
+            } else {
+                0
+            };
             if !namespaces.insert(ns) {
                 continue;
             }
@@ -55,7 +64,8 @@ pub fn seed() -> Vec<Seed> {
                 continue;
             };
             for e in t.tcp().into_iter().chain(t.tcp6()).flatten() {
-                let (tuple, state) = convert(&e);
+                let (mut tuple, state) = convert(&e);
+                tuple.netns = inode;
                 if e.inode == 0 {
                     ownerless.push(Seed {
                         tuple,
@@ -102,6 +112,15 @@ pub fn seed() -> Vec<Seed> {
     seeds
 }
 
+/// The inode in a namespace link's target, `net:[4026531833]`.
+fn inode_of_link(target: &str) -> Option<u32> {
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 fn convert(e: &TcpNetEntry) -> (Tuple, TcpState) {
     let family = match e.local_address {
         SocketAddr::V4(_) => Family::V4,
@@ -128,6 +147,7 @@ fn convert(e: &TcpNetEntry) -> (Tuple, TcpState) {
             lport: e.local_address.port(),
             raddr: e.remote_address.ip(),
             rport: e.remote_address.port(),
+            netns: 0,
         },
         state,
     )
@@ -165,12 +185,23 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let me = std::process::id();
-        let seeds = seed();
-        let found = seeds
-            .iter()
-            .find(|s| s.tuple.lport == port && s.state == TcpState::Listen)
-            .expect("our listener is in /proc/net/tcp");
-        assert_eq!(found.owner.map(|o| o.pid), Some(me));
+        let ours = crate::filter::netns_of_pid(me).unwrap();
+        for netns in [true, false] {
+            let seeds = seed(netns);
+            let found = seeds
+                .iter()
+                .find(|s| s.tuple.lport == port && s.state == TcpState::Listen)
+                .expect("our listener is in /proc/net/tcp");
+            assert_eq!(found.owner.map(|o| o.pid), Some(me));
+            assert_eq!(found.tuple.netns, if netns { ours } else { 0 });
+        }
+    }
+
+    #[test]
+    fn namespace_links() {
+        assert_eq!(inode_of_link("net:[4026531833]"), Some(4_026_531_833));
+        assert_eq!(inode_of_link("mnt:[4026531833]"), None);
+        assert_eq!(inode_of_link("net:[x]"), None);
     }
 
     #[test]

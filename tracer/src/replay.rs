@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     pipeline::{Input, Pipeline},
-    record::{FORMAT, FORMAT_BINARY, Line, Start, frame},
+    record::{FORMAT, FORMAT_BINARY, FORMAT_BINARY_2, Line, Start, frame},
 };
 
 /// How often, in event time, the pipeline gets a tick.
@@ -46,16 +46,16 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
         Ok(Line::Header(h)) => h,
         _ => bail!("not a tcptrace recording: the first line is not a header"),
     };
-    if header.format != FORMAT && header.format != FORMAT_BINARY {
+    if ![FORMAT, FORMAT_BINARY_2, FORMAT_BINARY].contains(&header.format) {
         bail!(
-            "recording format {} is not supported by this tcptrace (formats {FORMAT} and {FORMAT_BINARY})",
+            "recording format {} is not supported by this tcptrace (formats {FORMAT} to {FORMAT_BINARY})",
             header.format
         );
     }
     p.push(Input::Start(Start::of(&header)));
     let mut last_tick: u64 = 0;
     let mut now = 0;
-    let mut frame = [0u8; frame::LEN];
+    let mut frame = vec![0u8; frame::len(header.format)];
     // Records read, the header included.
     let mut n: u64 = 1;
     while !p.done() {
@@ -257,15 +257,23 @@ mod tests {
 
     /// The loopback recording with its events as binary frames.
     fn as_binary(json: &str) -> Vec<u8> {
+        as_binary_format(json, FORMAT_BINARY)
+    }
+
+    /// ... of recording `format` (2: frames without the namespace).
+    fn as_binary_format(json: &str, format: u32) -> Vec<u8> {
         let mut out = Vec::new();
         for l in json.lines() {
             match serde_json::from_str::<Line>(l).unwrap() {
                 Line::Header(mut h) => {
-                    h.format = FORMAT_BINARY;
+                    h.format = format;
                     serde_json::to_writer(&mut out, &Line::Header(h)).unwrap();
                     out.push(b'\n');
                 }
-                Line::Event(ev) => frame::encode(&mut out, &ev),
+                Line::Event(ev) => {
+                    frame::encode(&mut out, &ev);
+                    out.truncate(out.len() + frame::len(format) - frame::LEN);
+                }
                 _ => {
                     out.extend_from_slice(l.as_bytes());
                     out.push(b'\n');
@@ -293,6 +301,43 @@ mod tests {
         assert_eq!(replay_bytes(&bin, Resets, f()), replay(Resets, f()));
         let top = || Top::new(SortBy::Age, u64::MAX / 2, 100, false, true);
         assert_eq!(replay_bytes(&bin, top(), f()), replay(top(), f()));
+    }
+
+    /// Recordings from before the namespace: format 2 frames, and JSON
+    /// event lines without `netns` (the fixture is one), replay with
+    /// namespace 0; a recording with namespaces keeps them.
+    #[test]
+    fn older_recordings_replay_with_namespace_0() {
+        let f = Filter::default;
+        let old = as_binary_format(LOOPBACK, FORMAT_BINARY_2);
+        assert_eq!(
+            replay_bytes(&old, States, f()),
+            replay(States, f()),
+            "format 2"
+        );
+        let states = replay(States, f());
+        assert!(states.iter().all(|r| r["netns"] == 0), "{states:#?}");
+
+        let with_ns: String = LOOPBACK
+            .lines()
+            .map(|l| match serde_json::from_str::<Line>(l).unwrap() {
+                Line::Event(mut ev) => {
+                    ev.tuple.netns = 4_026_532_001;
+                    serde_json::to_string(&Line::Event(ev)).unwrap() + "\n"
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        for bytes in [with_ns.clone().into_bytes(), as_binary(&with_ns)] {
+            let states = replay_bytes(&bytes, States, f());
+            assert!(!states.is_empty());
+            assert!(states.iter().all(|r| r["netns"] == 4_026_532_001u64));
+            let other = Filter {
+                netns: Some(4_026_532_002),
+                ..f()
+            };
+            assert!(replay_bytes(&bytes, States, other).is_empty());
+        }
     }
 
     #[test]

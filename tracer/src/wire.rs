@@ -62,7 +62,7 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
         },
         kind::RESET_SENT => EventKind::ResetSent {
             state: TcpState::try_from(w.state).ok(),
-            reason: (w.reason != NO_REASON).then_some(w.reason),
+            reason: (w.reason != NO_REASON).then_some(u32::from(w.reason)),
         },
         kind::RESET_RECV => EventKind::ResetRecv,
         kind::SOCK_ERROR => EventKind::SockError {
@@ -79,6 +79,7 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
             lport: w.sport,
             raddr,
             rport: w.dport,
+            netns: w.netns,
         },
         task: Owner {
             pid: w.pid,
@@ -122,11 +123,12 @@ mod tests {
             saddr: [0; 16],
             daddr: [0; 16],
             pid: 1234,
-            reason: 0,
+            netns: 4026531833,
             sport: 43210,
             dport: 443,
             segs: 0,
             errno: 0,
+            reason: 0,
             kind,
             hook: match kind {
                 kind::STATE => hook::STATE,
@@ -140,7 +142,6 @@ mod tests {
             old_state: 7,
             state: 2,
             _pad: 0,
-            _pad2: 0,
         }
     }
 
@@ -163,6 +164,7 @@ mod tests {
         assert_eq!(e.tuple.laddr.to_string(), "10.0.0.1");
         assert_eq!(e.tuple.raddr.to_string(), "10.0.0.2");
         assert_eq!((e.tuple.lport, e.tuple.rport), (43210, 443));
+        assert_eq!(e.tuple.netns, 4026531833);
         assert_eq!(e.task.pid, 1234);
         assert_eq!(e.task.comm.as_str(), "curl");
         assert_eq!(

@@ -9,7 +9,13 @@
 //!   handshake latency, retransmits by kind, resets, errors, RTT;
 //! - connection outcomes (latency or errno) for the `connect` and `hist`
 //!   views (`outcomes`);
-//! - a census of sockets per state and a transition matrix.
+//! - a census of sockets per state (in total and per network namespace)
+//!   and a transition matrix.
+//!
+//! A flow is one full kernel socket. Request sockets (a half-open
+//! connection of a listener) and timewait sockets are not: what the kernel
+//! reports about them (a SYN-ACK retransmit, a reset) is counted on the
+//! listener, or nowhere, and never opens a flow of its own.
 //!
 //! Memory is bounded: closed flows linger for [`Config::linger_ns`] (the
 //! last [`Config::max_closed`] of them), then go; past
@@ -45,7 +51,7 @@ use owners::Owners;
 use retire::Retirement;
 use table::{BySock, ByTuple, FlowTable};
 
-use crate::event::{Event, EventKind, Owner, TcpState};
+use crate::event::{Event, EventKind, Owner, RetransKind, TcpState, Tuple};
 
 /// An event with what the engine adds to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,15 +122,26 @@ impl Engine {
                 prev_state_ns = self.on_state(ev, old, new, owner);
             }
             EventKind::Retrans { kind, segs, state } => {
-                self.event_flow(ev, state, owner)
-                    .extra_mut()
-                    .retrans
-                    .add(kind, segs);
+                let f = match kind {
+                    // The socket is the listener; the connection is a
+                    // request socket, not a flow.
+                    RetransKind::SynAck => self.listener_flow(ev),
+                    _ => Some(self.event_flow(ev, state, owner)),
+                };
+                if let Some(f) = f {
+                    f.extra_mut().retrans.add(kind, segs);
+                }
             }
             EventKind::ResetSent { state, .. } => {
-                if ev.sock != 0 {
-                    let st = state.unwrap_or(TcpState::Close);
-                    self.event_flow(ev, st, owner).extra_mut().resets_sent += 1;
+                let f = match state {
+                    _ if ev.sock == 0 => None,
+                    Some(TcpState::Listen) => self.listener_flow(ev),
+                    // A timewait or request socket: not a flow.
+                    Some(TcpState::TimeWait | TcpState::NewSynRecv) => None,
+                    st => Some(self.event_flow(ev, st.unwrap_or(TcpState::Close), owner)),
+                };
+                if let Some(f) = f {
+                    f.extra_mut().resets_sent += 1;
                 }
             }
             EventKind::ResetRecv => {
@@ -180,6 +197,21 @@ impl Engine {
         let mut c = BTreeMap::new();
         for f in self.flows().filter(|f| self.in_census(f) && keep(f)) {
             *c.entry(f.state).or_default() += 1;
+        }
+        c
+    }
+
+    /// [`Self::census`] per network namespace (0: unknown).
+    pub fn census_by_netns(
+        &self,
+        keep: impl Fn(&Flow) -> bool,
+    ) -> BTreeMap<u32, BTreeMap<TcpState, u64>> {
+        let mut c: BTreeMap<u32, BTreeMap<TcpState, u64>> = BTreeMap::new();
+        for f in self.flows().filter(|f| self.in_census(f) && keep(f)) {
+            *c.entry(f.tuple.netns)
+                .or_default()
+                .entry(f.state)
+                .or_default() += 1;
         }
         c
     }
@@ -245,6 +277,36 @@ impl Engine {
             return self.retirement.closed_at(i);
         }
         self.flow_mut(ev, state, owner)
+    }
+
+    /// The listener an event about one of its request sockets names
+    /// (`ev.sock` is the listener): its live flow, whose tuple stays its
+    /// own, or the one seeded from /proc on the event's local address (or
+    /// the wildcard) and port in its namespace. `None` when the listener
+    /// is unknown: no flow is made for it from a request's tuple (it would
+    /// stay in the census as long as the listener lives).
+    fn listener_flow(&mut self, ev: &Event) -> Option<&mut Flow> {
+        if self.flows.contains_key(&ev.sock) {
+            return self.flows.get_mut(&ev.sock);
+        }
+        let t = ev.tuple;
+        let any = Tuple::unspecified(t.family);
+        for laddr in [t.laddr, any] {
+            let listener = Tuple {
+                laddr,
+                raddr: any,
+                rport: 0,
+                ..t
+            };
+            if self
+                .seeded
+                .get(&listener)
+                .is_some_and(|f| f.state == TcpState::Listen)
+            {
+                return self.seeded.get_mut(&listener);
+            }
+        }
+        None
     }
 
     fn on_state(

@@ -30,8 +30,9 @@ pub(super) struct Outcomes {
     /// live, marked with when it failed, until it comes or the wait ends.
     pending: Vec<u64>,
     /// Errors reported for a tuple before its connect failed, with their
-    /// time.
-    errors: HashMap<Tuple, (i32, u64)>,
+    /// time and namespace. Keyed by the tuple without its namespace: an
+    /// error report names no socket, so its namespace is 0 (unknown).
+    errors: HashMap<Tuple, (i32, u64, u32)>,
     /// Outcomes not taken yet.
     done: Vec<ConnectOutcome>,
 }
@@ -65,7 +66,7 @@ impl Outcomes {
     /// Forgets error reports that no failed connect claimed in time.
     pub fn forget_errors(&mut self, now: u64) {
         self.errors
-            .retain(|_, (_, ts)| now.saturating_sub(*ts) < ERROR_KEEP_NS);
+            .retain(|_, (_, ts, _)| now.saturating_sub(*ts) < ERROR_KEEP_NS);
     }
 }
 
@@ -87,7 +88,17 @@ impl Engine {
     /// reported and closed now; else it waits.
     pub(super) fn connect_failed(&mut self, ev: &Event) {
         let error = self.flows.get(&ev.sock).and_then(|f| f.extra().error);
-        let errno = error.or_else(|| self.outcomes.errors.remove(&ev.tuple).map(|e| e.0));
+        let key = Tuple {
+            netns: 0,
+            ..ev.tuple
+        };
+        let errno = error.or_else(|| match self.outcomes.errors.get(&key) {
+            Some(&(e, _, netns)) if netns == 0 || netns == ev.tuple.netns => {
+                self.outcomes.errors.remove(&key);
+                Some(e)
+            }
+            _ => None,
+        });
         match errno {
             Some(e) => {
                 self.resolve_failure(ev.sock, Some(e));
@@ -117,16 +128,21 @@ impl Engine {
     /// the same tuple, or waits for one (the kernel reports before or after
     /// SYN_SENT -> CLOSE depending on the version).
     pub(super) fn on_sock_error(&mut self, ev: &Event, errno: i32) {
-        let pending = self
-            .outcomes
-            .pending
-            .iter()
-            .copied()
-            .find(|s| self.flows.get(s).is_some_and(|f| f.tuple == ev.tuple));
+        let pending = self.outcomes.pending.iter().copied().find(|s| {
+            self.flows
+                .get(s)
+                .is_some_and(|f| f.tuple.same_flow(&ev.tuple))
+        });
         match pending {
             Some(sock) => self.resolve_failure(sock, Some(errno)),
             None if self.outcomes.errors.len() < MAX_ERRORS => {
-                self.outcomes.errors.insert(ev.tuple, (errno, ev.ts_ns));
+                let key = Tuple {
+                    netns: 0,
+                    ..ev.tuple
+                };
+                self.outcomes
+                    .errors
+                    .insert(key, (errno, ev.ts_ns, ev.tuple.netns));
             }
             None => {}
         }

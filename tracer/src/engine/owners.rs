@@ -6,7 +6,8 @@
 //! - CLOSE -> SYN_SENT runs inside `connect()`: the task is the owner;
 //! - -> LISTEN runs inside `listen()`: the task owns the listener;
 //! - an accepted socket (-> SYN_RECV, created from a listener) inherits the
-//!   owner of the listener on its local address and port;
+//!   owner of the listener on its local address and port in its network
+//!   namespace (every pod may listen on 0.0.0.0:8080);
 //! - sockets that existed before tracing started are seeded from
 //!   `/proc/net/tcp{,6}` and `/proc/<pid>/fd` by tuple
 //!   ([`crate::procnet::seed`]).
@@ -25,11 +26,18 @@ struct Listener {
     owner: Owner,
 }
 
+/// Where listeners are filed: network namespace, family, local port.
+type ListenKey = (u32, Family, u16);
+
+fn listen_key(t: &Tuple) -> ListenKey {
+    (t.netns, t.family, t.lport)
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Owners {
-    /// Listeners by (family, local port).
-    listeners: HashMap<(Family, u16), Vec<Listener>>,
+    /// Listeners by (namespace, family, local port).
+    listeners: HashMap<ListenKey, Vec<Listener>>,
     /// Sockets that existed before start-up, by tuple.
     seeded: HashMap<Tuple, Owner>,
 }
@@ -97,7 +105,7 @@ impl Owners {
     }
 
     fn add_listener(&mut self, sock: u64, t: Tuple, owner: Owner) {
-        let v = self.listeners.entry((t.family, t.lport)).or_default();
+        let v = self.listeners.entry(listen_key(&t)).or_default();
         // Replaces what we knew of the same listener.
         v.retain(|l| {
             if sock == 0 {
@@ -114,18 +122,18 @@ impl Owners {
     }
 
     fn remove_listener(&mut self, sock: u64, t: Tuple) {
-        if let Some(v) = self.listeners.get_mut(&(t.family, t.lport)) {
+        if let Some(v) = self.listeners.get_mut(&listen_key(&t)) {
             v.retain(|l| l.sock != sock && !(l.sock == 0 && l.laddr == t.laddr));
             if v.is_empty() {
-                self.listeners.remove(&(t.family, t.lport));
+                self.listeners.remove(&listen_key(&t));
             }
         }
     }
 
     /// The owner of the listener that would have accepted `t`: one bound to
-    /// its local address, else a wildcard one.
+    /// its local address, else a wildcard one, in its namespace.
     fn listener_owner(&self, t: &Tuple) -> Option<Owner> {
-        let v = self.listeners.get(&(t.family, t.lport))?;
+        let v = self.listeners.get(&listen_key(t))?;
         v.iter()
             .rev()
             .find(|l| l.laddr == t.laddr)
@@ -249,6 +257,106 @@ mod tests {
                 .owner,
             Some(lo)
         );
+    }
+
+    /// Every pod listens on 0.0.0.0:8080: each accepted socket belongs to
+    /// the listener of its own namespace, whichever was seen last, and
+    /// closing one listener leaves the other's owner in place.
+    #[test]
+    fn same_listener_tuple_in_two_namespaces() {
+        let mut o = crate::engine::Engine::default();
+        let (a, b) = (owner(10, "server-a"), owner(20, "server-b"));
+        let (ns_a, ns_b) = (4_026_532_001, 4_026_532_002);
+        let listen = |netns| Tuple {
+            laddr: Tuple::unspecified(Family::V4),
+            raddr: Tuple::unspecified(Family::V4),
+            netns,
+            ..tuple(8080, 0)
+        };
+        let child = |rport, netns| Tuple {
+            netns,
+            ..tuple(8080, rport)
+        };
+        o.process(&state(1, 100, listen(ns_a), a, Close, Listen));
+        o.process(&state(2, 200, listen(ns_b), b, Close, Listen));
+        let client = owner(30, "curl");
+        for (i, (netns, want)) in [(ns_a, a), (ns_b, b), (ns_a, a)].into_iter().enumerate() {
+            let i = i as u64;
+            let got = o.process(&state(
+                3 + i,
+                300 + i,
+                child(40000 + i as u16, netns),
+                client,
+                Listen,
+                SynRecv,
+            ));
+            assert_eq!(got.owner, Some(want), "accepted socket {i}");
+            let got = o.process(&retrans(
+                10 + i,
+                300 + i,
+                child(40000 + i as u16, netns),
+                softirq(),
+                Established,
+                RetransKind::Data,
+            ));
+            assert_eq!(got.owner, Some(want), "retransmit of accepted socket {i}");
+        }
+        // The census counts each namespace's listener.
+        let census = o.census_by_netns(|_| true);
+        assert_eq!(census[&ns_a][&Listen], 1);
+        assert_eq!(census[&ns_b][&Listen], 1);
+        assert_eq!(census[&ns_a][&SynRecv], 2);
+        assert_eq!(census[&ns_b][&SynRecv], 1);
+        assert_eq!(o.census(|_| true)[&Listen], 2);
+        // Server A's listener goes; B's still owns what B accepts, and the
+        // row of B's listener stays open.
+        o.process(&state(20, 100, listen(ns_a), a, Listen, Close));
+        assert_eq!(
+            o.process(&state(21, 400, child(40100, ns_b), client, Listen, SynRecv))
+                .owner,
+            Some(b)
+        );
+        assert_eq!(
+            o.process(&state(22, 401, child(40101, ns_a), client, Listen, SynRecv))
+                .owner,
+            None
+        );
+        assert_eq!(o.state_of(200), Some(Listen));
+        assert_eq!(o.census_by_netns(|_| true)[&ns_b][&Listen], 1);
+        assert!(!o.census_by_netns(|_| true)[&ns_a].contains_key(&Listen));
+    }
+
+    /// Listeners from before start-up, same tuple in two namespaces.
+    #[test]
+    fn seeded_listeners_in_two_namespaces() {
+        let mut o = crate::engine::Engine::default();
+        let (a, b) = (owner(10, "server-a"), owner(20, "server-b"));
+        for (netns, who) in [(1, a), (2, b)] {
+            let t = Tuple {
+                raddr: Tuple::unspecified(Family::V4),
+                netns,
+                ..tuple(8080, 0)
+            };
+            o.seed(t, Listen, Some(who), 0);
+        }
+        for (netns, who) in [(2, b), (1, a)] {
+            let t = Tuple {
+                netns,
+                ..tuple(8080, 50000)
+            };
+            assert_eq!(
+                o.process(&state(
+                    1,
+                    500 + u64::from(netns),
+                    t,
+                    softirq(),
+                    Listen,
+                    SynRecv
+                ))
+                .owner,
+                Some(who)
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,15 @@ impl FlowTable<ByTuple> {
             .filter(|f| f.tuple == *t)
     }
 
+    pub fn get_mut(&mut self, t: &Tuple) -> Option<&mut Flow> {
+        if self.flows.is_empty() {
+            return None;
+        }
+        self.at(self.keys.hash(t))
+            .map(|i| &mut self.flows[i])
+            .filter(|f| f.tuple == *t)
+    }
+
     pub fn remove(&mut self, t: &Tuple) -> Option<Flow> {
         if self.flows.is_empty() {
             return None;

@@ -25,6 +25,7 @@ pub fn tuple(lport: u16, rport: u16) -> Tuple {
         lport,
         raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         rport,
+        netns: 0,
     }
 }
 

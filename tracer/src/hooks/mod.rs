@@ -16,9 +16,12 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{KernelFilter, SKB_OFFSET_MASK, TpOffsets, hook, names};
+use tracer_common::{
+    KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets, hook, names,
+};
 
 use crate::{
+    btf::Btf,
     event::{Family, TcpState},
     filter::Filter,
     tracefs,
@@ -91,6 +94,9 @@ pub struct Report {
     pub connect: Option<ConnectPlan>,
     /// This kernel's names of reset reasons (`enum sk_rst_reason`).
     pub reset_reasons: Vec<(i64, String)>,
+    /// Events carry their socket's network namespace (the kernel's BTF
+    /// says where it is); else every event's is 0.
+    pub netns: bool,
 }
 
 impl Report {
@@ -180,15 +186,21 @@ impl Probe {
         };
         let mut loader = EbpfLoader::new();
         // The programs need no CO-RE relocation: skip parsing the kernel's
-        // BTF at load (a large part of start-up time).
+        // BTF at load (a large part of start-up time); the few kernel
+        // struct members they read are located here, once.
         loader.btf(None);
-        let segs_off = if wants.retrans {
-            skb_segs_offset()
-        } else {
-            Err("not wanted".into())
+        let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"));
+        let segs_off = match (&btf, wants.retrans) {
+            (Ok(btf), true) => skb_segs_offset(btf),
+            (Err(e), true) => Err(e.clone()),
+            (_, false) => Err("not wanted".into()),
         };
         if let Ok(off) = &segs_off {
             loader.override_global(names::SKB_SEGS_OFF, off, true);
+        }
+        let netns_off = btf.and_then(|btf| netns_offsets(&btf));
+        if let Ok(off) = &netns_off {
+            loader.override_global(names::NETNS_OFF, off, true);
         }
         loader.map_max_entries(names::EVENTS, ring_bytes);
         loader.override_global(names::FILTER, &filter, true);
@@ -215,8 +227,19 @@ impl Probe {
         })?;
         let mut report = Report {
             reset_reasons,
+            netns: netns_off.is_ok(),
             ..Report::default()
         };
+        report.hooks.push(HookStatus {
+            hook: match &netns_off {
+                Ok(o) => format!(
+                    "BTF: network namespace at sk+{} -> net+{} (and skb+{} -> dev+{})",
+                    o.sk_net, o.net_inum, o.skb_dev, o.dev_net
+                ),
+                Err(_) => "BTF: network namespace of a socket".into(),
+            },
+            result: netns_off.map(drop),
+        });
         if wants.retrans {
             report.hooks.push(HookStatus {
                 hook: match &segs_off {
@@ -308,8 +331,7 @@ pub fn lost_total(lost: &PerCpuArray<MapData, u64>) -> u64 {
 
 /// Offset from an skb of `TCP_SKB_CB(skb)->tcp_gso_segs`, from kernel BTF,
 /// within what the program can address ([`SKB_OFFSET_MASK`]).
-fn skb_segs_offset() -> Result<u32, String> {
-    let btf = crate::btf::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+fn skb_segs_offset(btf: &Btf) -> Result<u32, String> {
     let cb = btf
         .member_offset("sk_buff", "cb")
         .ok_or("BTF has no sk_buff.cb")?;
@@ -325,6 +347,43 @@ fn checked_skb_offset(off: u32) -> Result<u32, String> {
         return Err(format!(
             "tcp_gso_segs at skb+{off} is beyond the {} bytes tcptrace's program can address",
             SKB_OFFSET_MASK + 1
+        ));
+    }
+    Ok(off)
+}
+
+/// Where the programs find a socket's (and a device's) network namespace,
+/// from kernel BTF: `sk->__sk_common.skc_net.net->ns.inum`, and for a
+/// reset sent for no socket `skb->dev->nd_net.net->ns.inum`. The socket
+/// chain is required (without it every event's namespace is 0, which is
+/// what a kernel without network namespaces would give); the skb chain is
+/// optional (such resets then carry 0).
+pub fn netns_offsets(btf: &Btf) -> Result<NetnsOffsets, String> {
+    let at = |ty: &str, path: &[&str]| -> Result<u32, String> {
+        let off = btf
+            .member_path_offset(ty, path)
+            .ok_or_else(|| format!("BTF has no {ty}.{}", path.join(".")))?;
+        checked_kernel_offset(off, ty, path)
+    };
+    let mut o = NetnsOffsets::ABSENT;
+    o.sk_net = at("sock", &["__sk_common", "skc_net", "net"])?;
+    o.net_inum = at("net", &["ns", "inum"])?;
+    if let (Ok(dev), Ok(net)) = (
+        at("sk_buff", &["dev"]),
+        at("net_device", &["nd_net", "net"]),
+    ) {
+        (o.skb_dev, o.dev_net) = (dev, net);
+    }
+    Ok(o)
+}
+
+/// `off` if an 8-byte read there stays within [`KERNEL_OFFSET_MASK`].
+fn checked_kernel_offset(off: u32, ty: &str, path: &[&str]) -> Result<u32, String> {
+    if off + 8 > KERNEL_OFFSET_MASK + 1 {
+        return Err(format!(
+            "{ty}.{} at +{off} is beyond the {} bytes tcptrace's programs can address",
+            path.join("."),
+            KERNEL_OFFSET_MASK + 1
         ));
     }
     Ok(off)
@@ -374,6 +433,17 @@ mod tests {
         assert_eq!(checked_skb_offset(4094), Ok(4094));
         let e = checked_skb_offset(4095).unwrap_err();
         assert!(e.contains("beyond the 4096 bytes"), "{e}");
+    }
+
+    #[test]
+    fn netns_offsets_of_this_kernel() {
+        let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
+        let o = netns_offsets(&btf).unwrap();
+        assert!(o.sk_net < 256 && o.net_inum < 1024, "{o:?}");
+        assert_ne!(o.skb_dev, tracer_common::NO_OFFSET, "{o:?}");
+        assert_ne!(o.dev_net, tracer_common::NO_OFFSET, "{o:?}");
+        let e = checked_kernel_offset(65_530, "net", &["ns", "inum"]).unwrap_err();
+        assert!(e.contains("net.ns.inum at +65530 is beyond"), "{e}");
     }
 
     #[test]

@@ -183,16 +183,18 @@ pub const HOOKS: &[Hook] = &[
         },
         need: Need::Resets,
         // 6.x: sockaddr blobs; older: ports and addresses as elsewhere.
+        // `skbaddr`: the namespace of a reset sent for no socket.
         layouts: &[
             Layout::new(
                 &[F::SaSaddr, F::SaDaddr],
-                &[F::Skaddr, F::Newstate, F::Reason],
+                &[F::Skaddr, F::Newstate, F::Reason, F::Skbaddr],
             ),
             Layout::new(
                 FLOW,
                 &[
                     F::Newstate,
                     F::Reason,
+                    F::Skbaddr,
                     F::Family,
                     F::Saddr,
                     F::Daddr,

@@ -25,6 +25,10 @@
 //! | 36 | 16 | local address (IPv4 in the first 4 bytes) |
 //! | 52 | 16 | remote address |
 //! | 68 | 16 | task comm, NUL-padded |
+//! | 84 | 4 | network namespace inode (0: unknown) |
+//!
+//! Format 2 recordings (before the namespace) have 84-byte frames, read
+//! with namespace 0.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -35,8 +39,15 @@ use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState,
 
 /// First byte of a frame (never the first byte of a JSON line).
 pub const MARKER: u8 = 0xE7;
-/// Bytes in a frame, marker included.
-pub const LEN: usize = 84;
+/// Bytes in a frame, marker included (recording format 3).
+pub const LEN: usize = 88;
+/// Bytes in a frame of recording format 2, which had no namespace.
+pub const LEN_FORMAT_2: usize = 84;
+
+/// Bytes in a frame of a binary recording of `format` (2 or 3).
+pub fn len(format: u32) -> usize {
+    if format == 2 { LEN_FORMAT_2 } else { LEN }
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -50,6 +61,8 @@ pub enum FrameError {
     State(u8),
     #[error("unknown retransmit kind {0}")]
     RetransKind(u8),
+    #[error("a frame of {0} bytes")]
+    Len(usize),
 }
 
 /// Appends `ev` as one frame.
@@ -108,6 +121,7 @@ pub fn encode(out: &mut Vec<u8>, ev: &Event) {
     f[36..52].copy_from_slice(&addr_bytes(t.laddr));
     f[52..68].copy_from_slice(&addr_bytes(t.raddr));
     f[68..84].copy_from_slice(ev.task.comm.raw());
+    f[84..88].copy_from_slice(&t.netns.to_le_bytes());
     out.extend_from_slice(&f);
 }
 
@@ -134,8 +148,12 @@ fn state(v: u8) -> Result<TcpState, FrameError> {
     TcpState::try_from(v).map_err(FrameError::State)
 }
 
-/// Reads one frame.
-pub fn decode(f: &[u8; LEN]) -> Result<Event, FrameError> {
+/// Reads one frame: [`LEN`] bytes, or [`LEN_FORMAT_2`] of a format 2
+/// recording.
+pub fn decode(f: &[u8]) -> Result<Event, FrameError> {
+    if f.len() != LEN && f.len() != LEN_FORMAT_2 {
+        return Err(FrameError::Len(f.len()));
+    }
     if f[0] != MARKER {
         return Err(FrameError::Marker(f[0]));
     }
@@ -182,6 +200,7 @@ pub fn decode(f: &[u8; LEN]) -> Result<Event, FrameError> {
             lport: u16_at(6),
             raddr: addr(family, &f[52..68]),
             rport: u16_at(8),
+            netns: if f.len() == LEN { u32_at(84) } else { 0 },
         },
         task: Owner {
             pid: u32_at(12),
@@ -200,7 +219,7 @@ mod tests {
         let mut v = Vec::new();
         encode(&mut v, &ev);
         assert_eq!(v.len(), LEN);
-        assert_eq!(decode(v.as_slice().try_into().unwrap()), Ok(ev));
+        assert_eq!(decode(&v), Ok(ev));
     }
 
     #[test]
@@ -245,8 +264,34 @@ mod tests {
             lport: 1,
             raddr: "2001:db8::ff".parse().unwrap(),
             rport: 2,
+            netns: u32::MAX,
         };
         round_trip(v6);
+        let mut ns = base;
+        ns.tuple.netns = 4_026_532_000;
+        round_trip(ns);
+    }
+
+    #[test]
+    fn format_2_frames_read_with_namespace_0() {
+        let mut ev = retrans(
+            1,
+            2,
+            tuple(3, 4),
+            owner(5, "a"),
+            TcpState::Established,
+            RetransKind::Data,
+        );
+        ev.tuple.netns = 4_026_532_000;
+        let mut v = Vec::new();
+        encode(&mut v, &ev);
+        assert_eq!(len(2), LEN_FORMAT_2);
+        assert_eq!(len(3), LEN);
+        // A format 2 frame is this frame without its last four bytes.
+        let old = decode(&v[..LEN_FORMAT_2]).unwrap();
+        ev.tuple.netns = 0;
+        assert_eq!(old, ev);
+        assert_eq!(decode(&v[..80]), Err(FrameError::Len(80)));
     }
 
     #[test]
@@ -306,7 +351,7 @@ mod tests {
                 RetransKind::Data,
             ),
         );
-        let mut f: [u8; LEN] = v.as_slice().try_into().unwrap();
+        let mut f = v.clone();
         f[1] = 9;
         assert_eq!(decode(&f), Err(FrameError::Kind(9)));
         f[1] = 2;

@@ -1,7 +1,9 @@
 //! The recording format of `tcptrace record` and `tcptrace replay`: JSON
 //! Lines, a header first, then decoded events, RTT snapshots and lost
-//! counts in the order they were seen. With `--binary` (format 2) each
-//! event is a fixed-size binary [`frame`] instead of a line.
+//! counts in the order they were seen. With `--binary` (format 3; format
+//! 2 frames lacked the network namespace) each event is a fixed-size
+//! binary [`frame`] instead of a line. A format 1 event line without
+//! `netns` in its tuple (recorded before tcptrace read it) has namespace 0.
 //!
 //! ```text
 //! {"type":"header","format":1,"tcptrace":"0.1.0","kernel":"6.18.44",...}
@@ -22,7 +24,9 @@ use crate::{
 /// Version of this format: every record a JSON line.
 pub const FORMAT: u32 = 1;
 /// Events as binary [`frame`]s, the rest JSON lines.
-pub const FORMAT_BINARY: u32 = 2;
+pub const FORMAT_BINARY: u32 = 3;
+/// Binary frames without the network namespace; still read.
+pub const FORMAT_BINARY_2: u32 = 2;
 
 /// First line of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,9 +58,9 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     put::json_str(out, s.as_bytes());
 }
 
-/// The fields every per-flow JSON record shares, from `"ts"` to `"rport"`,
+/// The fields every per-flow JSON record shares, from `"ts"` to `"netns"`,
 /// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
-/// "laddr":..,"lport":..,"raddr":..,"rport":..,`.
+/// "laddr":..,"lport":..,"raddr":..,"rport":..,"netns":..,`.
 pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
     out.extend_from_slice(b"\"ts\":\"");
     clock.put_rfc3339(out, ts_ns);
@@ -76,6 +76,8 @@ pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner:
     put::ip(out, t.raddr);
     out.extend_from_slice(b"\",\"rport\":");
     put::int(out, t.rport);
+    out.extend_from_slice(b",\"netns\":");
+    put::int(out, t.netns);
     out.push(b',');
 }
 
@@ -92,8 +94,16 @@ pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
     }
 }
 
-/// The time, owner and flow columns of a text line.
-pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
+/// The time, owner and flow columns of a text line, and the namespace
+/// column with `netns` (see [`TEXT_NETNS_HEADER`]).
+pub fn text_flow(
+    out: &mut Vec<u8>,
+    clock: &Clock,
+    ts_ns: u64,
+    t: &Tuple,
+    owner: Option<&Owner>,
+    netns: bool,
+) {
     clock.put_time_of_day(out, ts_ns);
     out.push(b' ');
     let at = out.len();
@@ -118,7 +128,26 @@ pub fn text_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner:
         put::pad_right(out, at, 23);
         out.push(b' ');
     }
+    if netns {
+        put_netns(out, t.netns);
+        out.push(b' ');
+    }
 }
+
+/// A namespace's inode in a 10-character column, `-` when unknown.
+pub fn put_netns(out: &mut Vec<u8>, netns: u32) {
+    let at = out.len();
+    match netns {
+        0 => out.push(b'-'),
+        n => put::int(out, n),
+    }
+    put::pad_right(out, at, 10);
+}
+
+/// The column that follows [`TEXT_FLOW_HEADER`] once records from more
+/// than one network namespace have been shown (the output prints the
+/// header again with it at that point, and every later line has it).
+pub const TEXT_NETNS_HEADER: &str = "NETNS      ";
 
 /// The header matching [`text_flow`].
 pub const TEXT_FLOW_HEADER: &str =

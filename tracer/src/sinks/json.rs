@@ -8,7 +8,10 @@ use super::{
     format::{Clock, ClockFmt, errno_name, json_flow, json_owner},
     put,
 };
-use crate::views::records::{FlowRef, HistReport, Reason, Rec, TopReport};
+use crate::{
+    event::TcpState,
+    views::records::{FlowRef, HistReport, Reason, Rec, TopReport},
+};
 
 fn flow(b: &mut Vec<u8>, clock: &Clock, f: &FlowRef<'_>) {
     json_flow(b, clock, f.ts_ns, f.tuple, f.owner);
@@ -115,8 +118,8 @@ fn hist(b: &mut Vec<u8>, clock: &Clock, h: &HistReport) {
         put::json_str(b, g.key.as_bytes());
         let _ = write!(
             b,
-            ",\"count\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"buckets\":[",
-            g.count, g.p50_us, g.p90_us, g.p99_us, g.max_us
+            ",\"netns\":{},\"count\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"buckets\":[",
+            g.netns, g.count, g.p50_us, g.p90_us, g.p99_us, g.max_us
         );
         for (n, (lo, hi, count)) in g.buckets.iter().enumerate() {
             let _ = write!(
@@ -129,14 +132,26 @@ fn hist(b: &mut Vec<u8>, clock: &Clock, h: &HistReport) {
     }
 }
 
+/// `{"STATE":N,...}`.
+fn census(b: &mut Vec<u8>, c: &[(TcpState, u64)]) {
+    b.push(b'{');
+    for (i, (s, n)) in c.iter().enumerate() {
+        let _ = write!(b, "{}\"{}\":{n}", if i > 0 { "," } else { "" }, s.name());
+    }
+    b.push(b'}');
+}
+
 fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
     let _ = write!(
         b,
-        "{{\"type\":\"top\",\"ts\":\"{}\",\"census\":{{",
+        "{{\"type\":\"top\",\"ts\":\"{}\",\"census\":",
         clock.rfc3339(t.ts_ns)
     );
-    for (i, (s, n)) in t.census.iter().enumerate() {
-        let _ = write!(b, "{}\"{}\":{n}", if i > 0 { "," } else { "" }, s.name());
+    census(b, &t.census);
+    b.extend_from_slice(b",\"census_by_netns\":{");
+    for (i, (netns, c)) in t.census_by_netns.iter().enumerate() {
+        let _ = write!(b, "{}\"{netns}\":", if i > 0 { "," } else { "" });
+        census(b, c);
     }
     b.extend_from_slice(b"},\"flows\":[");
     for (i, f) in t.rows.iter().enumerate() {
@@ -148,12 +163,13 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let u = &f.tuple;
         let _ = write!(
             b,
-            ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},\"state\":\"{}\",\"role\":\"{}\",\"closed\":{},\"age_ms\":",
+            ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},\"netns\":{},\"state\":\"{}\",\"role\":\"{}\",\"closed\":{},\"age_ms\":",
             u.family.name(),
             u.laddr,
             u.lport,
             u.raddr,
             u.rport,
+            u.netns,
             f.state.name(),
             f.role.name(),
             f.closed,

@@ -104,6 +104,9 @@ pub struct Output {
     recorder: recording::Recorder,
     /// When a batch was last handed over because time passed.
     last_flush: std::time::Instant,
+    /// The view's text columns, and the namespaces its records were in.
+    columns: Columns,
+    namespaces: text::Namespaces,
 }
 
 impl Output {
@@ -158,6 +161,8 @@ impl Output {
             writer,
             recorder: recording::Recorder::default(),
             last_flush: std::time::Instant::now(),
+            columns: Columns::None,
+            namespaces: text::Namespaces::default(),
         })
     }
 
@@ -170,17 +175,21 @@ impl Output {
     pub fn start(&mut self, start: &Start, columns: Columns) {
         self.clock = start.clock;
         self.now_ns = start.ts_ns;
+        self.columns = columns;
         match self.mode {
-            Mode::Text => {
-                if let Some(h) = text::header(columns) {
-                    self.buf.extend_from_slice(h.trim_end().as_bytes());
-                    self.buf.push(b'\n');
-                }
-            }
+            Mode::Text => self.text_header(),
             Mode::Json => {}
             Mode::Recording { binary } => recording::header(&mut self.buf, start, binary),
         }
         self.flush(true);
+    }
+
+    /// The text column header, if the view has one.
+    fn text_header(&mut self) {
+        if let Some(h) = text::header(self.columns, self.namespaces.many) {
+            self.buf.extend_from_slice(h.trim_end().as_bytes());
+            self.buf.push(b'\n');
+        }
     }
 
     /// `n` events or records from `source` never reached us.
@@ -281,7 +290,12 @@ impl Emit for Output {
             return;
         }
         match self.mode {
-            Mode::Text => text::render(&mut self.buf, &self.clock, rec),
+            Mode::Text => {
+                if self.namespaces.see(rec.netns()) {
+                    self.text_header();
+                }
+                text::render(&mut self.buf, &self.clock, rec, self.namespaces.many);
+            }
             Mode::Json => json::render(&mut self.buf, &self.clock, rec),
             Mode::Recording { binary } => {
                 self.recorder

@@ -68,6 +68,7 @@ fn json_schema_of_a_transition() {
             "family",
             "laddr",
             "lport",
+            "netns",
             "new",
             "old",
             "pid",
@@ -133,10 +134,12 @@ fn json_schema_of_a_retransmit() {
     assert_eq!(
         keys(&v),
         [
-            "comm", "family", "kind", "laddr", "lport", "pid", "raddr", "rport", "segs", "state",
-            "ts", "type"
+            "comm", "family", "kind", "laddr", "lport", "netns", "pid", "raddr", "rport", "segs",
+            "state", "ts", "type"
         ]
     );
+    // After `rport`, as in every per-flow record.
+    assert!(line.contains(r#""rport":443,"netns":0,"#), "{line}");
     assert_eq!(
         (v["type"].as_str(), v["kind"].as_str(), v["state"].as_str()),
         (Some("retrans"), Some("syn"), Some("SYN_SENT"))
@@ -193,6 +196,133 @@ fn top_census_and_sorted_flows_in_json() {
     assert_eq!(flows[0]["handshake_us"], 1);
     assert_eq!(flows[0]["role"], "client");
     assert_eq!(v["transitions"]["SYN_SENT->ESTABLISHED"], 2);
+}
+
+/// The same tuple in two namespaces: `netns` tells them apart in JSON,
+/// and `top` has a census per namespace beside the total.
+#[test]
+fn namespaces_in_json() {
+    let (a, b) = (4_026_532_001, 4_026_532_002);
+    let listener = |netns| crate::event::Tuple {
+        netns,
+        ..tuple(8080, 0)
+    };
+    let mut e = Engine::default();
+    e.process(&state(1, 1, listener(a), owner(1, "a"), Close, Listen));
+    e.process(&state(2, 2, listener(b), owner(2, "b"), Close, Listen));
+    e.process(&state(
+        3,
+        3,
+        tuple(8080, 4000),
+        owner(9, "c"),
+        Listen,
+        SynRecv,
+    ));
+    let ann = Annotated {
+        event: state(1, 1, listener(a), owner(1, "a"), Close, Listen),
+        owner: Some(owner(1, "a")),
+        prev_state_ns: None,
+    };
+    let line = render(Mode::Json, |out| States.on_event(&ann, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["netns"], 4_026_532_001u64);
+    let mut top = Top::new(SortBy::Age, 1_000_000_000, 10, false, false);
+    let text = render(Mode::Json, |out| top.finish(&e, 10, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["census"]["LISTEN"], 2);
+    let by = &v["census_by_netns"];
+    assert_eq!(by["4026532001"]["LISTEN"], 1, "{v:#}");
+    assert_eq!(by["4026532002"]["LISTEN"], 1, "{v:#}");
+    assert_eq!(by["0"]["SYN_RECV"], 1, "{v:#}");
+    let netns: Vec<u64> = v["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["netns"].as_u64().unwrap())
+        .collect();
+    assert_eq!(netns, [4_026_532_001, 4_026_532_002, 0]);
+}
+
+/// Text shows the namespace only once there is more than one: the stream
+/// gets the header again with a NETNS column when the second comes, and
+/// every later line has the column, under its header.
+#[test]
+fn text_grows_a_netns_column_at_the_second_namespace() {
+    let at = |ts, netns| Annotated {
+        event: state(
+            ts,
+            ts,
+            crate::event::Tuple {
+                netns,
+                ..tuple(40000, 80)
+            },
+            owner(5, "x"),
+            SynSent,
+            Established,
+        ),
+        owner: Some(owner(5, "x")),
+        prev_state_ns: Some(1_000),
+    };
+    let (mut out, got) = capture(Mode::Text, None);
+    out.start(&start(), States.columns());
+    for (ts, netns) in [(1, 7), (2, 0), (3, 7), (4, 4_026_532_001), (5, 7)] {
+        States.on_event(&at(ts, netns), &context(), &mut out);
+    }
+    out.close().unwrap();
+    let text = got.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    assert!(lines[0].starts_with("TIME(UTC)") && !lines[0].contains("NETNS"));
+    assert!(!lines[1].contains(" 7 "), "{text}");
+    // The second namespace: the header again, with NETNS.
+    assert!(lines[4].starts_with("TIME(UTC)"), "{text}");
+    // The column comes right after REMOTE (23 characters and a space), in
+    // the header and in the lines alike; the rest moves by its width.
+    let after_remote = |line: &str, remote: &str| line.find(remote).unwrap() + 24;
+    let h = after_remote(lines[0], "REMOTE");
+    assert_eq!(
+        lines[4],
+        format!("{}NETNS      {}", &lines[0][..h], &lines[0][h..]),
+        "{text}"
+    );
+    let k = after_remote(lines[1], "127.0.0.1:80");
+    for (line, netns) in [(lines[5], "4026532001"), (lines[6], "7")] {
+        assert_eq!(
+            line,
+            format!("{}{netns:<10} {}", &lines[1][..k], &lines[1][k..]),
+            "{text}"
+        );
+    }
+    // JSON needs none of this: every record has `netns`.
+}
+
+#[test]
+fn top_text_shows_namespaces_when_there_are_several() {
+    let mut e = Engine::default();
+    let listener = |netns| crate::event::Tuple {
+        netns,
+        ..tuple(8080, 0)
+    };
+    e.process(&state(1, 1, listener(11), owner(1, "a"), Close, Listen));
+    let mut top = Top::new(SortBy::Age, 1, 10, false, false);
+    let one = render(Mode::Text, |out| top.finish(&e, 2, &context(), out));
+    assert!(!one.contains("NETNS") && !one.contains("netns"), "{one}");
+    e.process(&state(2, 2, listener(22), owner(2, "b"), Close, Listen));
+    let two = render(Mode::Text, |out| top.finish(&e, 3, &context(), out));
+    assert!(two.contains("sockets: LISTEN=2"), "{two}");
+    assert!(two.contains("  netns 11        : LISTEN=1"), "{two}");
+    assert!(two.contains("  netns 22        : LISTEN=1"), "{two}");
+    let header = two.lines().find(|l| l.contains("PID")).unwrap();
+    let col = header.find("NETNS").unwrap();
+    assert_eq!(col, header.find("REMOTE").unwrap() + 24, "{two}");
+    let rows: Vec<&str> = two.lines().filter(|l| l.contains("LISTEN ")).collect();
+    assert_eq!(rows.len(), 2, "{two}");
+    assert_eq!(&rows[0][col..col + 3], "11 ", "{two}");
+    assert_eq!(&rows[1][col..col + 3], "22 ", "{two}");
+    assert_eq!(
+        rows[0].find("LISTEN").unwrap(),
+        header.find("STATE").unwrap()
+    );
 }
 
 #[test]

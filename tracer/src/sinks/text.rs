@@ -1,5 +1,9 @@
 //! The human renderer: fixed-width columns for the streaming views, the
-//! histograms as bars, and the `top` table. Per-event records are written
+//! histograms as bars, and the `top` table. The network namespace shows
+//! only when more than one is involved: a NETNS column in the streaming
+//! views from the record that brings a second namespace on (the output
+//! prints the header again there), and in a `top` table or a round of
+//! histograms that spans several. Per-event records are written
 //! with the allocation-free pieces of [`put`]; text from elsewhere (process
 //! names, reset reasons) goes through [`escape`].
 
@@ -7,7 +11,10 @@ use std::io::Write;
 
 use super::{
     escape,
-    format::{Clock, ClockFmt, TEXT_FLOW_HEADER, endpoint, errno_name, ip_version, text_flow},
+    format::{
+        Clock, ClockFmt, TEXT_FLOW_HEADER, TEXT_NETNS_HEADER, endpoint, errno_name, ip_version,
+        put_netns, text_flow,
+    },
     put,
 };
 use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport};
@@ -15,26 +22,29 @@ use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport
 /// Reset reasons longer than this are cut (the kernel's longest is 30).
 const REASON_CHARS: usize = 48;
 
-/// The column header for a view's records, if it has one.
-pub fn header(columns: Columns) -> Option<String> {
+/// The column header for a view's records, if it has one; with the NETNS
+/// column if `netns`.
+pub fn header(columns: Columns, netns: bool) -> Option<String> {
+    let flow = if netns {
+        format!("{TEXT_FLOW_HEADER}{TEXT_NETNS_HEADER}")
+    } else {
+        TEXT_FLOW_HEADER.to_string()
+    };
     Some(match columns {
-        Columns::Retrans => format!("{TEXT_FLOW_HEADER}{:<12} {:<6} SEGS", "STATE", "KIND"),
-        Columns::States => format!(
-            "{TEXT_FLOW_HEADER}{:>11}    {:<11} {:>10}",
-            "OLD", "NEW", "PREV_MS"
-        ),
-        Columns::Connect => format!("{TEXT_FLOW_HEADER}LAT(ms)/ERROR"),
-        Columns::Resets => format!("{TEXT_FLOW_HEADER}{:<4} {:<12} REASON", "DIR", "STATE"),
+        Columns::Retrans => format!("{flow}{:<12} {:<6} SEGS", "STATE", "KIND"),
+        Columns::States => format!("{flow}{:>11}    {:<11} {:>10}", "OLD", "NEW", "PREV_MS"),
+        Columns::Connect => format!("{flow}LAT(ms)/ERROR"),
+        Columns::Resets => format!("{flow}{:<4} {:<12} REASON", "DIR", "STATE"),
         Columns::None => return None,
     })
 }
 
-fn flow(b: &mut Vec<u8>, clock: &Clock, f: &FlowRef<'_>) {
-    text_flow(b, clock, f.ts_ns, f.tuple, f.owner);
-}
-
-/// Appends one record as text. Recording-only records render nothing.
-pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
+/// Appends one record as text, with the NETNS column if `netns`.
+/// Recording-only records render nothing.
+pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
+    let flow = |b: &mut Vec<u8>, f: &FlowRef<'_>| {
+        text_flow(b, clock, f.ts_ns, f.tuple, f.owner, netns);
+    };
     match *rec {
         Rec::State {
             flow: ref f,
@@ -42,7 +52,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             new,
             prev_state_ns,
         } => {
-            flow(b, clock, f);
+            flow(b, f);
             let at = b.len();
             b.extend_from_slice(old.name().as_bytes());
             put::pad_left(b, at, 11);
@@ -65,7 +75,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             kind,
             segs,
         } => {
-            flow(b, clock, f);
+            flow(b, f);
             put::column(b, state.name(), 12);
             b.push(b' ');
             put::column(b, kind.name(), 6);
@@ -77,7 +87,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             b.push(b'\n');
         }
         Rec::Connect(o) => {
-            text_flow(b, clock, o.ts_ns, &o.tuple, o.owner.as_ref());
+            text_flow(b, clock, o.ts_ns, &o.tuple, o.owner.as_ref(), netns);
             match (o.latency_ns, o.failed()) {
                 (Some(l), _) => {
                     let _ = writeln!(b, "{:.3}", l as f64 / 1e6);
@@ -95,7 +105,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             state,
             reason,
         } => {
-            flow(b, clock, f);
+            flow(b, f);
             let dir = match direction {
                 crate::views::records::Direction::Sent => "out",
                 crate::views::records::Direction::Received => "in",
@@ -114,14 +124,49 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
     }
 }
 
+/// Which network namespaces the records shown so far were in: enough to
+/// know when a second one comes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Namespaces {
+    /// The first known one (0: none yet).
+    first: u32,
+    /// More than one has been seen: lines carry the NETNS column.
+    pub many: bool,
+}
+
+impl Namespaces {
+    /// Takes a record's namespace; true when it is the second one seen
+    /// (the header is then printed again, with NETNS).
+    pub fn see(&mut self, netns: Option<u32>) -> bool {
+        match netns {
+            _ if self.many => false,
+            None | Some(0) => false,
+            Some(n) if self.first == 0 => {
+                self.first = n;
+                false
+            }
+            Some(n) => {
+                self.many = n != self.first;
+                self.many
+            }
+        }
+    }
+}
+
 fn hist(b: &mut Vec<u8>, h: &HistReport) {
+    let netns = h.groups.iter().any(|g| g.netns != h.groups[0].netns);
     for g in &h.groups {
         let ms = |us: u64| us as f64 / 1000.0;
         let _ = writeln!(
             b,
-            "{} {}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            "{} {}{}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             if h.per_flow { "flow" } else { "destination" },
             g.key,
+            if netns {
+                format!(" (netns {})", g.netns)
+            } else {
+                String::new()
+            },
             g.count,
             ms(g.p50_us),
             ms(g.p90_us),
@@ -154,13 +199,30 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let _ = write!(b, " {}={n}", s.name());
     }
     b.push(b'\n');
+    // More than one namespace: its census line each, and a NETNS column.
+    let netns = t.census_by_netns.len() > 1
+        || t.rows
+            .iter()
+            .any(|r| r.tuple.netns != t.rows[0].tuple.netns);
+    if netns {
+        for (ns, census) in &t.census_by_netns {
+            b.extend_from_slice(b"  netns ");
+            put_netns(b, *ns);
+            b.push(b':');
+            for (s, n) in census {
+                let _ = write!(b, " {}={n}", s.name());
+            }
+            b.push(b'\n');
+        }
+    }
     let _ = writeln!(
         b,
-        "{:>7} {:<15} IP {:<23} {:<23} {:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
+        "{:>7} {:<15} IP {:<23} {:<23} {}{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
         "PID",
         "COMM",
         "LOCAL",
         "REMOTE",
+        if netns { TEXT_NETNS_HEADER } else { "" },
         "STATE",
         "ROLE",
         "AGE(s)",
@@ -178,10 +240,18 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         );
         let _ = write!(
             b,
-            "{pid:>7} {comm:<15} {}  {:<23} {:<23} {:<11} {:<8} {:>8} {:>5} {:>7} {:>9}",
+            "{pid:>7} {comm:<15} {}  {:<23} {:<23} ",
             ip_version(f.tuple.family),
             endpoint(f.tuple.laddr, f.tuple.lport),
             endpoint(f.tuple.raddr, f.tuple.rport),
+        );
+        if netns {
+            put_netns(b, f.tuple.netns);
+            b.push(b' ');
+        }
+        let _ = write!(
+            b,
+            "{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}",
             f.state.name(),
             f.role.name(),
             f.age_ms

@@ -1,5 +1,5 @@
 //! `tcptrace hist`: latency histograms per destination (`addr:port`) or per
-//! flow: handshake latency of connects (exact samples, HDR percentiles), or
+//! flow, in each network namespace: handshake latency of connects (exact samples, HDR percentiles), or
 //! with `--rtt` the smoothed RTT the kernel samples per segment (log2 slots
 //! aggregated in the kernel; percentiles are slot upper bounds).
 
@@ -80,8 +80,12 @@ pub struct Hist {
     /// Print (and start over) every this many ns; else only at the end.
     pub interval_ns: Option<u64>,
     last_ns: Option<u64>,
-    groups: BTreeMap<String, Group>,
+    groups: BTreeMap<Key, Group>,
 }
+
+/// A group: its namespace, then its text key (so one namespace's groups
+/// come out in the order of their keys).
+type Key = (u32, String);
 
 impl Hist {
     pub fn new(metric: Metric, per_flow: bool, interval_ns: Option<u64>) -> Self {
@@ -94,8 +98,8 @@ impl Hist {
         }
     }
 
-    fn key(&self, t: &Tuple) -> String {
-        if self.per_flow {
+    fn key(&self, t: &Tuple) -> Key {
+        let text = if self.per_flow {
             format!(
                 "{} -> {}",
                 SocketAddr::new(t.laddr, t.lport),
@@ -103,11 +107,12 @@ impl Hist {
             )
         } else {
             SocketAddr::new(t.raddr, t.rport).to_string()
-        }
+        };
+        (t.netns, text)
     }
 
     /// RTT groups from the engine's current per-flow histograms.
-    fn rtt_groups(&self, engine: &Engine, cx: &Context) -> BTreeMap<String, Group> {
+    fn rtt_groups(&self, engine: &Engine, cx: &Context) -> BTreeMap<Key, Group> {
         let mut groups = BTreeMap::new();
         for f in engine.flows() {
             let Some(r) = &f.extra().rtt else {
@@ -139,7 +144,7 @@ impl Hist {
         let groups: Vec<HistGroup> = groups
             .into_iter()
             .filter(|(_, g)| g.count > 0)
-            .map(|(key, g)| {
+            .map(|((netns, key), g)| {
                 let first = g.slots.iter().position(|&n| n > 0).unwrap_or(0);
                 let last = g.slots.iter().rposition(|&n| n > 0).unwrap_or(0);
                 HistGroup {
@@ -150,6 +155,7 @@ impl Hist {
                     max_us: g.max_us,
                     buckets: (first..=last).map(|i| (lo(i), hi(i), g.slots[i])).collect(),
                     key,
+                    netns,
                 }
             })
             .collect();
@@ -255,6 +261,29 @@ mod tests {
         assert_eq!(d80.buckets.first(), Some(&(64, 127, 9)));
         assert_eq!(d80.buckets.last().map(|b| (b.0, b.2)), Some((524_288, 1)));
         assert_eq!(d80.buckets.iter().map(|b| b.2).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn one_destination_from_two_namespaces_is_two_groups() {
+        let cx = context();
+        let engine = Engine::default();
+        let mut h = Hist::new(Metric::Handshake, false, None);
+        let mut out = Reports::default();
+        for (netns, us) in [(2, 100), (1, 5_000), (2, 100)] {
+            let mut o = connect(us, 80);
+            o.tuple.netns = netns;
+            h.on_connect(&o, &cx, &mut out);
+        }
+        h.finish(&engine, 2, &cx, &mut out);
+        let g: Vec<_> = out.0[0]
+            .groups
+            .iter()
+            .map(|g| (g.netns, g.key.as_str(), g.count, g.max_us))
+            .collect();
+        assert_eq!(
+            g,
+            [(1, "127.0.0.1:80", 1, 5_000), (2, "127.0.0.1:80", 2, 100)]
+        );
     }
 
     #[test]

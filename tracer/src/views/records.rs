@@ -52,6 +52,9 @@ pub enum Reason<'a> {
 pub struct HistGroup {
     /// `addr:port`, or `local -> remote` per flow.
     pub key: String,
+    /// The network namespace of the flows measured: the same destination
+    /// seen from two namespaces is two groups.
+    pub netns: u32,
     pub count: u64,
     pub p50_us: u64,
     pub p90_us: u64,
@@ -112,6 +115,8 @@ pub struct TopReport {
     pub ts_ns: u64,
     /// Live sockets per state.
     pub census: Vec<(TcpState, u64)>,
+    /// The same, per network namespace (0: unknown), by inode.
+    pub census_by_netns: Vec<(u32, Vec<(TcpState, u64)>)>,
     pub rows: Vec<TopRow>,
     /// Transitions seen since start, sorted.
     pub transitions: Vec<((TcpState, TcpState), u64)>,
@@ -164,6 +169,17 @@ impl Rec<'_> {
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
         !matches!(self, Self::Rtt { .. })
+    }
+
+    /// The network namespace of a per-flow record.
+    pub fn netns(&self) -> Option<u32> {
+        match self {
+            Self::State { flow, .. } | Self::Retrans { flow, .. } | Self::Reset { flow, .. } => {
+                Some(flow.tuple.netns)
+            }
+            Self::Connect(o) => Some(o.tuple.netns),
+            _ => None,
+        }
     }
 }
 

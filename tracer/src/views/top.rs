@@ -1,6 +1,6 @@
 //! `tcptrace top`: a refreshing per-flow table (owner, flow, state, age,
 //! retransmits, resets, handshake latency, RTT) with a census of sockets
-//! per state. The text sink redraws it in place on a terminal and prints
+//! per state, in total and per network namespace. The text sink redraws it in place on a terminal and prints
 //! it periodically otherwise; one JSON record per refresh with `--json`.
 
 use std::cmp::Reverse;
@@ -55,6 +55,11 @@ impl Top {
     /// The table as it stands at `now_ns`.
     pub fn report(&self, engine: &Engine, now_ns: u64, cx: &Context) -> TopReport {
         let census = engine.census(|f| cx.filter.keeps(f));
+        let census_by_netns = engine
+            .census_by_netns(|f| cx.filter.keeps(f))
+            .into_iter()
+            .map(|(netns, c)| (netns, c.into_iter().collect()))
+            .collect();
         let mut flows: Vec<&Flow> = engine.flows().filter(|f| cx.filter.keeps(f)).collect();
         match self.sort {
             SortBy::Retrans => flows.sort_by_key(|f| {
@@ -90,6 +95,7 @@ impl Top {
         TopReport {
             ts_ns: now_ns,
             census: census.into_iter().collect(),
+            census_by_netns,
             rows,
             transitions,
             rtt: self.rtt,
