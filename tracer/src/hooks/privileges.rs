@@ -31,7 +31,7 @@ pub fn check() -> Result<()> {
             "lacks"
         };
         bail!(
-            "tcptrace needs CAP_BPF (to load its kernel programs) and CAP_PERFMON (to attach them to tracepoints), or CAP_SYS_ADMIN; this process {who} {missing}: run it with sudo, or grant the missing capabilities"
+            "tcptrace needs root, or CAP_BPF (to load its kernel programs) and CAP_PERFMON (to attach them to tracepoints), or CAP_SYS_ADMIN; this process {who} {missing}: run it with sudo, or grant the missing capabilities"
         );
     }
     raise_nofile()
