@@ -6,6 +6,7 @@
 mod bench;
 mod fuzz;
 mod setup;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -52,6 +53,13 @@ enum Task {
     },
     /// cargo fmt --check and clippy (user space and kernel crate).
     Lint,
+    /// As root: the release tcptrace for MINUTES under churn, loss, a
+    /// stalling reader and signals; reports RSS growth, records and lost
+    /// counts (not part of `test`).
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Fuzz the parsers of untrusted input (installs cargo-fuzz if missing).
     Fuzz {
         /// Seconds in all, split between the targets.
@@ -97,6 +105,10 @@ fn run(task: Task) -> Result<()> {
             Ok(())
         }
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Soak { minutes } => {
+            let bin = build(true)?;
+            soak::run(minutes, bin, &root_dir())
+        }
         Task::Lint => {
             setup::run(false)?;
             lint()
@@ -133,7 +145,7 @@ pub(crate) fn check(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -17,7 +17,7 @@
 mod configs;
 mod extras;
 mod flows;
-mod host;
+pub mod host;
 mod report;
 mod tracers;
 pub mod worker;
