@@ -124,7 +124,7 @@ pub struct Replay {
 /// First byte of a binary event frame, and its length (tracer's
 /// `record::frame`).
 const FRAME_MARKER: u8 = 0xE7;
-const FRAME_LEN: usize = 84;
+const FRAME_LEN: usize = 88;
 
 /// Events in a recording of either encoding.
 fn count_events(raw: &[u8]) -> u64 {
