@@ -231,6 +231,23 @@ pub struct NetnsOffsets {
 
 const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
 
+/// The PID namespace pids are reported in: the nsfs device and inode of
+/// tcptrace's own (`stat /proc/self/ns/pid`). All zero when tcptrace runs
+/// in the initial namespace, where the kernel's pids are already ours;
+/// otherwise the programs translate with `bpf_get_ns_current_pid_tgid`
+/// (Linux 5.7+), and a task outside that namespace has pid 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidNs {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<PidNs>() == 16);
+
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO`).
+pub const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
 /// A [`NetnsOffsets`] member this kernel does not have.
 pub const NO_OFFSET: u32 = u32::MAX;
 
@@ -377,6 +394,7 @@ pub mod names {
     pub const CONNECT_EXIT_TP: &str = "CONNECT_EXIT_TP";
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
     pub const NETNS_OFF: &str = "NETNS_OFF";
+    pub const PIDNS: &str = "PIDNS";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
     pub const RECV_RESET_TP: &str = "RECV_RESET_TP";
     pub const ERROR_TP: &str = "ERROR_TP";
@@ -395,6 +413,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelFilter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NetnsOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PidNs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RttHist {}
 }

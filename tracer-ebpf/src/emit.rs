@@ -9,13 +9,17 @@
 //! reports, not silence.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    bindings::bpf_pidns_info,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
+        bpf_ktime_get_ns,
+    },
     macros::map,
     maps::{PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use tracer_common::{
-    ABSENT, KernelFilter, TP_OFFSET_MASK, TpOffsets, WireEvent, hook,
+    ABSENT, KernelFilter, PidNs, TP_OFFSET_MASK, TpOffsets, WireEvent, hook,
     ringbuf::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
 };
 
@@ -40,6 +44,32 @@ static UNREADABLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::SLOTS,
 
 #[unsafe(no_mangle)]
 static FILTER: Global<KernelFilter> = Global::new(KernelFilter::ANY);
+
+/// The PID namespace pids are reported in (all zero: the initial one).
+#[unsafe(no_mangle)]
+static PIDNS: Global<PidNs> = Global::new(PidNs { dev: 0, ino: 0 });
+
+/// The current process id as tcptrace's PID namespace sees it: the
+/// kernel's own in the initial namespace (one helper call); translated
+/// otherwise, 0 for a task that namespace cannot see.
+#[inline(always)]
+fn current_pid() -> u32 {
+    let ns = PIDNS.load();
+    if ns.ino == 0 {
+        return (bpf_get_current_pid_tgid() >> 32) as u32;
+    }
+    let mut info = bpf_pidns_info { pid: 0, tgid: 0 };
+    // SAFETY: `info` is a valid out-parameter of the size given.
+    let r = unsafe {
+        bpf_get_ns_current_pid_tgid(
+            ns.dev,
+            ns.ino,
+            &mut info,
+            core::mem::size_of::<bpf_pidns_info>() as u32,
+        )
+    };
+    if r == 0 { info.tgid } else { 0 }
+}
 
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
@@ -118,7 +148,7 @@ pub fn new_event(kind: u8, hook: u8) -> WireEvent {
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         saddr: [0; 16],
         daddr: [0; 16],
-        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        pid: current_pid(),
         netns: 0,
         sport: 0,
         dport: 0,

@@ -136,6 +136,20 @@ pub fn kernel_filter(filter: &Filter, wants: &Wants) -> KernelFilter {
     k
 }
 
+/// The PID namespace tcptrace runs in, for the programs to report pids as
+/// it sees them (and as `/proc`, which seeds owners, shows them); zero in
+/// the initial namespace, where the kernel's pids are already ours.
+fn own_pid_namespace() -> tracer_common::PidNs {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(m) if m.ino() != tracer_common::INIT_PID_NS_INO => tracer_common::PidNs {
+            dev: m.dev(),
+            ino: m.ino(),
+        },
+        _ => tracer_common::PidNs::default(),
+    }
+}
+
 /// The loaded programs and their maps.
 pub struct Probe {
     pub bpf: Ebpf,
@@ -204,6 +218,8 @@ impl Probe {
         }
         loader.map_max_entries(names::EVENTS, ring_bytes);
         loader.override_global(names::FILTER, &filter, true);
+        let pidns = own_pid_namespace();
+        loader.override_global(names::PIDNS, &pidns, true);
         let rtt_on = u8::from(wants.rtt);
         loader.override_global(names::RTT_ON, &rtt_on, true);
         for (global, o) in &offsets {
