@@ -218,3 +218,34 @@ fn count_and_duration_end_the_run() {
     assert!(status.success(), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+/// `tcptrace states --port 1 | head -1`: nothing matches, so nothing is
+/// ever written after the header; tcptrace still ends soon after `head`
+/// does, with status 0 (it watches its output pipe, not only its writes).
+#[test]
+fn a_closed_pipe_is_noticed_while_nothing_is_printed() {
+    require_root();
+    let mut child = Command::new(binary())
+        .args(["states", "--port", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    out.read_line(&mut header).unwrap();
+    assert!(header.starts_with("TIME(UTC)"), "{header}");
+    drop(out);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tcptrace did not notice for 5 s that its reader had gone");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
