@@ -166,11 +166,7 @@ pub fn run(minutes: f64, bin: PathBuf, root: &Path) -> Result<()> {
     let ns = host::netns("soak");
     ns.small_segments();
     let port = 20_000 + (std::process::id() % 5_000) as u16;
-    ns.nft(&format!(
-        "table inet soak {{ chain input {{ type filter hook input priority 0; \
-         tcp dport {port} numgen random mod 100 < 3 drop; \
-         tcp sport {port} numgen random mod 100 < 3 drop; }} }}"
-    ));
+    ns.random_drop(port, 3);
 
     let rec = recording.to_string_lossy().into_owned();
     let mut tracers = vec![
