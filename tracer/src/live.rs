@@ -140,6 +140,9 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // Handlers first: whoever reads "watching" may signal us at once.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A hangup (the terminal or ssh session went away) ends the run like
+    // SIGTERM, flushing what was captured, rather than killing it.
+    let mut sighup = signal(SignalKind::hangup())?;
     eprintln!(
         "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
         opts.what,
@@ -155,6 +158,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             r = src.ring.readable_mut() => { r?.clear_ready(); }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {

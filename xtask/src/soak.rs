@@ -182,7 +182,20 @@ pub fn run(minutes: f64, bin: PathBuf, root: &Path) -> Result<()> {
             &["top", "--json", "--interval", "5", "--rtt"],
             false,
         )?,
-        Tracer::start(&bin, "record", &["record", "-o", &rec, "--force"], false)?,
+        Tracer::start(
+            &bin,
+            "record --binary --port (steady load)",
+            &[
+                "record",
+                "--binary",
+                "--port",
+                &port.to_string(),
+                "-o",
+                &rec,
+                "--force",
+            ],
+            false,
+        )?,
     ];
     std::thread::sleep(Duration::from_secs(1));
 
