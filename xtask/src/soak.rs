@@ -272,6 +272,34 @@ pub fn run(minutes: f64, bin: PathBuf, root: &Path) -> Result<()> {
     let replayed = Command::new(&bin)
         .args(["replay", &rec, "states", "--json"])
         .output()?;
+    // Sockets the recording's engine still believes in at the end, against
+    // the namespace's own table: a flow whose last transitions the kernel
+    // skipped (nested) never leaves the table.
+    let top = Command::new(&bin)
+        .args(["replay", &rec, "top", "--json", "--linger", "0.001"])
+        .output()?;
+    let believed: u64 = String::from_utf8_lossy(&top.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| {
+            v["census"].as_object().map(|c| {
+                c.iter()
+                    .filter(|(k, _)| *k != "TIME_WAIT")
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum()
+            })
+        })
+        .unwrap_or(0);
+    let ss = ns.sh(&[
+        "ss",
+        "-Htan",
+        &format!("( sport = :{port} or dport = :{port} )"),
+    ]);
+    let actual = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("TIME-WAIT"))
+        .count();
     let report = serde_json::json!({
         "minutes": secs / 60.0,
         "warmup_s": warmup_s,
@@ -280,6 +308,13 @@ pub fn run(minutes: f64, bin: PathBuf, root: &Path) -> Result<()> {
         "kernel_retrans_segs": ns.counter("Tcp", "RetransSegs"),
         "recording_bytes": std::fs::metadata(&recording).map(|m| m.len()).unwrap_or(0),
         "recording_replays": replayed.status.success(),
+        "recording_lost": String::from_utf8_lossy(&replayed.stdout)
+            .lines()
+            .filter(|l| l.contains("\"type\":\"lost\""))
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        "sockets_at_end_recording_believes": believed,
+        "sockets_at_end_ss": actual,
         "tracers": reports,
     });
     std::fs::write(
