@@ -128,14 +128,15 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     let mut seeding = Some(Seeding::start()?);
     let hold_until = Instant::now() + SEED_HOLD;
     let mut held = Vec::new();
+    // Handlers first: whoever reads "watching" may signal us at once.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     eprintln!(
         "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
         opts.what,
         probe.report.summary()
     );
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
     let mut slow_at = Instant::now() + SLOW_EVERY;
