@@ -41,6 +41,7 @@ static UNREADABLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::SLOTS,
 #[unsafe(no_mangle)]
 static FILTER: Global<KernelFilter> = Global::new(KernelFilter::ANY);
 
+pub const TCP_ESTABLISHED: u8 = 1;
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
 pub const TCP_CLOSE: u8 = 7;

@@ -16,7 +16,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{KernelFilter, SKB_OFFSET_MASK, TpOffsets, hook, names};
+use tracer_common::{ABSENT, KernelFilter, SKB_OFFSET_MASK, TpOffsets, hook, names};
 
 use crate::{
     event::{Family, TcpState},
@@ -152,6 +152,7 @@ impl Probe {
         let root = tracefs::ensure_mounted()?;
         let mut offsets = Vec::new();
         let mut reset_reasons = Vec::new();
+        let mut rtt_mode = tracer_common::rtt_mode::OFF;
         for hook in Hook::wanted(&wants) {
             let Attach::Tracepoint {
                 group,
@@ -164,6 +165,13 @@ impl Probe {
             let f = tracefs::read_format(&root, group, name)?;
             if hook.id == hook::SEND_RESET {
                 reset_reasons = f.symbols("reason");
+            }
+            if hook.id == hook::PROBE {
+                rtt_mode = if f.offsets().skaddr == ABSENT {
+                    tracer_common::rtt_mode::BY_TUPLE
+                } else {
+                    tracer_common::rtt_mode::BY_SOCKET
+                };
             }
             let o = hook.offsets(&f).map_err(|e| {
                 anyhow::anyhow!(
@@ -192,8 +200,11 @@ impl Probe {
         }
         loader.map_max_entries(names::EVENTS, ring_bytes);
         loader.override_global(names::FILTER, &filter, true);
-        let rtt_on = u8::from(wants.rtt);
-        loader.override_global(names::RTT_ON, &rtt_on, true);
+        loader.override_global(names::RTT_ON, &rtt_mode, true);
+        if rtt_mode != tracer_common::rtt_mode::BY_TUPLE {
+            // The tuple -> socket map is preallocated; unused, keep it tiny.
+            loader.map_max_entries(names::RTT_SOCKS, 1);
+        }
         for (global, o) in &offsets {
             loader.override_global(global, o, true);
         }

@@ -236,10 +236,16 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::PROBE_TP,
         },
         need: Need::Rtt,
-        layouts: &[Layout::new(
-            &[F::Skaddr, F::Srtt, F::Sport, F::Dport],
-            &[F::Family],
-        )],
+        // Newer kernels name the socket (`skaddr`); older ones (6.1) only
+        // its addresses, as sockaddr blobs: the program then finds the
+        // socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`).
+        layouts: &[
+            Layout::new(&[F::Skaddr, F::Srtt, F::Sport, F::Dport], &[F::Family]),
+            Layout::new(
+                &[F::SaSaddr, F::SaDaddr, F::Srtt, F::Sport, F::Dport],
+                &[F::Family, F::Skaddr],
+            ),
+        ],
     },
     Hook {
         id: hook::FEXIT_V4_CONNECT,
