@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub ring_bytes: Option<u32>,
     /// What the start-up message says is being watched.
     pub what: &'static str,
+    /// Which connect plan to attach (`--connect-plan`).
+    pub connect: hooks::connect::Choice,
 }
 
 struct Source {
@@ -81,6 +83,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         p.filter(),
         wants,
         opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
+        opts.connect,
     )?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.

@@ -138,9 +138,14 @@ pub struct Probe {
 
 impl Probe {
     /// Loads the object with `filter` and attaches what `wants` asks for:
-    /// the rows of [`HOOKS`] the wants need, then the first connect plan
-    /// this kernel accepts.
-    pub fn load(filter: &Filter, wants: Wants, ring_bytes: u32) -> Result<Self> {
+    /// the rows of [`HOOKS`] the wants need, then the connect plan
+    /// `connect` chooses (by default the first this kernel accepts).
+    pub fn load(
+        filter: &Filter,
+        wants: Wants,
+        ring_bytes: u32,
+        connect: connect::Choice,
+    ) -> Result<Self> {
         let filter = kernel_filter(filter, &wants);
         if OBJECT.is_empty() {
             bail!(
@@ -246,7 +251,17 @@ impl Probe {
             });
         }
         if wants.connect {
-            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(drop));
+            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(drop), connect);
+            if let (connect::Choice::Only(only), None) = (connect, plan) {
+                let why = tried
+                    .iter()
+                    .find_map(|h| h.result.as_ref().err())
+                    .map_or("", String::as_str);
+                bail!(
+                    "the connect plan `{}` ({only}) cannot attach on this kernel: {why}; leave out --connect-plan to use the first plan that works (`tcptrace check` lists them)",
+                    only.short()
+                );
+            }
             report.hooks.extend(tried);
             report.connect = plan;
         }
