@@ -127,9 +127,12 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // ones (say, a connection accepted by a listener from before start-up)
     // know their owners; but on a host with a large TCP table (a TIME_WAIT
     // storm) reading /proc takes a second or more, and events do not wait
-    // longer than SEED_HOLD for it: the seeds then join late.
+    // longer than SEED_HOLD for it: the seeds then join late. The wait is
+    // counted from the first event held, not from start-up: on a slow
+    // machine (a VM under emulation) /proc takes longer than SEED_HOLD to
+    // read, and the first events come later too.
     let mut seeding = Some(Seeding::start()?);
-    let hold_until = Instant::now() + SEED_HOLD;
+    let mut hold_until: Option<Instant> = None;
     let mut held = Vec::new();
     // Handlers first: whoever reads "watching" may signal us at once.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -154,9 +157,12 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from
             // before /proc was read, held or processed.
-            let holding = Instant::now() < hold_until && held.len() < HOLD_MAX;
+            let holding = hold_until.is_none_or(|t| Instant::now() < t) && held.len() < HOLD_MAX;
             if holding {
                 hold(&mut src, &mut held);
+                if hold_until.is_none() && !held.is_empty() {
+                    hold_until = Some(Instant::now() + SEED_HOLD);
+                }
             } else {
                 release(&mut held, &mut p);
                 drain(&mut src, &mut p);
