@@ -6,6 +6,7 @@
 //! Every test needs root (BPF and namespaces). Without it a test fails with
 //! a sentence saying so: it never passes silently.
 
+pub mod kernel;
 pub mod netns;
 pub mod tracer;
 

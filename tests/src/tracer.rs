@@ -33,6 +33,50 @@ pub fn binary() -> PathBuf {
     p
 }
 
+/// A connect hook plan (`tcptrace --connect-plan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Fexit,
+    Kprobe,
+    Syscalls,
+}
+
+impl Plan {
+    pub const ALL: [Plan; 3] = [Plan::Fexit, Plan::Kprobe, Plan::Syscalls];
+
+    /// Its `--connect-plan` name.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Syscalls => "syscalls",
+        }
+    }
+
+    /// How its full name (`connect_plan` in `check` and recordings) starts.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Syscalls => "tracepoints syscalls",
+        }
+    }
+}
+
+/// The connect plan every live tcptrace of this run is told to use:
+/// `TCPTRACE_CONNECT_PLAN` (set by `cargo xtask kernels` to run the
+/// connect tests once per plan the kernel allows); `None`: tcptrace's own
+/// choice.
+pub fn forced_plan() -> Option<Plan> {
+    let v = std::env::var("TCPTRACE_CONNECT_PLAN").ok()?;
+    Some(
+        Plan::ALL
+            .into_iter()
+            .find(|p| p.arg() == v)
+            .unwrap_or_else(|| panic!("TCPTRACE_CONNECT_PLAN={v}: not fexit, kprobe or syscalls")),
+    )
+}
+
 /// Runs tcptrace to completion with `args`; returns status, stdout, stderr.
 pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
     let out = Command::new(binary())
@@ -54,10 +98,15 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Starts `tcptrace ARGS` and waits until it says it is watching.
+    /// Starts `tcptrace ARGS` (with the [`forced_plan`], if any) and waits
+    /// until it says it is watching.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(binary())
-            .args(args)
+        let mut cmd = Command::new(binary());
+        cmd.args(args);
+        if let Some(plan) = forced_plan() {
+            cmd.args(["--connect-plan", plan.arg()]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
