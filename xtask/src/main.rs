@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask setup|build|run|test|lint`.
+//! Project tasks: `cargo xtask setup|build|run|test|lint|kernels|bench`.
 //!
 //! `build`, `run` and `test` run `setup` first when something it installs is
 //! missing, so a fresh machine needs nothing but cargo.
 
 mod bench;
+mod kernels;
 mod setup;
 
 use std::{
@@ -40,16 +41,28 @@ enum Task {
         args: Vec<String>,
     },
     /// fmt and clippy checks, root-free unit tests, then the privileged
-    /// integration tests (as root, single-threaded).
+    /// integration tests (as root, single-threaded) on this kernel and, when
+    /// this machine can run VMs, on Debian 12's 6.1 and 6.12 (see `kernels`).
     Test {
         /// Skip the fmt/clippy checks.
         #[arg(long)]
         no_lint: bool,
+        /// Only this machine's kernel: skip the 6.1 and 6.12 VMs.
+        #[arg(long)]
+        host_only: bool,
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
     /// cargo fmt --check and clippy (user space and kernel crate).
     Lint,
+    /// The privileged suite and `tcptrace check` on Debian 12's kernels
+    /// (6.1, 6.12) in VMs (qemu + virtme-ng, installed when missing; the
+    /// kernel packages are cached in target/kernels) and on the host; one
+    /// table: kernel, connect plan, tests passed/failed, time. As root.
+    Kernels(kernels::Opts),
+    /// The driver inside a VM (used by `kernels`).
+    #[command(hide = true)]
+    KernelsGuest(kernels::guest::Opts),
     /// Benchmarks against no tracer, bpftrace and libbpf-tools (as root);
     /// writes BENCHMARKS.md and bench/results.json.
     Bench(bench::Opts),
@@ -79,7 +92,13 @@ fn run(task: Task) -> Result<()> {
             let status = cmd.status().context("running tcptrace")?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Task::Test { no_lint, filter } => test(no_lint, filter),
+        Task::Test {
+            no_lint,
+            host_only,
+            filter,
+        } => test(no_lint, host_only, filter),
+        Task::Kernels(opts) => kernels::run(opts),
+        Task::KernelsGuest(opts) => kernels::guest::run(opts),
         Task::Lint => {
             setup::run(false)?;
             lint()
@@ -180,7 +199,7 @@ fn lint() -> Result<()> {
     check(c)
 }
 
-fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
+fn test(no_lint: bool, host_only: bool, filter: Option<String>) -> Result<()> {
     setup::run(false)?;
     if !no_lint {
         lint()?;
@@ -233,5 +252,11 @@ fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
         c.arg(f);
     }
     c.env("TCPTRACE_BIN", &bin);
-    check(c)
+    check(c)?;
+    if host_only {
+        eprintln!("xtask: --host-only: not running the suite on 6.1 and 6.12 in VMs");
+        return Ok(());
+    }
+    // The same suite on Debian 12's kernels, in VMs.
+    kernels::for_test(false, filter.as_deref())
 }
