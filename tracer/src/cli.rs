@@ -501,6 +501,10 @@ mod tests {
             (&["states", "--ring-size", "3M"][..], "power of two"),
             (&["states", "--ring-size", "32K"][..], "power of two"),
             (&["record", "--ring-size", "2T"][..], "power of two"),
+            (
+                &["connect", "--connect-plan", "ebpf"][..],
+                "not a connect plan: use one of fexit, kprobe, syscalls",
+            ),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
@@ -514,6 +518,13 @@ mod tests {
         ] {
             assert_eq!(parse_ring_size(arg), Ok(bytes), "{arg}");
         }
+        let Command::Record(r) = parse(&["record", "--connect-plan", "kprobe"])
+            .unwrap()
+            .command
+        else {
+            panic!("not record");
+        };
+        assert_eq!(r.run.connect_choice(), Choice::Only(ConnectPlan::Kprobe));
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
     }

@@ -534,6 +534,31 @@ mod tests {
     }
 
     #[test]
+    fn debian_6_1_layouts() {
+        let format = |name: &str| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/formats/6.1")
+                .join(format!("{name}.format"));
+            Format::parse(&fs::read_to_string(path).unwrap()).unwrap()
+        };
+        // tcp_probe without skaddr: the second layout, RTT found by tuple.
+        let probe = row("tcp", "tcp_probe").unwrap();
+        let o = probe.offsets(&format("tcp_tcp_probe")).unwrap();
+        assert_eq!(probe.check(&o), Ok(&probe.layouts[1]));
+        assert_eq!(probe.absent_optional(&o), vec![F::Skaddr]);
+        assert_eq!((o.sa_saddr, o.sa_daddr, o.sport, o.srtt), (8, 36, 64, 100));
+        // tcp_send_reset with ports and addresses, no reason yet.
+        let send = row("tcp", "tcp_send_reset").unwrap();
+        let o = send.offsets(&format("tcp_tcp_send_reset")).unwrap();
+        assert_eq!(send.check(&o), Ok(&send.layouts[1]));
+        assert_eq!(send.absent_optional(&o), vec![F::Reason]);
+        // tcp_retransmit_skb without err.
+        let retrans = row("tcp", "tcp_retransmit_skb").unwrap();
+        let o = retrans.offsets(&format("tcp_tcp_retransmit_skb")).unwrap();
+        assert_eq!(retrans.absent_optional(&o), vec![F::Err]);
+    }
+
+    #[test]
     fn offsets_beyond_the_mask_are_refused() {
         let probe = row("tcp", "tcp_probe").unwrap();
         let text = include_str!("../../fixtures/formats/6.18/tcp_tcp_probe.format");
