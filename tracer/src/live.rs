@@ -156,20 +156,19 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         }
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from
-            // before /proc was read, held or processed.
-            let holding = hold_until.is_none_or(|t| Instant::now() < t) && held.len() < HOLD_MAX;
-            if holding {
-                hold(&mut src, &mut held);
-                if hold_until.is_none() && !held.is_empty() {
-                    hold_until = Some(Instant::now() + SEED_HOLD);
-                }
-            } else {
+            // before /proc was read, held or processed; seeds that are in
+            // go before the events held, whether or not they are still
+            // being held.
+            if held.len() >= HOLD_MAX {
                 release(&mut held, &mut p);
-                drain(&mut src, &mut p);
+            }
+            hold(&mut src, &mut held);
+            if hold_until.is_none() && !held.is_empty() {
+                hold_until = Some(Instant::now() + SEED_HOLD);
             }
             if s.merge(&mut p, &held, false) {
                 seeding = None;
-            } else if holding {
+            } else if hold_until.is_none_or(|t| Instant::now() < t) && held.len() < HOLD_MAX {
                 wait = DRAIN_EVERY;
                 continue;
             }
