@@ -140,6 +140,27 @@ impl Tracer {
         t
     }
 
+    /// Waits until tcptrace has read the sockets from before start-up
+    /// (its `tcptrace-seed` thread has ended). Events wait for those seeds
+    /// at most 150 ms; on a slow machine (a VM under emulation) reading
+    /// /proc takes longer, and a test about owners seeded from /proc must
+    /// not race it.
+    pub fn wait_seeded(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let seeding = || {
+            std::fs::read_dir(&tasks).is_ok_and(|d| {
+                d.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "tcptrace-seed")
+                })
+            })
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || !seeding()),
+            "tcptrace did not finish reading /proc within 20 s"
+        );
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

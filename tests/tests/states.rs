@@ -192,6 +192,9 @@ fn listener_from_before_startup_owns_accepted_sockets() {
     });
     ready_rx.recv().unwrap();
     let t = Tracer::start(&["states", "--json", "--lport", &port.to_string()]);
+    // "Later": once tcptrace has read /proc (under emulation that takes
+    // longer than the 150 ms events wait for it).
+    t.wait_seeded();
     go_tx.send(()).unwrap();
     ns.run("tt-client", move || {
         let mut c = TcpStream::connect(addr).unwrap();
