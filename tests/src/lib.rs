@@ -8,6 +8,7 @@
 //! a sentence saying so: it never passes silently.
 
 pub mod bpf;
+pub mod kernel;
 pub mod netns;
 pub mod tracer;
 

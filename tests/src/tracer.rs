@@ -38,6 +38,50 @@ pub fn binary() -> PathBuf {
     p
 }
 
+/// A connect hook plan (`tcptrace --connect-plan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Fexit,
+    Kprobe,
+    Syscalls,
+}
+
+impl Plan {
+    pub const ALL: [Plan; 3] = [Plan::Fexit, Plan::Kprobe, Plan::Syscalls];
+
+    /// Its `--connect-plan` name.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Syscalls => "syscalls",
+        }
+    }
+
+    /// How its full name (`connect_plan` in `check` and recordings) starts.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Syscalls => "tracepoints syscalls",
+        }
+    }
+}
+
+/// The connect plan every live tcptrace of this run is told to use:
+/// `TCPTRACE_CONNECT_PLAN` (set by `cargo xtask kernels` to run the
+/// connect tests once per plan the kernel allows); `None`: tcptrace's own
+/// choice.
+pub fn forced_plan() -> Option<Plan> {
+    let v = std::env::var("TCPTRACE_CONNECT_PLAN").ok()?;
+    Some(
+        Plan::ALL
+            .into_iter()
+            .find(|p| p.arg() == v)
+            .unwrap_or_else(|| panic!("TCPTRACE_CONNECT_PLAN={v}: not fexit, kprobe or syscalls")),
+    )
+}
+
 /// Runs tcptrace to completion with `args`; returns what it printed as it is.
 pub fn output(args: &[&str]) -> std::process::Output {
     Command::new(binary())
@@ -69,7 +113,8 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Starts `tcptrace ARGS` and waits until it says it is watching.
+    /// Starts `tcptrace ARGS` (with the [`forced_plan`], if any) and waits
+    /// until it says it is watching.
     pub fn start(args: &[&str]) -> Self {
         Self::spawn(args, false)
     }
@@ -81,8 +126,12 @@ impl Tracer {
     }
 
     fn spawn(args: &[&str], stalled: bool) -> Self {
-        let mut child = Command::new(binary())
-            .args(args)
+        let mut cmd = Command::new(binary());
+        cmd.args(args);
+        if let Some(plan) = forced_plan() {
+            cmd.args(["--connect-plan", plan.arg()]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -132,6 +181,27 @@ impl Tracer {
     /// The process id of tcptrace.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits until tcptrace has read the sockets from before start-up
+    /// (its `tcptrace-seed` thread has ended). Events wait for those seeds
+    /// at most 150 ms; on a slow machine (a VM under emulation) reading
+    /// /proc takes longer, and a test about owners seeded from /proc must
+    /// not race it.
+    pub fn wait_seeded(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let seeding = || {
+            std::fs::read_dir(&tasks).is_ok_and(|d| {
+                d.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "tcptrace-seed")
+                })
+            })
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || !seeding()),
+            "tcptrace did not finish reading /proc within 20 s"
+        );
     }
 
     /// What it printed on standard error so far.

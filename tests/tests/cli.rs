@@ -50,8 +50,27 @@ fn check_reports_the_hook_plan() {
         assert!(!h["error"].as_str().unwrap().is_empty());
     }
     // This host has neither kprobes nor a loadable fexit (HOST.md).
-    if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    if !kprobes {
         assert!(plan.starts_with("tracepoints syscalls"), "{plan}");
+    }
+    // check tries every plan, not only up to the first that works: each
+    // says whether this kernel allows it, and the chosen one is the first
+    // allowed.
+    let plans = v["connect_plans"].as_array().unwrap();
+    let names: Vec<&str> = plans.iter().map(|p| p["plan"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fexit", "kprobe", "syscalls"], "{v:#}");
+    let allowed = |name: &str| plans.iter().any(|p| p["plan"] == name && p["ok"] == true);
+    let first = names.iter().position(|n| allowed(n)).unwrap();
+    assert!(
+        plan.starts_with(order[first]),
+        "{plan} is not the first allowed: {v:#}"
+    );
+    assert_eq!(allowed("kprobe"), kprobes, "{v:#}");
+    // Debian's 6.1 and 6.12 (in `cargo xtask kernels`): no lockdown and
+    // BTF, so fexit loads (this host's lockdown refuses it).
+    if v["lockdown"] == "none" && v["btf"] == true {
+        assert!(allowed("fexit"), "{v:#}");
     }
 
     let (status, text, _) = run(&["check"]);

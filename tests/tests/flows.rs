@@ -14,8 +14,8 @@ use std::{
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tests::{
-    NetNs, TempFile, Tracer, our_pid, require_root,
-    tracer::{of_type, run},
+    NetNs, TempFile, Tracer, kernel, our_pid, require_root,
+    tracer::{forced_plan, of_type, run},
     unique_port, wait_until,
 };
 
@@ -190,8 +190,13 @@ fn refused_connect_reports_errno_and_received_reset() {
     assert_eq!(received.len(), 1, "{resets:#?}");
     assert_eq!(received[0]["comm"], "tt-refused");
     assert_eq!(received[0]["rport"], port);
-    // The RST came from the kernel for a port with no socket.
+    // The RST came from the kernel for a port with no socket, which
+    // `tcp_send_reset` reports only since 6.10 (`kernel` says why).
     let sent: Vec<&Value> = resets.iter().filter(|r| r["direction"] == "sent").collect();
+    if !kernel::no_socket_resets_traced() {
+        assert!(sent.is_empty(), "{resets:#?}");
+        return;
+    }
     assert_eq!(sent.len(), 1, "{resets:#?}");
     assert_eq!(sent[0]["lport"], port);
     assert_eq!(sent[0]["reason"], "NO_SOCKET");
@@ -223,6 +228,24 @@ fn exhausted_ephemeral_ports_report_eaddrnotavail() {
     });
     assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{err}");
     t.stop();
+    // Only the connect hooks see what connect() returned: this is the
+    // test of the plan in use (`cargo xtask kernels` forces each one).
+    let header: Value = serde_json::from_str(
+        std::fs::read_to_string(rec.path())
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let plan = header["connect_plan"].as_str().expect("a connect plan");
+    if let Some(forced) = forced_plan() {
+        assert!(
+            plan.starts_with(forced.prefix()),
+            "{plan} is not {forced:?}"
+        );
+    }
+    eprintln!("connect plan: {plan}");
     let connects = replay(&rec, &["connect"]);
     let failed: Vec<&Value> = connects.iter().filter(|c| !c["error"].is_null()).collect();
     assert_eq!(failed.len(), 1, "{connects:#?}");
@@ -390,6 +413,7 @@ fn bulk_flow_rtt_matches_ss() {
         &port.to_string(),
     ]);
     let (lport_tx, lport_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let worker = ns.spawn("tt-bulk", move || {
         let l = TcpListener::bind(server).unwrap();
         let reader = std::thread::spawn(move || {
@@ -407,8 +431,10 @@ fn bulk_flow_rtt_matches_ss() {
         let mut c = TcpStream::connect(server).unwrap();
         lport_tx.send(c.local_addr().unwrap().port()).unwrap();
         let chunk = vec![1u8; 64 << 10];
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
+        // Until the samples of `ss` are in (bounded): on a slow machine
+        // (one vCPU under TCG) the transfer can starve `ss` for seconds.
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end && stop_rx.try_recv().is_err() {
             c.write_all(&chunk).unwrap();
         }
         drop(c);
@@ -417,14 +443,19 @@ fn bulk_flow_rtt_matches_ss() {
     let lport = lport_rx.recv().unwrap();
     let mut lo = f64::MAX;
     let mut hi: f64 = 0.0;
-    let until = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < until {
+    let mut samples = 0;
+    let start = Instant::now();
+    while (start.elapsed() < Duration::from_millis(2500) || samples < 3)
+        && start.elapsed() < Duration::from_secs(25)
+    {
         if let Some((srtt, var)) = ss_rtt(&ns, lport) {
             lo = lo.min(srtt - var);
             hi = hi.max(srtt + var);
+            samples += 1;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    stop_tx.send(()).unwrap();
     assert!(worker.join().unwrap() > 0);
     let recs = t.stop();
     let flow = recs
@@ -437,7 +468,10 @@ fn bulk_flow_rtt_matches_ss() {
     let median = flow["rtt_us"].as_f64().unwrap();
     // The median is reported as the upper bound of its log2 bucket.
     let bucket = (median / 2.0, median);
-    assert!(lo <= hi, "ss reported no rtt for the socket");
+    assert!(
+        lo <= hi,
+        "ss reported no rtt for the socket in {samples} tries"
+    );
     assert!(
         bucket.0 <= hi.max(1.0) && bucket.1 >= lo.max(0.0),
         "median bucket {bucket:?} µs outside ss's srtt±rttvar range [{lo}, {hi}] µs"

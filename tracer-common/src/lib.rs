@@ -286,6 +286,18 @@ pub struct RttHist {
 /// Log2 slots of [`RttHist`]: up to 2^31 µs.
 pub const RTT_SLOTS: usize = 32;
 
+/// `RTT_ON` (a load-time global): how `tcp_probe` finds a sample's socket.
+pub mod rtt_mode {
+    /// `tcp_probe` is not attached.
+    pub const OFF: u8 = 0;
+    /// By the record's `skaddr` (Linux 6.x kernels that have it).
+    pub const BY_SOCKET: u8 = 1;
+    /// By the record's tuple, mapped to the socket by the state program
+    /// when the socket becomes ESTABLISHED (kernels whose `tcp_probe` has
+    /// no `skaddr`, such as 6.1).
+    pub const BY_TUPLE: u8 = 2;
+}
+
 /// The log2 slot of `v` among `slots`: slot 0 holds 0, slot `i` holds
 /// [2^(i-1), 2^i - 1], and the last slot everything above. Used by the
 /// kernel's RTT histograms and by user space's histograms alike.
@@ -401,6 +413,7 @@ pub mod names {
     pub const PROBE_TP: &str = "PROBE_TP";
     pub const RTT: &str = "RTT";
     pub const RTT_ON: &str = "RTT_ON";
+    pub const RTT_SOCKS: &str = "RTT_SOCKS";
 }
 
 #[cfg(feature = "user")]

@@ -71,6 +71,7 @@ fn current_pid() -> u32 {
     if r == 0 { info.tgid } else { 0 }
 }
 
+pub const TCP_ESTABLISHED: u8 = 1;
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
 pub const TCP_CLOSE: u8 = 7;

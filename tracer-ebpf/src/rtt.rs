@@ -6,18 +6,21 @@
 //! periodically. Attached only when a view asks for RTT (`--rtt`).
 //!
 //! match-tracepoint: tcp:tcp_probe (`srtt` in µs since 5.x:
-//! `tp->srtt_us >> 3`). The fields it needs and reads are its row of the
-//! hook table (`tracer/src/hooks/table.rs`).
+//! `tp->srtt_us >> 3`; `skaddr` only in newer kernels: 6.1 has none, and
+//! its samples are matched to their socket by tuple, see [`track`]). The
+//! fields it needs and reads are its row of the hook table
+//! (`tracer/src/hooks/table.rs`).
 
 use aya_ebpf::{
     macros::{map, tracepoint},
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use tracer_common::{RTT_SLOTS, RttHist, TpOffsets, hook, log2_slot};
+use tracer_common::{RTT_SLOTS, RttHist, TpOffsets, WireEvent, hook, log2_slot, rtt_mode};
 
-use crate::emit::{Outcome, done, field, opt_field, want, wanted};
+use crate::emit::{Outcome, Skip, done, field, opt_field, want, wanted};
 use crate::global::Global;
+use crate::sockaddr;
 
 #[unsafe(no_mangle)]
 static PROBE_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
@@ -27,15 +30,60 @@ static PROBE_TP: Global<TpOffsets> = Global::new(TpOffsets::ABSENT);
 #[map(name = "RTT")]
 static RTT: LruHashMap<u64, RttHist> = LruHashMap::with_max_entries(65536, 0);
 
-/// Non-zero when user space attached `tcp_probe` (set at load).
+/// A connection's addresses and ports as both `inet_sock_set_state` and
+/// `tcp_probe` give them (local first; IPv4 in the first four bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FlowKey {
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    sport: u16,
+    dport: u16,
+    family: u16,
+    _pad: u16,
+}
+
+/// Established sockets by tuple, for kernels whose `tcp_probe` has no
+/// `skaddr` ([`rtt_mode::BY_TUPLE`]); LRU as `RTT`.
+#[map(name = "RTT_SOCKS")]
+static SOCKS: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// [`rtt_mode`]: set at load by user space.
 #[unsafe(no_mangle)]
-static RTT_ON: Global<u8> = Global::new(0);
+static RTT_ON: Global<u8> = Global::new(rtt_mode::OFF);
 
 /// Drops the histogram of a socket address that is starting a new life.
 #[inline(always)]
 pub fn forget(sk: u64) {
-    if RTT_ON.load() != 0 {
+    if RTT_ON.load() != rtt_mode::OFF {
         let _ = RTT.remove(sk);
+    }
+}
+
+/// Whether the state program must show [`track`] the transitions into
+/// ESTABLISHED and CLOSE.
+#[inline(always)]
+pub fn by_tuple() -> bool {
+    RTT_ON.load() == rtt_mode::BY_TUPLE
+}
+
+/// Keeps the tuple -> socket map of [`rtt_mode::BY_TUPLE`]: a socket
+/// entering ESTABLISHED (its tuple is complete by then) is added, one
+/// entering CLOSE removed.
+#[inline(always)]
+pub fn track(ev: &WireEvent, established: bool) {
+    let key = FlowKey {
+        saddr: ev.saddr,
+        daddr: ev.daddr,
+        sport: ev.sport,
+        dport: ev.dport,
+        family: u16::from(ev.family),
+        _pad: 0,
+    };
+    if established {
+        let _ = SOCKS.insert(key, ev.skaddr, 0);
+    } else {
+        let _ = SOCKS.remove(key);
     }
 }
 
@@ -50,7 +98,24 @@ fn try_probe(ctx: &TracePointContext) -> Outcome {
     let dport = field::<u16>(ctx, off.dport)?;
     let family = opt_field::<u16>(ctx, off.family)?.unwrap_or(0);
     want(wanted(family, sport, dport))?;
-    let sk = field::<u64>(ctx, off.skaddr)?;
+    let sk = match opt_field::<u64>(ctx, off.skaddr)? {
+        Some(sk) => sk,
+        None => {
+            let src = sockaddr::parse(&field(ctx, off.sa_saddr)?)?;
+            let dst = sockaddr::parse(&field(ctx, off.sa_daddr)?)?;
+            let key = FlowKey {
+                saddr: src.addr,
+                daddr: dst.addr,
+                sport,
+                dport,
+                family: src.family,
+                _pad: 0,
+            };
+            // A socket established before start-up is not in the map.
+            // SAFETY: read-only copy of a map value.
+            unsafe { SOCKS.get(key) }.copied().ok_or(Skip::Unwanted)?
+        }
+    };
     let srtt = field::<u32>(ctx, off.srtt)?;
     let slot = log2_slot(u64::from(srtt), RTT_SLOTS);
     match RTT.get_ptr_mut(sk) {

@@ -12,8 +12,8 @@ use crate::global::Global;
 use crate::{
     connect,
     emit::{
-        Outcome, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_event, opt_field, submit,
-        want, wanted_state,
+        Outcome, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_event,
+        opt_field, submit, want, wanted_state,
     },
     netns, rtt,
 };
@@ -35,7 +35,10 @@ fn try_state(ctx: &TracePointContext) -> Outcome {
     let old_state = field::<i32>(ctx, off.oldstate)? as u8;
     let state = field::<i32>(ctx, off.newstate)? as u8;
     let listener = old_state == TCP_LISTEN || state == TCP_LISTEN;
-    want(listener || wanted_state(state))?;
+    // RTT by tuple (kernels whose tcp_probe has no skaddr) follows every
+    // socket into ESTABLISHED and CLOSE, whatever the view's mask.
+    let rtt_track = rtt::by_tuple() && (state == TCP_ESTABLISHED || state == TCP_CLOSE);
+    want(listener || rtt_track || wanted_state(state))?;
     let mut ev = flow_event(ctx, &off, kind::STATE, hook::STATE, listener)?;
     let skaddr = field::<u64>(ctx, off.skaddr)?;
     if state == TCP_SYN_SENT {
@@ -52,6 +55,10 @@ fn try_state(ctx: &TracePointContext) -> Outcome {
     ev.state = state;
     // Sent even when the namespace cannot be read (it is then 0).
     let ns = netns::set(&mut ev, netns::of_sock(skaddr));
+    if rtt_track {
+        rtt::track(&ev, state == TCP_ESTABLISHED);
+        want(listener || wanted_state(state))?;
+    }
     submit(&ev);
     ns
 }

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     event::Family,
     filter::Filter,
+    hooks::connect::{Choice, ConnectPlan},
     sinks::{Mode, OutputSpec, QUEUE_BYTES},
     views::{
         View,
@@ -159,9 +160,19 @@ pub struct RunArgs {
     /// (source `output`), so memory stays bounded when the reader stalls.
     #[arg(long, value_name = "BYTES", value_parser = parse_queue_size)]
     pub output_queue: Option<usize>,
+    /// Watch connect() through this hook plan only (fexit, kprobe or
+    /// syscalls) instead of the first of them this kernel allows; fails
+    /// if it cannot attach. For testing each plan. Live only.
+    #[arg(long, value_name = "PLAN", value_parser = parse_connect_plan)]
+    pub connect_plan: Option<ConnectPlan>,
 }
 
 impl RunArgs {
+    /// Which connect plans a live run tries.
+    pub fn connect_choice(&self) -> Choice {
+        self.connect_plan.map_or(Choice::First, Choice::Only)
+    }
+
     /// Where records go: standard output in `mode`.
     pub fn output(&self, mode: Mode) -> OutputSpec {
         OutputSpec {
@@ -397,6 +408,13 @@ fn bytes(s: &str) -> Option<u64> {
     Some(num.parse::<u64>().ok()?.saturating_mul(mult))
 }
 
+fn parse_connect_plan(s: &str) -> Result<ConnectPlan, String> {
+    ConnectPlan::from_short(s).ok_or_else(|| {
+        let names: Vec<&str> = ConnectPlan::ORDER.iter().map(|p| p.short()).collect();
+        format!("not a connect plan: use one of {}", names.join(", "))
+    })
+}
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     match bytes(s) {
         Some(n) if n.is_power_of_two() && (64 << 10..=1 << 30).contains(&n) => Ok(n as u32),
@@ -503,6 +521,10 @@ mod tests {
                 &["top", "--netns", "/proc/self/ns/mnt"][..],
                 "not a network namespace",
             ),
+            (
+                &["connect", "--connect-plan", "ebpf"][..],
+                "not a connect plan: use one of fexit, kprobe, syscalls",
+            ),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
@@ -516,6 +538,13 @@ mod tests {
         ] {
             assert_eq!(parse_ring_size(arg), Ok(bytes), "{arg}");
         }
+        let Command::Record(r) = parse(&["record", "--connect-plan", "kprobe"])
+            .unwrap()
+            .command
+        else {
+            panic!("not record");
+        };
+        assert_eq!(r.run.connect_choice(), Choice::Only(ConnectPlan::Kprobe));
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
     }

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub ring_bytes: Option<u32>,
     /// What the start-up message says is being watched.
     pub what: &'static str,
+    /// Which connect plan to attach (`--connect-plan`).
+    pub connect: hooks::connect::Choice,
 }
 
 struct Source {
@@ -81,6 +83,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         p.filter(),
         wants,
         opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
+        opts.connect,
     )?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.
@@ -130,12 +133,15 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // ones (say, a connection accepted by a listener from before start-up)
     // know their owners; but on a host with a large TCP table (a TIME_WAIT
     // storm) reading /proc takes a second or more, and events do not wait
-    // longer than SEED_HOLD for it: the seeds then join late.
+    // longer than SEED_HOLD for it: the seeds then join late. The wait is
+    // counted from the first event held, not from start-up: on a slow
+    // machine (a VM under emulation) /proc takes longer than SEED_HOLD to
+    // read, and the first events come later too.
     if let Some(w) = hooks::privileges::seeding_warning() {
         eprintln!("tcptrace: warning: {w}");
     }
     let mut seeding = Some(Seeding::start(netns)?);
-    let hold_until = Instant::now() + SEED_HOLD;
+    let mut hold_until: Option<Instant> = None;
     let mut held = Vec::new();
     // Handlers first: whoever reads "watching" may signal us at once.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -163,17 +169,19 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         }
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from
-            // before /proc was read, held or processed.
-            let holding = Instant::now() < hold_until && held.len() < HOLD_MAX;
-            if holding {
-                hold(&mut src, &mut held);
-            } else {
+            // before /proc was read, held or processed; seeds that are in
+            // go before the events held, whether or not they are still
+            // being held.
+            if held.len() >= HOLD_MAX {
                 release(&mut held, &mut p);
-                drain(&mut src, &mut p);
+            }
+            hold(&mut src, &mut held);
+            if hold_until.is_none() && !held.is_empty() {
+                hold_until = Some(Instant::now() + SEED_HOLD);
             }
             if s.merge(&mut p, &held, false) {
                 seeding = None;
-            } else if holding {
+            } else if hold_until.is_none_or(|t| Instant::now() < t) && held.len() < HOLD_MAX {
                 wait = DRAIN_EVERY;
                 continue;
             }

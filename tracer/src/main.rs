@@ -54,6 +54,7 @@ fn run(command: Command) -> Result<bool> {
                 RunOptions {
                     duration: a.run.duration,
                     ring_bytes: a.run.ring_size,
+                    connect: a.run.connect_choice(),
                     what,
                 },
             )?;
@@ -76,6 +77,7 @@ fn run(command: Command) -> Result<bool> {
                 RunOptions {
                     duration: r.run.duration,
                     ring_bytes: r.run.ring_size,
+                    connect: r.run.connect_choice(),
                     what: "TCP events for a recording",
                 },
             )?;

@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup|build|run|test|lint|fuzz|bench`.
+//! Project tasks: `cargo xtask setup|build|run|test|lint|kernels|fuzz|soak|bench`.
 //!
 //! `build`, `run` and `test` run `setup` first when something it installs is
 //! missing, so a fresh machine needs nothing but cargo.
 
 mod bench;
 mod fuzz;
+mod kernels;
 mod setup;
 mod soak;
 
@@ -43,11 +44,16 @@ enum Task {
     },
     /// fmt and clippy checks, root-free unit tests, then the privileged
     /// integration tests (as root, single-threaded), once against the debug
-    /// and once against the release build of tcptrace.
+    /// and once against the release build of tcptrace, then, when this
+    /// machine can run VMs, on Debian 12's 6.1 and 6.12 (see `kernels`), and
+    /// a short fuzz run.
     Test {
         /// Skip the fmt/clippy checks.
         #[arg(long)]
         no_lint: bool,
+        /// Only this machine's kernel: skip the 6.1 and 6.12 VMs.
+        #[arg(long)]
+        host_only: bool,
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
@@ -66,6 +72,14 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// The privileged suite and `tcptrace check` on Debian 12's kernels
+    /// (6.1, 6.12) in VMs (qemu + virtme-ng, installed when missing; the
+    /// kernel packages are cached in target/kernels) and on the host; one
+    /// table: kernel, connect plan, tests passed/failed, time. As root.
+    Kernels(kernels::Opts),
+    /// The driver inside a VM (used by `kernels`).
+    #[command(hide = true)]
+    KernelsGuest(kernels::guest::Opts),
     /// Benchmarks against no tracer, bpftrace and libbpf-tools (as root);
     /// writes BENCHMARKS.md and bench/results.json.
     Bench(bench::Opts),
@@ -95,8 +109,12 @@ fn run(task: Task) -> Result<()> {
             let status = cmd.status().context("running tcptrace")?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Task::Test { no_lint, filter } => {
-            test(no_lint, filter.clone())?;
+        Task::Test {
+            no_lint,
+            host_only,
+            filter,
+        } => {
+            test(no_lint, host_only, filter.clone())?;
             // A short fuzz run of every parser of untrusted input, from the
             // committed seeds (the whole suite, not a filtered run).
             if filter.is_none() {
@@ -104,6 +122,8 @@ fn run(task: Task) -> Result<()> {
             }
             Ok(())
         }
+        Task::Kernels(opts) => kernels::run(opts),
+        Task::KernelsGuest(opts) => kernels::guest::run(opts),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Soak { minutes } => {
             let bin = build(true)?;
@@ -223,7 +243,7 @@ fn lint() -> Result<()> {
     check(c)
 }
 
-fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
+fn test(no_lint: bool, host_only: bool, filter: Option<String>) -> Result<()> {
     setup::run(false)?;
     if !no_lint {
         lint()?;
@@ -290,5 +310,11 @@ fn test(no_lint: bool, filter: Option<String>) -> Result<()> {
     if !failed.is_empty() {
         bail!("privileged tests failed against {}", failed.join(" and "));
     }
-    Ok(())
+    if host_only {
+        eprintln!("xtask: --host-only: not running the suite on 6.1 and 6.12 in VMs");
+        return Ok(());
+    }
+    // The same suite on Debian 12's kernels, in VMs (the debug build, made
+    // above).
+    kernels::for_test(false, filter.as_deref())
 }

@@ -245,7 +245,16 @@ impl Engine {
             self.evicted +=
                 self.retirement
                     .make_room(&mut self.flows, &mut self.seeded, self.cfg.max_flows);
-            let f = match self.seeded.remove(&ev.tuple) {
+            // A child socket's first transition, LISTEN -> SYN_RECV, is
+            // never its listener's: on kernels that fire it before the
+            // child has its peer's address (6.1, 6.12), it carries the
+            // listener's tuple and would take over the listener's seed.
+            let seed = if is_child(ev) {
+                None
+            } else {
+                self.seeded.remove(&ev.tuple)
+            };
+            let f = match seed {
                 Some(mut f) => {
                     f.sock = ev.sock;
                     f
@@ -382,4 +391,17 @@ impl Engine {
         self.retirement.sweep(now, &self.cfg, live);
         self.outcomes.forget_errors(now);
     }
+}
+
+/// Whether `ev` is the first transition of a socket accepted from a
+/// listener: `LISTEN -> SYN_RECV` (a listener itself leaves LISTEN only
+/// for CLOSE). The child is a new kernel socket, never the listener.
+pub(crate) fn is_child(ev: &Event) -> bool {
+    matches!(
+        ev.kind,
+        EventKind::State {
+            old: TcpState::Listen,
+            new
+        } if new != TcpState::Close
+    )
 }

@@ -52,13 +52,24 @@ impl Engine {
         coming: &foldhash::HashSet<Tuple>,
         now_ns: u64,
     ) {
-        let mut known: HashMap<Tuple, u64> = HashMap::default();
-        known.extend(self.flows.values().map(|f| (f.tuple, f.sock)));
+        // By tuple and whether it is a listener's: on kernels that fire a
+        // child's LISTEN -> SYN_RECV before it has its peer's address (6.1,
+        // 6.12), the child briefly has its listener's tuple, and is not it.
+        let listening = |f: &Flow| f.role == Role::Listener;
+        let mut known: HashMap<(Tuple, bool), u64> = HashMap::default();
+        known.extend(
+            self.flows
+                .values()
+                .map(|f| ((f.tuple, listening(f)), f.sock)),
+        );
         // Closed flows are known too, but have nothing to gain.
-        known.extend(self.retirement.iter().map(|f| (f.tuple, 0)));
+        known.extend(self.retirement.iter().map(|f| ((f.tuple, listening(f)), 0)));
         for (tuple, state, owner) in seeds {
-            match known.get(&tuple) {
-                None if coming.contains(&tuple) => {
+            let listener = state == TcpState::Listen;
+            match known.get(&(tuple, listener)) {
+                // A held event with a listener's tuple may be a child's
+                // (above); the listener's own events take its seed over.
+                None if coming.contains(&tuple) && !listener => {
                     if let Some(o) = owner {
                         self.owners.seed(tuple, state, o);
                     }

@@ -29,6 +29,20 @@ pub enum ConnectPlan {
 impl ConnectPlan {
     pub const ORDER: [ConnectPlan; 3] = [Self::Fexit, Self::Kprobe, Self::Syscalls];
 
+    /// The plan's name on the command line (`--connect-plan`).
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Syscalls => "syscalls",
+        }
+    }
+
+    /// The plan of a `--connect-plan` name.
+    pub fn from_short(s: &str) -> Option<Self> {
+        Self::ORDER.into_iter().find(|p| p.short() == s)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Fexit => "fexit tcp_v4_connect/tcp_v6_connect",
@@ -44,15 +58,36 @@ impl fmt::Display for ConnectPlan {
     }
 }
 
-/// Tries each plan in order; returns the first that attached and the
-/// outcome of every plan tried. `syscalls_ready` says whether the syscall
-/// tracepoints' offsets could be read (and why not).
+/// Which connect plans to try.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Choice {
+    /// The first of [`ConnectPlan::ORDER`] that attaches.
+    #[default]
+    First,
+    /// This plan or none (`--connect-plan`, to test each plan for real).
+    Only(ConnectPlan),
+    /// Every plan, for `tcptrace check`: the first that attaches stays
+    /// attached, the later ones are attached and detached again, so that
+    /// the report says which of them this kernel allows.
+    All,
+}
+
+/// Tries the plans `choice` asks for, in order; returns the plan left
+/// attached and the outcome of every plan tried. `syscalls_ready` says
+/// whether the syscall tracepoints' offsets could be read (and why not).
 pub fn attach(
     bpf: &mut Ebpf,
     syscalls_ready: Result<(), String>,
+    choice: Choice,
 ) -> (Option<ConnectPlan>, Vec<HookStatus>) {
     let mut tried = Vec::new();
+    let mut chosen = None;
     for plan in ConnectPlan::ORDER {
+        match choice {
+            Choice::Only(only) if only != plan => continue,
+            Choice::First | Choice::Only(_) if chosen.is_some() => break,
+            _ => {}
+        }
         let r = match plan {
             ConnectPlan::Fexit => attach_fexit(bpf),
             ConnectPlan::Kprobe => attach_kprobes(bpf),
@@ -62,19 +97,20 @@ pub fn attach(
             },
         };
         let ok = r.is_ok();
-        if !ok {
-            // Do not leave half a plan attached (say fexit on v4 but not v6).
+        if !ok || chosen.is_some() {
+            // Do not leave half a plan attached (say fexit on v4 but not
+            // v6), nor a second plan: both would report each failure.
             unload(bpf, plan);
         }
         tried.push(HookStatus {
             hook: plan.name().to_string(),
             result: r.map_err(|e| format!("{e:#}{}", hint(plan, &e))),
         });
-        if ok {
-            return (Some(plan), tried);
+        if ok && chosen.is_none() {
+            chosen = Some(plan);
         }
     }
-    (None, tried)
+    (chosen, tried)
 }
 
 fn unload(bpf: &mut Ebpf, plan: ConnectPlan) {

@@ -17,7 +17,7 @@ use aya::{
     programs::TracePoint,
 };
 use tracer_common::{
-    KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets, hook, names,
+    ABSENT, KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets, hook, names,
 };
 
 use crate::{
@@ -158,9 +158,14 @@ pub struct Probe {
 
 impl Probe {
     /// Loads the object with `filter` and attaches what `wants` asks for:
-    /// the rows of [`HOOKS`] the wants need, then the first connect plan
-    /// this kernel accepts.
-    pub fn load(filter: &Filter, wants: Wants, ring_bytes: u32) -> Result<Self> {
+    /// the rows of [`HOOKS`] the wants need, then the connect plan
+    /// `connect` chooses (by default the first this kernel accepts).
+    pub fn load(
+        filter: &Filter,
+        wants: Wants,
+        ring_bytes: u32,
+        connect: connect::Choice,
+    ) -> Result<Self> {
         let filter = kernel_filter(filter, &wants);
         if OBJECT.is_empty() {
             bail!(
@@ -172,6 +177,7 @@ impl Probe {
         let root = tracefs::ensure_mounted()?;
         let mut offsets = Vec::new();
         let mut reset_reasons = Vec::new();
+        let mut rtt_mode = tracer_common::rtt_mode::OFF;
         for hook in Hook::wanted(&wants) {
             let Attach::Tracepoint {
                 group,
@@ -184,6 +190,13 @@ impl Probe {
             let f = tracefs::read_format(&root, group, name)?;
             if hook.id == hook::SEND_RESET {
                 reset_reasons = f.symbols("reason");
+            }
+            if hook.id == hook::PROBE {
+                rtt_mode = if f.offsets().skaddr == ABSENT {
+                    tracer_common::rtt_mode::BY_TUPLE
+                } else {
+                    tracer_common::rtt_mode::BY_SOCKET
+                };
             }
             let o = hook.offsets(&f).map_err(|e| {
                 anyhow::anyhow!(
@@ -220,8 +233,11 @@ impl Probe {
         loader.override_global(names::FILTER, &filter, true);
         let pidns = own_pid_namespace();
         loader.override_global(names::PIDNS, &pidns, true);
-        let rtt_on = u8::from(wants.rtt);
-        loader.override_global(names::RTT_ON, &rtt_on, true);
+        loader.override_global(names::RTT_ON, &rtt_mode, true);
+        if rtt_mode != tracer_common::rtt_mode::BY_TUPLE {
+            // The tuple -> socket map is preallocated; unused, keep it tiny.
+            loader.map_max_entries(names::RTT_SOCKS, 1);
+        }
         for (global, o) in &offsets {
             loader.override_global(global, o, true);
         }
@@ -274,7 +290,17 @@ impl Probe {
             });
         }
         if wants.connect {
-            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(drop));
+            let (plan, tried) = connect::attach(&mut bpf, syscall_offsets.map(drop), connect);
+            if let (connect::Choice::Only(only), None) = (connect, plan) {
+                let why = tried
+                    .iter()
+                    .find_map(|h| h.result.as_ref().err())
+                    .map_or("", String::as_str);
+                bail!(
+                    "the connect plan `{}` ({only}) cannot attach on this kernel: {why}; leave out --connect-plan to use the first plan that works (`tcptrace check` lists them)",
+                    only.short()
+                );
+            }
             report.hooks.extend(tried);
             report.connect = plan;
         }

@@ -238,10 +238,16 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::PROBE_TP,
         },
         need: Need::Rtt,
-        layouts: &[Layout::new(
-            &[F::Skaddr, F::Srtt, F::Sport, F::Dport],
-            &[F::Family],
-        )],
+        // Newer kernels name the socket (`skaddr`); older ones (6.1) only
+        // its addresses, as sockaddr blobs: the program then finds the
+        // socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`).
+        layouts: &[
+            Layout::new(&[F::Skaddr, F::Srtt, F::Sport, F::Dport], &[F::Family]),
+            Layout::new(
+                &[F::SaSaddr, F::SaDaddr, F::Srtt, F::Sport, F::Dport],
+                &[F::Family, F::Skaddr],
+            ),
+        ],
     },
     Hook {
         id: hook::FEXIT_V4_CONNECT,
@@ -527,6 +533,31 @@ mod tests {
                 F::Newstate
             ])
         );
+    }
+
+    #[test]
+    fn debian_6_1_layouts() {
+        let format = |name: &str| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/formats/6.1")
+                .join(format!("{name}.format"));
+            Format::parse(&fs::read_to_string(path).unwrap()).unwrap()
+        };
+        // tcp_probe without skaddr: the second layout, RTT found by tuple.
+        let probe = row("tcp", "tcp_probe").unwrap();
+        let o = probe.offsets(&format("tcp_tcp_probe")).unwrap();
+        assert_eq!(probe.check(&o), Ok(&probe.layouts[1]));
+        assert_eq!(probe.absent_optional(&o), vec![F::Skaddr]);
+        assert_eq!((o.sa_saddr, o.sa_daddr, o.sport, o.srtt), (8, 36, 64, 100));
+        // tcp_send_reset with ports and addresses, no reason yet.
+        let send = row("tcp", "tcp_send_reset").unwrap();
+        let o = send.offsets(&format("tcp_tcp_send_reset")).unwrap();
+        assert_eq!(send.check(&o), Ok(&send.layouts[1]));
+        assert_eq!(send.absent_optional(&o), vec![F::Reason]);
+        // tcp_retransmit_skb without err.
+        let retrans = row("tcp", "tcp_retransmit_skb").unwrap();
+        let o = retrans.offsets(&format("tcp_tcp_retransmit_skb")).unwrap();
+        assert_eq!(retrans.absent_optional(&o), vec![F::Err]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::{
     filter::Filter,
-    hooks::{Attach, HOOKS, Hook, Need, Probe, Wants},
+    hooks::{Attach, ConnectPlan, HOOKS, Hook, Need, Probe, Report, Wants},
     tracefs,
 };
 
@@ -75,6 +75,17 @@ fn self_test() -> Result<(), String> {
     Ok(())
 }
 
+/// Each connect plan and whether it attached (check tries them all).
+fn connect_plans(report: &Report) -> Vec<(ConnectPlan, Result<(), String>)> {
+    ConnectPlan::ORDER
+        .into_iter()
+        .filter_map(|plan| {
+            let h = report.hooks.iter().find(|h| h.hook == plan.name())?;
+            Some((plan, h.result.clone()))
+        })
+        .collect()
+}
+
 /// Mounts securityfs (where the lockdown mode is shown) if it is not.
 fn mount_securityfs() {
     if Path::new("/sys/kernel/security/lockdown").exists() {
@@ -123,13 +134,14 @@ pub fn run(json_out: bool) -> Result<bool> {
             ..Wants::FLOWS
         },
         crate::hooks::RING_BYTES,
+        crate::hooks::connect::Choice::All,
     );
     let ok = probe.is_ok();
     let exercised = probe.as_ref().map(|_| self_test());
     let unreadable = probe.as_ref().map(|p| p.unreadable_by_hook());
 
     if json_out {
-        let (hooks, plan, error) = match &probe {
+        let (hooks, plan, plans, error) = match &probe {
             Ok(p) => (
                 p.report
                     .hooks
@@ -137,9 +149,13 @@ pub fn run(json_out: bool) -> Result<bool> {
                     .map(|h| json!({"hook": h.hook, "ok": h.result.is_ok(), "error": h.result.as_ref().err()}))
                     .collect::<Vec<_>>(),
                 p.report.connect.map(|c| c.name()),
+                connect_plans(&p.report)
+                    .into_iter()
+                    .map(|(plan, r)| json!({"plan": plan.short(), "ok": r.is_ok(), "error": r.err()}))
+                    .collect::<Vec<_>>(),
                 None,
             ),
-            Err(e) => (Vec::new(), None, Some(format!("{e:#}"))),
+            Err(e) => (Vec::new(), None, Vec::new(), Some(format!("{e:#}"))),
         };
         let unreadable = match (&exercised, &unreadable) {
             (Ok(test), Ok(Ok(by_hook))) => json!({
@@ -166,6 +182,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             })).collect::<Vec<_>>(),
             "hooks": hooks,
             "connect_plan": plan,
+            "connect_plans": plans,
             "core_ok": ok,
             "unreadable": unreadable,
             "error": error,
@@ -237,6 +254,19 @@ pub fn run(json_out: bool) -> Result<bool> {
                 Some(c) => println!("  connect: {c}"),
                 None => println!("  connect: none of the connect hooks attached"),
             }
+            let allowed: Vec<&str> = connect_plans(&p.report)
+                .into_iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(plan, _)| plan.short())
+                .collect();
+            println!(
+                "  connect plans this kernel allows (--connect-plan): {}",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            );
         }
         Err(e) => println!("  FAIL  core tracepoints: {e:#}"),
     }

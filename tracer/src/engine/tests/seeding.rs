@@ -36,3 +36,56 @@ fn late_seeds_do_not_overrule_events() {
     let a = e.process(&state(30, 1, tuple(1, 80), nobody, CloseWait, LastAck));
     assert_eq!(a.owner, Some(app));
 }
+
+/// A listener bound to 127.0.0.1:8080, as /proc shows it.
+fn listener_tuple() -> Tuple {
+    Tuple {
+        raddr: Tuple::unspecified(crate::event::Family::V4),
+        ..tuple(8080, 0)
+    }
+}
+
+/// On 6.1 and 6.12 the kernel fires an accepted socket's LISTEN -> SYN_RECV
+/// on the clone of its listener before the clone has its peer's address:
+/// the child carries the listener's tuple. It is a new socket, accepted
+/// from the seeded listener, which stays listening.
+#[test]
+fn child_with_its_listeners_tuple_is_a_new_socket() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let srv = owner(300, "server");
+    e.seed(listener_tuple(), Listen, Some(srv), 0);
+    let client = owner(100, "curl");
+    let a = e.process(&state(10, 51, listener_tuple(), client, Listen, SynRecv));
+    assert_eq!(a.owner, Some(srv));
+    let full = tuple(8080, 40001);
+    let a = e.process(&state(11, 51, full, client, SynRecv, Established));
+    assert_eq!(a.owner, Some(srv));
+    let census = e.census(|_| true);
+    assert_eq!(census.get(&Listen), Some(&1), "{census:?}");
+    assert_eq!(census.get(&Established), Some(&1), "{census:?}");
+    let child = e.flows().find(|f| f.sock == 51).unwrap();
+    assert_eq!((child.tuple, child.role), (full, flows::Role::Server));
+    // A second child still finds the listener's owner.
+    let a = e.process(&state(12, 52, listener_tuple(), client, Listen, SynRecv));
+    assert_eq!(a.owner, Some(srv));
+    // The listener itself leaving LISTEN takes over its seed.
+    e.process(&state(13, 50, listener_tuple(), srv, Listen, Close));
+    assert_eq!(e.census(|_| true).get(&Listen), None);
+}
+
+/// The same child seen before /proc was read (seeds that join late): the
+/// listener's seed is still a listener, not the child's.
+#[test]
+fn late_listener_seed_is_not_taken_for_its_child() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let client = owner(100, "curl");
+    e.process(&state(10, 51, listener_tuple(), client, Listen, SynRecv));
+    let srv = owner(300, "server");
+    let coming: foldhash::HashSet<Tuple> = [listener_tuple()].into_iter().collect();
+    e.seed_late([(listener_tuple(), Listen, Some(srv))], &coming, 20);
+    assert_eq!(e.census(|_| true).get(&Listen), Some(&1));
+    let a = e.process(&state(30, 52, listener_tuple(), client, Listen, SynRecv));
+    assert_eq!(a.owner, Some(srv), "later children know their owner");
+}

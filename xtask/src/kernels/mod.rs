@@ -1,0 +1,508 @@
+//! `cargo xtask kernels`: the privileged suite and `tcptrace check` on
+//! Debian 12's own kernels (6.1, and 6.12 from bookworm-backports) booted
+//! in virtual machines, and on the host's kernel; one table at the end.
+//!
+//! The VMs are qemu under TCG (KVM does not work on these machines)
+//! driven by virtme-ng, which boots a kernel over the host's filesystem,
+//! read-only (virtme-ng puts writable overlays on /tmp, /etc, /var, and
+//! /run is a tmpfs): the binaries built here run there as they are. Inside,
+//! `xtask kernels-guest` ([`guest`]) runs check, the tests, and the connect
+//! tests once more under every other connect plan the kernel allows, and
+//! prints one result line that is read from the VM's console.
+//!
+//! - `fetch`: qemu, virtme-ng and the kernel packages, cached in
+//!   `target/kernels/` between runs;
+//! - `guest`: the driver on the kernel under test.
+
+pub mod fetch;
+pub mod guest;
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufRead, BufReader, Write as _},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+use crate::{cargo, is_root, root_dir, setup};
+use fetch::Series;
+
+/// The test binaries run again under each connect plan (by name prefix):
+/// the tests of failed connects and handshakes.
+const PER_PLAN: &[&str] = &["flows"];
+/// A VM that has not finished by then is stopped and counted as failed.
+const VM_LIMIT: Duration = Duration::from_secs(25 * 60);
+
+/// A kernel to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// Debian 12's kernel, in a VM.
+    #[value(name = "6.1")]
+    V6_1,
+    /// Debian 12's backports kernel, in a VM.
+    #[value(name = "6.12")]
+    V6_12,
+    /// This machine's kernel.
+    Host,
+}
+
+/// Options of `cargo xtask kernels`.
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// A kernel to run on (repeatable): `6.1` and `6.12` are Debian 12's,
+    /// booted in a VM; `host` is this machine's. Default: all three.
+    #[arg(long = "kernel", value_enum)]
+    pub kernels: Vec<Which>,
+    /// Build the debug profile instead of release (release runs the suite
+    /// faster under qemu's emulation, after a longer build).
+    #[arg(long)]
+    pub debug: bool,
+    /// Only tests whose name contains one of these, after `--`.
+    #[arg(last = true)]
+    pub filter: Vec<String>,
+}
+
+/// The binaries under test, built on the host.
+pub struct Suite {
+    pub tcptrace: PathBuf,
+    pub tests: Vec<PathBuf>,
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    /// The result line of the guest, if one came.
+    result: Option<Value>,
+    time: Duration,
+    /// Why there is no result.
+    error: Option<String>,
+    log: PathBuf,
+}
+
+impl Row {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.result.as_ref().map(|r| &r[key])
+    }
+
+    fn passed(&self) -> bool {
+        self.error.is_none()
+            && self.field("check_rc") == Some(&Value::from(0))
+            && self.field("failed") == Some(&Value::from(0))
+            && self
+                .field("plans")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().all(|p| p["failed"] == 0))
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    root_dir().join("target").join("kernels")
+}
+
+/// Builds tcptrace and the privileged test binaries.
+pub fn build_suite(release: bool) -> Result<Suite> {
+    let tcptrace = crate::build(release)?;
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--package",
+        "tests",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        c.arg("--release");
+    }
+    c.stderr(Stdio::inherit());
+    let out = c.output().context("building the privileged tests")?;
+    if !out.status.success() {
+        bail!("building the privileged tests failed");
+    }
+    let mut tests = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(m) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if m["reason"] == "compiler-artifact"
+            && m["target"]["kind"] == serde_json::json!(["test"])
+            && let Some(exe) = m["executable"].as_str()
+        {
+            tests.push(PathBuf::from(exe));
+        }
+    }
+    if tests.is_empty() {
+        bail!("cargo built no privileged test binaries");
+    }
+    tests.sort();
+    Ok(Suite { tcptrace, tests })
+}
+
+/// The guest driver's command line.
+fn guest_args(suite: &Suite, filter: &[String]) -> Result<Vec<String>> {
+    let xtask = std::env::current_exe().context("finding the xtask binary")?;
+    let mut args = vec![
+        xtask.display().to_string(),
+        "kernels-guest".into(),
+        "--bin".into(),
+        suite.tcptrace.display().to_string(),
+    ];
+    for t in &suite.tests {
+        args.extend(["--test".into(), t.display().to_string()]);
+    }
+    for p in PER_PLAN {
+        args.extend(["--per-plan".into(), (*p).to_string()]);
+    }
+    if !filter.is_empty() {
+        args.push("--".into());
+        args.extend(filter.iter().cloned());
+    }
+    Ok(args)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs `cmd` (its standard output and error into one pipe) until it
+/// ends or `limit` passes; keeps every line in `log`, passes the lines
+/// that are not the kernel's console through to stderr, and returns the
+/// guest's result line.
+fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> Result<Option<Value>> {
+    let (reader, writer) = std::io::pipe()?;
+    cmd.stdout(writer.try_clone()?)
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    drop(cmd); // our copies of the pipe's write end
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            while Instant::now() < end {
+                if done.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            // The whole group: vng and the qemu it started.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            true
+        })
+    };
+    let mut file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut result = None;
+    for line in BufReader::new(reader).lines().map_while(Result::ok) {
+        let _ = writeln!(file, "{line}");
+        let console = line.starts_with('[')
+            && line
+                .get(1..14)
+                .is_some_and(|t| t.trim_start().starts_with(|c: char| c.is_ascii_digit()));
+        if let Some(json) = line.strip_prefix(guest::RESULT) {
+            result = serde_json::from_str(json).ok();
+        } else if !console {
+            eprintln!("  {line}");
+        }
+    }
+    let _ = child.wait();
+    done.store(true, Ordering::Relaxed);
+    if watchdog.join().unwrap_or(false) {
+        bail!(
+            "stopped after {} min without finishing (log: {})",
+            limit.as_secs() / 60,
+            log.display()
+        );
+    }
+    Ok(result)
+}
+
+/// Boots `kernel` and runs the guest driver in it.
+fn run_vm(kernel: &fetch::Kernel, vng_bin: &Path, suite: &Suite, filter: &[String]) -> Row {
+    let name = format!("{} ({})", kernel.release, kernel.series.name());
+    eprintln!("kernels: booting {name} under qemu (TCG)");
+    let log = cache_dir().join(format!("{}.log", kernel.series.name()));
+    let start = Instant::now();
+    let run = || -> Result<Option<Value>> {
+        let script = guest_args(suite, filter)?
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut c = Command::new(vng_bin.join("vng"));
+        let path = std::env::var("PATH").unwrap_or_default();
+        c.env("PATH", format!("{}:{path}", vng_bin.display()))
+            .current_dir(root_dir())
+            .arg("--run")
+            .arg(&kernel.vmlinuz)
+            .args(["--disable-microvm", "--disable-kvm", "--memory", "3G"])
+            // Under TCG, 6.12 oopses in sched_clock_cpu with two CPUs.
+            .args([
+                "--cpus",
+                if kernel.series == Series::V6_12 {
+                    "1"
+                } else {
+                    "2"
+                },
+            ])
+            .args(["--verbose", "--exec", &script]);
+        run_logged(c, &log, VM_LIMIT)
+    };
+    let (result, error) = match run() {
+        Ok(Some(r)) => (Some(r), None),
+        Ok(None) => (
+            None,
+            Some(format!("the VM gave no result (log: {})", log.display())),
+        ),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    Row {
+        name,
+        result,
+        time: start.elapsed(),
+        error,
+        log,
+    }
+}
+
+/// Runs the guest driver on this machine's kernel.
+fn run_host(suite: &Suite, filter: &[String]) -> Row {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let name = format!("{release} (host)");
+    eprintln!("kernels: running on the host's {release}");
+    let log = cache_dir().join("host.log");
+    let start = Instant::now();
+    let run = || -> Result<Option<Value>> {
+        let args = guest_args(suite, filter)?;
+        let mut c = Command::new(&args[0]);
+        c.args(&args[1..]).current_dir(root_dir());
+        run_logged(c, &log, VM_LIMIT)
+    };
+    let (result, error) = match run() {
+        Ok(Some(r)) => (Some(r), None),
+        Ok(None) => (None, Some(format!("no result (log: {})", log.display()))),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    Row {
+        name,
+        result,
+        time: start.elapsed(),
+        error,
+        log,
+    }
+}
+
+fn minutes(d: Duration) -> String {
+    format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+}
+
+/// The table: kernel | connect plan chosen | tests passed/failed | time,
+/// with the other plans' runs and check's exit status.
+fn table(rows: &[Row]) -> String {
+    let mut t = String::new();
+    t.push_str("| kernel | connect plan chosen | tests passed/failed | connect tests under the other plans | check | time |\n");
+    t.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for r in rows {
+        let Some(res) = &r.result else {
+            let _ = writeln!(
+                t,
+                "| {} | | | | | {} |\n| | {} | | | | |",
+                r.name,
+                minutes(r.time),
+                r.error.as_deref().unwrap_or("no result")
+            );
+            continue;
+        };
+        let plans = res["plans"].as_array().cloned().unwrap_or_default();
+        let chosen = plans
+            .iter()
+            .find(|p| p["default"] == true)
+            .and_then(|p| p["plan"].as_str())
+            .unwrap_or("none");
+        let others: Vec<String> = plans
+            .iter()
+            .filter(|p| p["default"] != true)
+            .map(|p| {
+                format!(
+                    "{} {}/{}",
+                    p["plan"].as_str().unwrap_or("?"),
+                    p["passed"],
+                    p["failed"]
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            t,
+            "| {} | {} | {}/{} | {} | exit {} | {} |",
+            r.name,
+            chosen,
+            res["passed"],
+            res["failed"],
+            if others.is_empty() {
+                "no other plan allowed".to_string()
+            } else {
+                others.join(", ")
+            },
+            res["check_rc"],
+            minutes(r.time)
+        );
+    }
+    t
+}
+
+/// Per kernel, what `check` said: lockdown, BTF, tracepoint layouts
+/// (fields absent from the layout tcptrace matched), the plans allowed.
+fn details(rows: &[Row]) -> String {
+    let mut t = String::new();
+    for r in rows {
+        let Some(res) = &r.result else { continue };
+        let c = &res["check"];
+        let _ = writeln!(
+            t,
+            "\n{}: lockdown {}, BTF {}",
+            r.name, c["lockdown"], c["btf"]
+        );
+        for tp in c["tracepoints"].as_array().into_iter().flatten() {
+            let absent: Vec<&str> = tp["absent"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let error = tp["error"].as_str();
+            if !absent.is_empty() || error.is_some() {
+                let _ = writeln!(
+                    t,
+                    "  {}: {}{}",
+                    tp["name"].as_str().unwrap_or("?"),
+                    if absent.is_empty() {
+                        String::new()
+                    } else {
+                        format!("without {}", absent.join(", "))
+                    },
+                    error.map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+            }
+        }
+        for p in c["connect_plans"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                t,
+                "  plan {}: {}",
+                p["plan"].as_str().unwrap_or("?"),
+                if p["ok"] == true {
+                    "allowed".to_string()
+                } else {
+                    p["error"].as_str().unwrap_or("refused").to_string()
+                }
+            );
+        }
+        for f in res["failures"].as_array().into_iter().flatten() {
+            let _ = writeln!(t, "  FAILED {}", f.as_str().unwrap_or("?"));
+        }
+        let _ = writeln!(t, "  log: {}", r.log.display());
+    }
+    t
+}
+
+/// Runs the suite on `which` kernels; prints the table; fails if any
+/// kernel failed.
+fn matrix(which: &[Which], suite: &Suite, filter: &[String]) -> Result<()> {
+    let cache = cache_dir();
+    fs::create_dir_all(&cache)?;
+    let vms: Vec<Series> = which
+        .iter()
+        .filter_map(|w| match w {
+            Which::V6_1 => Some(Series::V6_1),
+            Which::V6_12 => Some(Series::V6_12),
+            Which::Host => None,
+        })
+        .collect();
+    let vng = if vms.is_empty() {
+        None
+    } else {
+        Some(fetch::tools(&cache)?)
+    };
+    let mut rows = Vec::new();
+    for w in which {
+        let row = match w {
+            Which::Host => run_host(suite, filter),
+            Which::V6_1 | Which::V6_12 => {
+                let series = if *w == Which::V6_1 {
+                    Series::V6_1
+                } else {
+                    Series::V6_12
+                };
+                let kernel = fetch::kernel(&cache, series)?;
+                run_vm(&kernel, vng.as_deref().expect("tools"), suite, filter)
+            }
+        };
+        rows.push(row);
+    }
+    let table = table(&rows);
+    let details = details(&rows);
+    println!("\n{table}{details}");
+    let _ = fs::write(cache.join("last-run.md"), format!("{table}{details}"));
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("the suite failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `cargo xtask kernels`.
+pub fn run(opts: Opts) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the kernel matrix installs packages, links /lib/modules and runs the privileged tests: run it as root (`sudo -E cargo xtask kernels`)"
+        );
+    }
+    setup::run(false)?;
+    let which = if opts.kernels.is_empty() {
+        vec![Which::V6_1, Which::V6_12, Which::Host]
+    } else {
+        opts.kernels.clone()
+    };
+    let suite = build_suite(!opts.debug)?;
+    matrix(&which, &suite, &opts.filter)
+}
+
+/// The VM part of `cargo xtask test`, after the host's run: the suite on
+/// 6.1 and 6.12 with the binaries already built, when this machine can
+/// run VMs; says plainly why not when it cannot.
+pub fn for_test(release: bool, filter: Option<&str>) -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "xtask: NOT running the kernel matrix (6.1 and 6.12 in VMs): it needs root to install qemu and link /lib/modules; `sudo -E cargo xtask kernels` runs it"
+        );
+        return Ok(());
+    }
+    if let Err(e) = fetch::tools(&cache_dir()) {
+        eprintln!(
+            "xtask: NOT running the kernel matrix (6.1 and 6.12 in VMs): this machine cannot install qemu or virtme-ng: {e:#}"
+        );
+        return Ok(());
+    }
+    let suite = build_suite(release)?;
+    let filter: Vec<String> = filter.into_iter().map(String::from).collect();
+    matrix(&[Which::V6_1, Which::V6_12], &suite, &filter)
+}
