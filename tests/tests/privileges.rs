@@ -36,6 +36,31 @@ fn nobody_with(caps: &str) -> Vec<String> {
 
 const ONE_SECOND: [&str; 3] = ["states", "--duration", "1"];
 
+/// Whether this kernel lets CAP_PERFMON attach tracepoints: Debian's and
+/// Ubuntu's kernels (6.1, 6.12 in the kernel matrix) add a
+/// `kernel.perf_event_paranoid` level 3, their default, at which
+/// `perf_event_open` needs CAP_SYS_ADMIN; upstream (6.18 here, level 2)
+/// has no such level.
+fn perfmon_attaches() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_some_and(|l| l < 3)
+}
+
+/// Checks a run that has all the capabilities the kernel asks for except,
+/// on kernels with perf_event_paranoid level 3, CAP_SYS_ADMIN: it traces,
+/// or it says exactly that.
+fn traces_or_names_paranoid(code: Option<i32>, out: &str, err: &str) {
+    if perfmon_attaches() {
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.starts_with("TIME(UTC)"), "{out}");
+    } else {
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("perf_event_paranoid"), "{err}");
+    }
+}
+
 #[test]
 fn root_needs_only_cap_bpf_and_cap_perfmon() {
     require_root();
@@ -43,10 +68,11 @@ fn root_needs_only_cap_bpf_and_cap_perfmon() {
         &["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all"],
         &ONE_SECOND,
     );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.starts_with("TIME(UTC)"), "{out}");
-    // Without CAP_SYS_PTRACE it says what seeding cannot see.
-    assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+    traces_or_names_paranoid(code, &out, &err);
+    if perfmon_attaches() {
+        // Without CAP_SYS_PTRACE it says what seeding cannot see.
+        assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+    }
 }
 
 #[test]
@@ -83,8 +109,7 @@ fn another_user_also_needs_to_read_tracefs() {
     let n = nobody_with("+bpf,+perfmon,+dac_read_search");
     let n: Vec<&str> = n.iter().map(String::as_str).collect();
     let (code, out, err) = under(&n, &ONE_SECOND);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.starts_with("TIME(UTC)"), "{out}");
+    traces_or_names_paranoid(code, &out, &err);
 }
 
 #[test]

@@ -282,8 +282,13 @@ impl Probe {
             });
         }
         for hook in Hook::wanted(&wants) {
-            attach_tracepoint(&mut bpf, hook)
-                .with_context(|| format!("cannot attach to tracepoint {}", hook.title()))?;
+            attach_tracepoint(&mut bpf, hook).with_context(|| {
+                format!(
+                    "cannot attach to tracepoint {}{}",
+                    hook.title(),
+                    privileges::attach_hint().unwrap_or_default()
+                )
+            })?;
             report.hooks.push(HookStatus {
                 hook: hook.title(),
                 result: Ok(()),

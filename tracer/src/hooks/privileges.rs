@@ -47,6 +47,28 @@ pub fn seeding_warning() -> Option<&'static str> {
     )
 }
 
+/// Why attaching a tracepoint may have been refused although CAP_PERFMON
+/// is held: Debian's and Ubuntu's kernels give `kernel.perf_event_paranoid`
+/// a level 3 (their default) that upstream lacks, at which
+/// `perf_event_open` needs CAP_SYS_ADMIN. A sentence to append to the
+/// attach error, when that is the case.
+pub fn attach_hint() -> Option<String> {
+    let caps = effective_caps().unwrap_or(0);
+    if caps & (1u64 << CAP_SYS_ADMIN) != 0 {
+        return None;
+    }
+    let level: i32 = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (level >= 3).then(|| {
+        format!(
+            " (kernel.perf_event_paranoid is {level}, which on Debian's and Ubuntu's kernels lets only CAP_SYS_ADMIN attach tracepoints: run as root with every capability, grant CAP_SYS_ADMIN, or `sysctl kernel.perf_event_paranoid=2`)"
+        )
+    })
+}
+
 /// The capabilities `caps` (a CapEff mask) lacks, as words, if any.
 fn missing_caps(caps: u64) -> Option<String> {
     let has = |c: u32| caps & (1u64 << c) != 0;
