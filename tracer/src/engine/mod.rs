@@ -334,6 +334,12 @@ impl Engine {
         let ts = ev.ts_ns;
         let f = self.flow_mut(ev, old, owner);
         let prev = (known && f.since_ns != 0).then(|| ts.saturating_sub(f.since_ns));
+        // The task inside connect() or listen() is the exact owner: it
+        // overrules an owner seeded from /proc (the process's name, not the
+        // thread's), which may have been read just before.
+        if matches!((old, new), (Close, SynSent) | (_, Listen)) && ev.task.pid != 0 {
+            f.owner = owner.or(f.owner);
+        }
         match (old, new) {
             (Close, SynSent) => f.role = Role::Client,
             (_, Listen) => f.role = Role::Listener,

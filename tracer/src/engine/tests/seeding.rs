@@ -89,3 +89,33 @@ fn late_listener_seed_is_not_taken_for_its_child() {
     let a = e.process(&state(30, 52, listener_tuple(), client, Listen, SynRecv));
     assert_eq!(a.owner, Some(srv), "later children know their owner");
 }
+
+/// A listener read from /proc just before its `listen()` is seen live: the
+/// thread inside `listen()` is the owner (the seed only knows the
+/// process's name), for the listener and for its SYN-ACK retransmits.
+#[test]
+fn the_task_inside_listen_overrules_a_seed() {
+    use TcpState::*;
+    let mut e = Engine::default();
+    let listener = Tuple {
+        raddr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        ..tuple(8080, 0)
+    };
+    e.seed_late(
+        [(listener, Listen, Some(owner(7, "the-process")))],
+        &foldhash::HashSet::default(),
+        1,
+    );
+    let thread = owner(7, "tt-server");
+    let a = e.process(&state(2, 9, listener, thread, Close, Listen));
+    assert_eq!(a.owner, Some(thread));
+    let synack = retrans(
+        3,
+        9,
+        tuple(8080, 40000),
+        owner(0, "swapper/0"),
+        SynRecv,
+        crate::event::RetransKind::SynAck,
+    );
+    assert_eq!(e.process(&synack).owner, Some(thread));
+}
