@@ -6,6 +6,7 @@
 //! reports the kernel's per-hook count of unreadable fields.
 
 pub mod connect;
+mod globals;
 mod misses;
 pub mod privileges;
 pub mod table;
@@ -16,17 +17,12 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{
-    ABSENT, KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets, hook, names,
-};
+use tracer_common::{ABSENT, hook, names};
 
-use crate::{
-    btf::Btf,
-    event::{Family, TcpState},
-    filter::Filter,
-    tracefs,
-};
+use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
+pub use globals::{kernel_filter, netns_offsets};
+use globals::{own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use table::{Attach, HOOKS, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000
@@ -109,44 +105,6 @@ impl Report {
             .map(|h| h.hook.as_str())
             .collect();
         ok.join(", ")
-    }
-}
-
-/// The kernel pre-filter for `filter` and a view that `wants` these hooks,
-/// made here and nowhere else: a superset of [`Filter::matches`] (the
-/// kernel cannot see owners, and listeners always pass so accepted sockets
-/// can be attributed), with only the transitions the view needs.
-pub fn kernel_filter(filter: &Filter, wants: &Wants) -> KernelFilter {
-    let mut k = KernelFilter::ANY;
-    k.family = match filter.family {
-        None => 0,
-        Some(Family::V4) => tracer_common::AF_INET,
-        Some(Family::V6) => tracer_common::AF_INET6,
-    };
-    for p in [filter.port, filter.lport, filter.rport]
-        .into_iter()
-        .flatten()
-    {
-        if !k.ports[..k.nports as usize].contains(&p) {
-            k.ports[k.nports as usize] = p;
-            k.nports += 1;
-        }
-    }
-    k.state_mask = wants.state_mask();
-    k
-}
-
-/// The PID namespace tcptrace runs in, for the programs to report pids as
-/// it sees them (and as `/proc`, which seeds owners, shows them); zero in
-/// the initial namespace, where the kernel's pids are already ours.
-fn own_pid_namespace() -> tracer_common::PidNs {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata("/proc/self/ns/pid") {
-        Ok(m) if m.ino() != tracer_common::INIT_PID_NS_INO => tracer_common::PidNs {
-            dev: m.dev(),
-            ino: m.ino(),
-        },
-        _ => tracer_common::PidNs::default(),
     }
 }
 
@@ -376,87 +334,6 @@ pub fn lost_total(lost: &PerCpuArray<MapData, u64>) -> u64 {
     lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
 
-/// Offset from an skb of `TCP_SKB_CB(skb)->tcp_gso_segs`, from kernel BTF,
-/// within what the program can address ([`SKB_OFFSET_MASK`]).
-fn skb_segs_offset(btf: &Btf) -> Result<u32, String> {
-    let cb = btf
-        .member_offset("sk_buff", "cb")
-        .ok_or("BTF has no sk_buff.cb")?;
-    let segs = btf
-        .member_offset("tcp_skb_cb", "tcp_gso_segs")
-        .ok_or("BTF has no tcp_skb_cb.tcp_gso_segs")?;
-    checked_skb_offset(cb + segs)
-}
-
-/// `off` if a 2-byte read there stays within [`SKB_OFFSET_MASK`].
-fn checked_skb_offset(off: u32) -> Result<u32, String> {
-    if off + 2 > SKB_OFFSET_MASK + 1 {
-        return Err(format!(
-            "tcp_gso_segs at skb+{off} is beyond the {} bytes tcptrace's program can address",
-            SKB_OFFSET_MASK + 1
-        ));
-    }
-    Ok(off)
-}
-
-/// Where the programs find a socket's (and a device's) network namespace,
-/// from kernel BTF: `sk->__sk_common.skc_net.net->ns.inum`, and for a
-/// reset sent for no socket `skb->dev->nd_net.net->ns.inum`. The socket
-/// chain is required (without it every event's namespace is 0, which is
-/// what a kernel without network namespaces would give); the skb chain is
-/// optional (such resets then carry 0).
-pub fn netns_offsets(btf: &Btf) -> Result<NetnsOffsets, String> {
-    let at = |ty: &str, path: &[&str]| -> Result<u32, String> {
-        let off = btf
-            .member_path_offset(ty, path)
-            .ok_or_else(|| format!("BTF has no {ty}.{}", path.join(".")))?;
-        checked_kernel_offset(off, ty, path)
-    };
-    let mut o = NetnsOffsets::ABSENT;
-    o.sk_net = at("sock", &["__sk_common", "skc_net", "net"])?;
-    o.net_inum = at("net", &["ns", "inum"])?;
-    if let (Ok(dev), Ok(net)) = (
-        at("sk_buff", &["dev"]),
-        at("net_device", &["nd_net", "net"]),
-    ) {
-        (o.skb_dev, o.dev_net) = (dev, net);
-    }
-    Ok(o)
-}
-
-/// `off` if an 8-byte read there stays within [`KERNEL_OFFSET_MASK`].
-fn checked_kernel_offset(off: u32, ty: &str, path: &[&str]) -> Result<u32, String> {
-    if off + 8 > KERNEL_OFFSET_MASK + 1 {
-        return Err(format!(
-            "{ty}.{} at +{off} is beyond the {} bytes tcptrace's programs can address",
-            path.join("."),
-            KERNEL_OFFSET_MASK + 1
-        ));
-    }
-    Ok(off)
-}
-
-/// Offsets of the syscall plan's tracepoints, by global.
-fn syscall_offsets(root: &std::path::Path) -> Result<Vec<(&'static str, TpOffsets)>, String> {
-    Hook::of_plan(ConnectPlan::Syscalls)
-        .map(|hook| {
-            let Attach::Tracepoint {
-                group,
-                name,
-                offsets,
-            } = hook.attach
-            else {
-                return Err(format!("{} is not a tracepoint", hook.program));
-            };
-            let f = tracefs::read_format(root, group, name).map_err(|e| e.to_string())?;
-            let o = hook
-                .offsets(&f)
-                .map_err(|e| format!("{group}:{name} {e}"))?;
-            Ok((offsets, o))
-        })
-        .collect()
-}
-
 pub(crate) fn attach_tracepoint(bpf: &mut Ebpf, hook: &Hook) -> Result<()> {
     let Attach::Tracepoint { group, name, .. } = hook.attach else {
         bail!("{} is not a tracepoint program", hook.program);
@@ -468,57 +345,4 @@ pub(crate) fn attach_tracepoint(bpf: &mut Ebpf, hook: &Hook) -> Result<()> {
     prog.load()?;
     prog.attach(group, name)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skb_offset_bound() {
-        assert_eq!(checked_skb_offset(40 + 4), Ok(44));
-        assert_eq!(checked_skb_offset(4094), Ok(4094));
-        let e = checked_skb_offset(4095).unwrap_err();
-        assert!(e.contains("beyond the 4096 bytes"), "{e}");
-    }
-
-    #[test]
-    fn netns_offsets_of_this_kernel() {
-        let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
-        let o = netns_offsets(&btf).unwrap();
-        assert!(o.sk_net < 256 && o.net_inum < 1024, "{o:?}");
-        assert_ne!(o.skb_dev, tracer_common::NO_OFFSET, "{o:?}");
-        assert_ne!(o.dev_net, tracer_common::NO_OFFSET, "{o:?}");
-        let e = checked_kernel_offset(65_530, "net", &["ns", "inum"]).unwrap_err();
-        assert!(e.contains("net.ns.inum at +65530 is beyond"), "{e}");
-    }
-
-    #[test]
-    fn kernel_prefilter_from_the_filter_and_the_wants() {
-        let f = Filter {
-            port: Some(80),
-            lport: Some(80),
-            rport: Some(443),
-            family: Some(Family::V6),
-            ..Filter::default()
-        };
-        let k = kernel_filter(&f, &Wants::FLOWS);
-        assert_eq!(k.nports, 2);
-        assert_eq!(&k.ports[..2], &[80, 443]);
-        assert_eq!(k.family, tracer_common::AF_INET6);
-        assert_eq!(
-            kernel_filter(&Filter::default(), &Wants::FLOWS),
-            KernelFilter::ANY
-        );
-        // Owner-only views get the transitions that attribute owners:
-        // SYN_SENT=2, SYN_RECV=3, CLOSE=7, LISTEN=10.
-        let w = Wants {
-            owners_only: true,
-            ..Wants::default()
-        };
-        assert_eq!(
-            kernel_filter(&Filter::default(), &w).state_mask,
-            (1 << 2) | (1 << 3) | (1 << 7) | (1 << 10)
-        );
-    }
 }
