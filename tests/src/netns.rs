@@ -6,6 +6,7 @@
 //! failures panic with the command and what it printed.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     process::{Command, Output},
     sync::{
@@ -72,6 +73,34 @@ impl NetNs {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).args(args);
         run(&mut c)
+    }
+
+    /// `ss -tan` in the namespace: sockets per state on `port`, with tcptrace's
+    /// state names.
+    pub fn ss_census(&self, port: u16) -> BTreeMap<String, u64> {
+        let out = self.sh(&[
+            "ss",
+            "-Htan",
+            &format!("( sport = :{port} or dport = :{port} )"),
+        ]);
+        let mut c = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let state = match line.split_whitespace().next().unwrap() {
+                "ESTAB" => "ESTABLISHED",
+                "LISTEN" => "LISTEN",
+                "TIME-WAIT" => "TIME_WAIT",
+                "CLOSE-WAIT" => "CLOSE_WAIT",
+                "FIN-WAIT-1" => "FIN_WAIT1",
+                "FIN-WAIT-2" => "FIN_WAIT2",
+                "SYN-SENT" => "SYN_SENT",
+                "SYN-RECV" => "SYN_RECV",
+                "LAST-ACK" => "LAST_ACK",
+                "CLOSING" => "CLOSING",
+                other => panic!("unexpected ss state {other}"),
+            };
+            *c.entry(state.to_string()).or_default() += 1;
+        }
+        c
     }
 
     /// Loads an nftables ruleset inside the namespace.

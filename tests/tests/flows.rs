@@ -259,33 +259,6 @@ fn exhausted_ephemeral_ports_report_eaddrnotavail() {
     );
 }
 
-/// `ss -tan` in the namespace: sockets per state for one port.
-fn ss_census(ns: &NetNs, port: u16) -> BTreeMap<String, u64> {
-    let out = ns.sh(&[
-        "ss",
-        "-Htan",
-        &format!("( sport = :{port} or dport = :{port} )"),
-    ]);
-    let mut c = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let state = match line.split_whitespace().next().unwrap() {
-            "ESTAB" => "ESTABLISHED",
-            "LISTEN" => "LISTEN",
-            "TIME-WAIT" => "TIME_WAIT",
-            "CLOSE-WAIT" => "CLOSE_WAIT",
-            "FIN-WAIT-1" => "FIN_WAIT1",
-            "FIN-WAIT-2" => "FIN_WAIT2",
-            "SYN-SENT" => "SYN_SENT",
-            "SYN-RECV" => "SYN_RECV",
-            "LAST-ACK" => "LAST_ACK",
-            "CLOSING" => "CLOSING",
-            other => panic!("unexpected ss state {other}"),
-        };
-        *c.entry(state.to_string()).or_default() += 1;
-    }
-    c
-}
-
 /// After a known workload, `top --json` shows the census the kernel shows.
 #[test]
 fn top_census_matches_ss() {
@@ -345,7 +318,7 @@ fn top_census_matches_ss() {
     // Let the last transitions settle, then compare the next snapshots.
     let mut kernel = BTreeMap::new();
     let settled = wait_until(Duration::from_secs(5), || {
-        kernel = ss_census(&ns, port);
+        kernel = ns.ss_census(port);
         kernel.get("FIN_WAIT2") == Some(&2) && kernel.get("TIME_WAIT") == Some(&3)
     });
     assert!(settled, "workload did not settle: {kernel:?}");
@@ -355,7 +328,7 @@ fn top_census_matches_ss() {
     t.wait_for("three more snapshots", Duration::from_secs(10), |r| {
         of_type(r, "top").len() >= seen + 3
     });
-    let kernel = ss_census(&ns, port);
+    let kernel = ns.ss_census(port);
     let recs = t.stop();
     keep_tx.send(()).unwrap();
     worker.join().unwrap();

@@ -35,34 +35,6 @@ fn ns_path(ns: &NetNs) -> String {
     format!("/run/netns/{}", ns.name)
 }
 
-/// `ss -tan` in the namespace: sockets per state on `port`, with tcptrace's
-/// state names.
-fn ss_census(ns: &NetNs, port: u16) -> BTreeMap<String, u64> {
-    let out = ns.sh(&[
-        "ss",
-        "-Htan",
-        &format!("( sport = :{port} or dport = :{port} )"),
-    ]);
-    let mut c = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let state = match line.split_whitespace().next().unwrap() {
-            "ESTAB" => "ESTABLISHED",
-            "LISTEN" => "LISTEN",
-            "TIME-WAIT" => "TIME_WAIT",
-            "CLOSE-WAIT" => "CLOSE_WAIT",
-            "FIN-WAIT-1" => "FIN_WAIT1",
-            "FIN-WAIT-2" => "FIN_WAIT2",
-            "SYN-SENT" => "SYN_SENT",
-            "SYN-RECV" => "SYN_RECV",
-            "LAST-ACK" => "LAST_ACK",
-            "CLOSING" => "CLOSING",
-            other => panic!("unexpected ss state {other}"),
-        };
-        *c.entry(state.to_string()).or_default() += 1;
-    }
-    c
-}
-
 /// A JSON census object as a map.
 fn census_of(v: &Value) -> BTreeMap<String, u64> {
     v.as_object()
@@ -209,11 +181,11 @@ fn same_listener_in_two_namespaces() {
     let settled = wait_until(Duration::from_secs(5), || {
         sides
             .iter()
-            .all(|s| ss_census(&s.ns, port).get("TIME_WAIT") == Some(&(s.closed as u64)))
+            .all(|s| s.ns.ss_census(port).get("TIME_WAIT") == Some(&(s.closed as u64)))
     });
     assert!(settled, "the workload did not settle");
     std::thread::sleep(Duration::from_millis(600));
-    let kernel: Vec<BTreeMap<String, u64>> = sides.iter().map(|s| ss_census(&s.ns, port)).collect();
+    let kernel: Vec<BTreeMap<String, u64>> = sides.iter().map(|s| s.ns.ss_census(port)).collect();
     let top_recs = top.stop();
     recorder.stop();
     let live_a = only_a.stop();
@@ -362,7 +334,7 @@ fn synack_retransmits_leave_no_syn_recv_row() {
         ns.counter("TcpExt", "TCPSynRetrans") - before >= 2
     });
     assert!(retransmitted, "no SYN-ACK retransmits");
-    let half_open = ss_census(&ns, early).get("SYN_RECV").copied();
+    let half_open = ns.ss_census(early).get("SYN_RECV").copied();
     assert_eq!(half_open, Some(1), "ss shows the request socket");
     // Let the handshakes complete: data carries the ACK.
     ns.sh(&["nft", "delete", "table", "inet", "lastack"]);
@@ -377,14 +349,14 @@ fn synack_retransmits_leave_no_syn_recv_row() {
     let gone = wait_until(Duration::from_secs(5), || {
         [early, late]
             .iter()
-            .all(|&p| !ss_census(&ns, p).contains_key("SYN_RECV"))
+            .all(|&p| !ns.ss_census(p).contains_key("SYN_RECV"))
     });
     assert!(gone, "ss still shows SYN-RECV");
     let synack_retrans = ns.counter("TcpExt", "TCPSynRetrans") - before;
     std::thread::sleep(Duration::from_millis(600));
     let kernel: BTreeMap<String, u64> = {
-        let mut k = ss_census(&ns, early);
-        for (s, n) in ss_census(&ns, late) {
+        let mut k = ns.ss_census(early);
+        for (s, n) in ns.ss_census(late) {
             *k.entry(s).or_default() += n;
         }
         k
