@@ -71,6 +71,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Man pages and shell completions (`cargo xtask install` uses it).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// The views, live or over a recording.

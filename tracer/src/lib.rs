@@ -15,6 +15,7 @@ pub mod cli;
 pub mod engine;
 pub mod event;
 pub mod filter;
+pub mod generate;
 pub mod hooks;
 pub mod live;
 pub mod memory;

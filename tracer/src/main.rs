@@ -89,6 +89,7 @@ fn run(command: Command) -> Result<bool> {
             replay::run(&file, p)?;
         }
         Command::Check { json } => return check::run(json),
+        Command::Generate(g) => tracer::generate::run(&g)?,
     }
     Ok(true)
 }

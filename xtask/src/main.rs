@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup|build|run|test|lint|kernels|fuzz|soak|bench`.
+//! Project tasks: `cargo xtask setup|build|run|install|test|lint|kernels|fuzz|soak|bench`.
 //!
 //! `build`, `run` and `test` run `setup` first when something it installs is
 //! missing, so a fresh machine needs nothing but cargo.
 
 mod bench;
 mod fuzz;
+mod install;
 mod kernels;
 mod setup;
 mod soak;
@@ -57,6 +58,9 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Build the release tcptrace and install it with its man pages and
+    /// shell completions (bash, zsh, fish) under --prefix (/usr/local).
+    Install(install::Opts),
     /// cargo fmt --check and clippy (user space and kernel crate).
     Lint,
     /// As root: the release tcptrace for MINUTES under churn, loss, a
@@ -122,6 +126,7 @@ fn run(task: Task) -> Result<()> {
             }
             Ok(())
         }
+        Task::Install(opts) => install::run(&opts, &build(true)?),
         Task::Kernels(opts) => kernels::run(opts),
         Task::KernelsGuest(opts) => kernels::guest::run(opts),
         Task::Fuzz { seconds } => fuzz::run(seconds),
