@@ -74,15 +74,21 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
             state,
             kind,
             segs,
+            failed,
         } => {
             flow(b, f);
             put::column(b, state.name(), 12);
             b.push(b' ');
             put::column(b, kind.name(), 6);
             b.push(b' ');
-            match segs {
-                Some(n) => put::int(b, n),
-                None => b.push(b'-'),
+            match (failed, segs) {
+                // Nothing sent: the error instead of a segment count.
+                (Some(e), _) => {
+                    b.extend_from_slice(b"0 failed:");
+                    b.extend_from_slice(errno_name(e).as_bytes());
+                }
+                (None, Some(n)) => put::int(b, n),
+                (None, None) => b.push(b'-'),
             }
             b.push(b'\n');
         }
