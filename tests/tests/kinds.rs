@@ -263,3 +263,62 @@ fn dropped_last_segment_gives_a_tlp() {
     assert_eq!(rt[0]["segs"], 1, "{}", rt[0]);
     assert_eq!(probes, 1, "the kernel counted {probes} loss probes");
 }
+
+/// A retransmit the kernel cannot send because the previous copy is still
+/// queued on this host (a 20 kbit/s token bucket on loopback holds it for
+/// longer than the RTO): Linux 6.17+ fires the tracepoint with EBUSY, and
+/// tcptrace reports it as `"failed":"EBUSY"` with 0 segments, apart from
+/// the retransmits, which still add up to RetransSegs. Older kernels do
+/// not report such attempts ([`kernel::failed_retransmits_traced`]).
+#[test]
+fn retransmit_of_a_segment_still_queued_fails_with_ebusy() {
+    require_root();
+    let ns = NetNs::new("busy");
+    ns.small_segments();
+    ns.sh(&[
+        "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "20kbit", "burst", "1600",
+        "limit", "200000",
+    ]);
+    let port = unique_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
+    let before = ns.counter("Tcp", "RetransSegs");
+    let l = ns.run("tt-server", move || TcpListener::bind(addr).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; 8000];
+        s.read_exact(&mut buf).unwrap();
+    });
+    ns.run("tt-busy", move || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.write_all(&[3u8; 8000]).unwrap();
+        server.join().unwrap();
+    });
+    let kernel = ns.counter("Tcp", "RetransSegs") - before;
+    let recs = t.stop();
+    let tol = 2 * lost(&recs, "").0;
+    let failed: Vec<&Value> = of_type(&recs, "retrans")
+        .into_iter()
+        .filter(|r| r.get("failed").is_some())
+        .collect();
+    let segs: u64 = sent(&recs)
+        .iter()
+        .map(|r| r["segs"].as_u64().unwrap())
+        .sum();
+    eprintln!("failed attempts {failed:?}; retransmitted segments {segs}, kernel {kernel}");
+    assert!(
+        segs <= kernel && kernel - segs <= tol,
+        "segs {segs}, kernel {kernel}"
+    );
+    if !kernel::failed_retransmits_traced() {
+        assert!(failed.is_empty(), "{failed:?}");
+        return;
+    }
+    assert!(!failed.is_empty(), "no failed attempt reported: {recs:?}");
+    for r in &failed {
+        assert_eq!(r["failed"], "EBUSY", "{r}");
+        assert_eq!(r["segs"], 0, "{r}");
+        assert_eq!(r["comm"], "tt-busy", "{r}");
+        assert_eq!(r["kind"], "rto", "resent by the retransmission timer: {r}");
+    }
+}

@@ -77,10 +77,12 @@ pub enum Command {
 /// The views, live or over a recording.
 #[derive(Debug, Subcommand)]
 pub enum ViewCommand {
-    /// Live retransmissions with the owning process, the flow, its TCP
-    /// state and the kind: rto (after a retransmission timeout), fast
-    /// (fast recovery), tlp (tail-loss probe), syn, synack; data where the
-    /// kernel does not tell.
+    /// Live retransmissions (rto, fast, tlp, syn, synack) with the owning
+    /// process, the flow and its TCP state.
+    ///
+    /// Kinds: rto (after a retransmission timeout), fast (fast recovery),
+    /// tlp (tail-loss probe), syn, synack; data where the kernel does not
+    /// tell.
     #[command(
         after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)"
     )]
