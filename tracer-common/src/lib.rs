@@ -153,7 +153,9 @@ pub mod cong {
 /// the kernel's BTF: a 4-byte read at `sk + at` holds `icsk_ca_state` (a
 /// bitfield of `ca_bits` bits from bit `ca_shift`) and `icsk_pending` (a
 /// byte from bit `pending_shift`). `at` is [`NO_OFFSET`] when unknown;
-/// retransmits then carry `cong` 0 (kind `data`).
+/// retransmits then carry `cong` 0 (kind `data`). User space checks that
+/// both fit the read; the program keeps the state's low three bits
+/// ([`cong::STATE`]), all that its five values use.
 ///
 /// match-struct: struct inet_connection_sock { ... __u8 icsk_ca_state:5,
 ///   icsk_ca_initialized:1, ...; __u8 icsk_retransmits; __u8 icsk_pending; ... }

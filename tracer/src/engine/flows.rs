@@ -76,6 +76,15 @@ impl RetransCounts {
     pub fn total(&self) -> u64 {
         self.by_kind.iter().sum()
     }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *a += b;
+        }
+        self.segs += other.segs;
+        self.failed += other.failed;
+    }
 }
 
 /// Smoothed-RTT summary of a flow, from the kernel's per-socket histogram.

@@ -266,6 +266,11 @@ fn top_census_and_sorted_flows_in_json() {
         serde_json::json!({"data": 1, "rto": 1, "fast": 2})
     );
     assert_eq!(flows[0]["retrans_failed"], 1);
+    let text = render(Mode::Text, |out| top.finish(&e, 10_000, &context(), out));
+    assert!(
+        text.contains("\nretransmits: data=1 rto=1 fast=2 failed=1\n"),
+        "{text}"
+    );
     assert_eq!(flows[1]["retrans_by_kind"], serde_json::json!({}));
     assert_eq!(flows[0]["handshake_us"], 1);
     assert_eq!(flows[0]["role"], "client");

@@ -193,6 +193,26 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
     }
 }
 
+/// `retransmits: rto=1 fast=3 ...` over the rows shown, when there are
+/// any (the per-flow split is in `--json`).
+fn retrans_kinds(b: &mut Vec<u8>, t: &TopReport) {
+    let mut sum = crate::engine::flows::RetransCounts::default();
+    for r in &t.rows {
+        sum.merge(&r.retrans_by_kind);
+    }
+    if sum.total() == 0 && sum.failed == 0 {
+        return;
+    }
+    b.extend_from_slice(b"retransmits:");
+    for (k, n) in sum.by_kind() {
+        let _ = write!(b, " {}={n}", k.name());
+    }
+    if sum.failed > 0 {
+        let _ = write!(b, " failed={}", sum.failed);
+    }
+    b.push(b'\n');
+}
+
 fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
     if t.redraw {
         // Home and clear: the table redraws in place on a terminal.
@@ -221,6 +241,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
             b.push(b'\n');
         }
     }
+    retrans_kinds(b, t);
     let _ = writeln!(
         b,
         "{:>7} {:<15} IP {:<23} {:<23} {}{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
