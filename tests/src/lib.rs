@@ -9,6 +9,7 @@
 
 pub mod bpf;
 pub mod kernel;
+pub mod load;
 pub mod netns;
 pub mod tracer;
 

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    event::Family,
+    event::{Family, RetransKind},
     filter::Filter,
     hooks::connect::{Choice, ConnectPlan},
     sinks::{Mode, OutputSpec, QUEUE_BYTES},
@@ -24,6 +24,7 @@ const EXAMPLES: &str = "\
 Examples:
   sudo tcptrace retrans                 live retransmits with owner, flow and state
   sudo tcptrace retrans --port 443 -c 20
+  sudo tcptrace retrans --kind rto      only retransmits after a timeout
   sudo tcptrace states --pid 1234       state transitions of one process's sockets
   sudo tcptrace states --json | jq .    JSON Lines for a log pipeline
   sudo tcptrace connect --min-ms 100    slow or failed connects, with errno
@@ -79,12 +80,16 @@ pub enum Command {
 /// The views, live or over a recording.
 #[derive(Debug, Subcommand)]
 pub enum ViewCommand {
-    /// Live retransmissions (data, SYN, SYN-ACK) with the owning process,
-    /// the flow and its TCP state.
+    /// Live retransmissions (rto, fast, tlp, syn, synack) with the owning
+    /// process, the flow and its TCP state.
+    ///
+    /// Kinds: rto (after a retransmission timeout), fast (fast recovery),
+    /// tlp (tail-loss probe), syn, synack; data where the kernel does not
+    /// tell.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans -p 1234 --duration 60"
+        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)"
     )]
-    Retrans(StreamArgs),
+    Retrans(RetransArgs),
     /// Live TCP state transitions with the time spent in the previous state.
     #[command(
         after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json"
@@ -198,6 +203,22 @@ pub struct StreamArgs {
     pub run: RunArgs,
 }
 
+#[derive(Debug, Args, Clone, Default)]
+pub struct RetransArgs {
+    #[command(flatten)]
+    pub common: StreamArgs,
+    /// Only these kinds, comma-separated: rto, fast, tlp, syn, synack,
+    /// data.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_retrans_kind)]
+    pub kind: Vec<RetransKind>,
+    /// Also show attempts the kernel could not send (Linux 6.17+: EBUSY,
+    /// still queued on the host; EAGAIN, ENOMEM, EHOSTUNREACH...), never
+    /// counted as retransmitted segments. JSON always has them, with
+    /// `"failed"`.
+    #[arg(long)]
+    pub failed: bool,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct ConnectArgs {
     #[command(flatten)]
@@ -291,7 +312,13 @@ impl ViewCommand {
     pub fn view(&self, stdout_is_terminal: bool) -> (Box<dyn View>, &'static str) {
         let ns = |d: Duration| d.as_nanos() as u64;
         match self {
-            Self::Retrans(_) => (Box::new(Retrans), "TCP retransmits"),
+            Self::Retrans(a) => (
+                Box::new(Retrans {
+                    kinds: a.kind.clone(),
+                    failed: a.failed || a.common.json,
+                }),
+                "TCP retransmits",
+            ),
             Self::States(_) => (Box::new(States), "TCP state transitions"),
             Self::Connect(a) => (
                 Box::new(Connect {
@@ -333,7 +360,8 @@ impl ViewCommand {
     /// The options every view has.
     pub fn common(&self) -> &StreamArgs {
         match self {
-            Self::Retrans(a) | Self::States(a) | Self::Resets(a) => a,
+            Self::States(a) | Self::Resets(a) => a,
+            Self::Retrans(a) => &a.common,
             Self::Connect(a) => &a.common,
             Self::Hist(a) => &a.common,
             Self::Top(a) => &a.common,
@@ -344,6 +372,12 @@ impl ViewCommand {
 /// Durations and intervals at most this long (a year): past it a run is
 /// a mistake, and `Duration` arithmetic would overflow.
 const MAX_SECS: f64 = 366.0 * 86_400.0;
+
+fn parse_retrans_kind(s: &str) -> Result<RetransKind, String> {
+    RetransKind::from_name(s).ok_or_else(|| {
+        format!("'{s}' is not a retransmit kind; give rto, fast, tlp, syn, synack or data")
+    })
+}
 
 fn parse_ms(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -468,12 +502,25 @@ mod tests {
         else {
             panic!("wrong subcommand")
         };
-        let f = a.filter.filter();
+        let f = a.common.filter.filter();
         assert_eq!(
             (f.port, f.pid, f.family),
             (Some(443), Some(7), Some(Family::V6))
         );
-        assert_eq!(a.run.count, Some(3));
+        assert_eq!(a.common.run.count, Some(3));
+        let Command::View(ViewCommand::Retrans(a)) =
+            parse(&["retrans", "--kind", "rto,fast", "--kind", "tlp", "--failed"])
+                .unwrap()
+                .command
+        else {
+            panic!("wrong subcommand")
+        };
+        use RetransKind::*;
+        assert_eq!((a.kind, a.failed), (vec![Rto, Fast, Tlp], true));
+        let e = parse(&["retrans", "--kind", "slow"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'slow' is not a retransmit kind"), "{e}");
         let Command::Replay { view, .. } = parse(&[
             "replay", "x.jsonl", "top", "--sort", "latency", "--port", "80",
         ])

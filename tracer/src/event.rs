@@ -199,25 +199,55 @@ pub struct Owner {
     pub comm: Comm,
 }
 
-/// What kind of segment was sent again.
+/// What kind of segment was sent again, and why. Told apart by the
+/// socket's congestion state when the kernel retransmitted (see
+/// [`crate::wire`]); `Data` only where that could not be read (a
+/// recording made before tcptrace read it, a kernel whose BTF lacks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RetransKind {
-    /// Data or FIN on an open connection.
+    /// Data or FIN on an open connection, why unknown.
     Data,
     /// The client's SYN.
     Syn,
     /// The server's SYN-ACK.
     SynAck,
+    /// Data or FIN sent in the Loss state: the retransmission timer fired
+    /// (the peer or the path was silent for a whole RTO), and the
+    /// slow-start retransmits that follow it.
+    Rto,
+    /// Data or FIN sent in fast recovery (Recovery, Disorder, CWR): loss
+    /// told by duplicate ACKs or SACKs while the connection keeps going.
+    Fast,
+    /// A tail-loss probe: the last segment sent again because the tail of
+    /// the flight went unacknowledged for about two RTTs.
+    Tlp,
 }
 
 impl RetransKind {
+    pub const ALL: [RetransKind; 6] = [
+        Self::Data,
+        Self::Syn,
+        Self::SynAck,
+        Self::Rto,
+        Self::Fast,
+        Self::Tlp,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Data => "data",
             Self::Syn => "syn",
             Self::SynAck => "synack",
+            Self::Rto => "rto",
+            Self::Fast => "fast",
+            Self::Tlp => "tlp",
         }
+    }
+
+    /// The kind named `name` (as [`Self::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -230,10 +260,15 @@ pub enum EventKind {
     /// A segment was retransmitted while the socket was in `state`. `segs`
     /// is how many segments the retransmitted buffer held (what the kernel
     /// adds to RetransSegs); `None` when this kernel did not let us read it.
+    /// `failed` is the error (positive errno) of an attempt that sent
+    /// nothing (Linux 6.17+: EBUSY, EAGAIN, EHOSTUNREACH, ENOMEM...); such
+    /// an attempt is no retransmitted segment.
     Retrans {
         state: TcpState,
         kind: RetransKind,
         segs: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<i32>,
     },
     /// `connect()` failed with this errno (positive); the tuple's remote side
     /// is the destination asked for, its local side unknown.

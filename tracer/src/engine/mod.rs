@@ -121,7 +121,12 @@ impl Engine {
                 *self.matrix.entry((old, new)).or_default() += 1;
                 prev_state_ns = self.on_state(ev, old, new, owner);
             }
-            EventKind::Retrans { kind, segs, state } => {
+            EventKind::Retrans {
+                kind,
+                segs,
+                state,
+                failed,
+            } => {
                 let f = match kind {
                     // The socket is the listener; the connection is a
                     // request socket, not a flow.
@@ -129,7 +134,7 @@ impl Engine {
                     _ => Some(self.event_flow(ev, state, owner)),
                 };
                 if let Some(f) = f {
-                    f.extra_mut().retrans.add(kind, segs);
+                    f.extra_mut().retrans.add(kind, segs, failed.is_some());
                 }
             }
             EventKind::ResetSent { state, .. } => {

@@ -4,7 +4,9 @@
 //! kernel struct members they follow (from BTF, bounds-checked here before
 //! load), plus the syscall plan's tracepoint offsets.
 
-use tracer_common::{KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets};
+use tracer_common::{
+    CongOffsets, KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets,
+};
 
 use super::{Attach, ConnectPlan, Hook, Wants};
 use crate::{btf::Btf, event::Family, filter::Filter, tracefs};
@@ -95,6 +97,44 @@ pub fn netns_offsets(btf: &Btf) -> Result<NetnsOffsets, String> {
     Ok(o)
 }
 
+/// Where the retransmit program reads a socket's congestion state, from
+/// kernel BTF: `inet_connection_sock.icsk_ca_state` (a bitfield) and
+/// `icsk_pending`, both inside one 4-byte read.
+pub fn cong_offsets(btf: &Btf) -> Result<CongOffsets, String> {
+    let bits = |m: &str| {
+        btf.member_bits("inet_connection_sock", &[m])
+            .ok_or_else(|| format!("BTF has no inet_connection_sock.{m}"))
+    };
+    let (ca, ca_bits) = bits("icsk_ca_state")?;
+    let (pending, _) = bits("icsk_pending")?;
+    cong_layout(ca, ca_bits, pending)
+}
+
+/// [`CongOffsets`] for `icsk_ca_state` at bit `ca` (`ca_bits` wide, 0 if
+/// not a bitfield: a byte) and `icsk_pending` at bit `pending`.
+fn cong_layout(ca: u32, ca_bits: u32, pending: u32) -> Result<CongOffsets, String> {
+    let at = ca / 8;
+    let ca_bits = if ca_bits == 0 { 8 } else { ca_bits };
+    let (ca_shift, pending_shift) = (ca - at * 8, pending.wrapping_sub(at * 8));
+    if !pending.is_multiple_of(8)
+        || pending < at * 8
+        || pending_shift + 8 > 32
+        || ca_shift + ca_bits > 32
+    {
+        return Err(format!(
+            "icsk_ca_state (bit {ca}) and icsk_pending (bit {pending}) are not within 4 bytes"
+        ));
+    }
+    checked_kernel_offset(at, "inet_connection_sock", &["icsk_ca_state"])?;
+    Ok(CongOffsets {
+        at,
+        ca_shift: ca_shift as u8,
+        ca_bits: ca_bits as u8,
+        pending_shift: pending_shift as u8,
+        _pad: 0,
+    })
+}
+
 /// `off` if an 8-byte read there stays within [`KERNEL_OFFSET_MASK`].
 fn checked_kernel_offset(off: u32, ty: &str, path: &[&str]) -> Result<u32, String> {
     if off + 8 > KERNEL_OFFSET_MASK + 1 {
@@ -151,6 +191,30 @@ mod tests {
         assert_ne!(o.dev_net, tracer_common::NO_OFFSET, "{o:?}");
         let e = checked_kernel_offset(65_530, "net", &["ns", "inum"]).unwrap_err();
         assert!(e.contains("net.ns.inum at +65530 is beyond"), "{e}");
+    }
+
+    #[test]
+    fn congestion_state_offsets() {
+        let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
+        let o = cong_offsets(&btf).unwrap();
+        // 6.1 to 6.18: the bitfield starts a byte, icsk_pending two bytes on.
+        assert_eq!(
+            (o.ca_shift, o.ca_bits, o.pending_shift),
+            (0, 5, 16),
+            "{o:?}"
+        );
+        assert_eq!(
+            cong_layout(8 * 100 + 3, 5, 8 * 102),
+            Ok(CongOffsets {
+                at: 100,
+                ca_shift: 3,
+                ca_bits: 5,
+                pending_shift: 16,
+                _pad: 0
+            })
+        );
+        assert!(cong_layout(800, 5, 800 + 64).is_err());
+        assert!(cong_layout(800, 5, 700).is_err());
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             state,
             kind,
             segs,
+            failed,
         } => {
             b.extend_from_slice(b"{\"type\":\"retrans\",");
             flow(b, clock, f);
@@ -58,7 +59,14 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             b.extend_from_slice(b"\",\"kind\":\"");
             b.extend_from_slice(kind.name().as_bytes());
             b.extend_from_slice(b"\",\"segs\":");
-            opt(b, segs.map(u64::from));
+            match failed {
+                // Nothing was sent: no segment to add up.
+                Some(e) => {
+                    b.extend_from_slice(b"0,\"failed\":");
+                    put::json_str(b, errno_name(e).as_bytes());
+                }
+                None => opt(b, segs.map(u64::from)),
+            }
             b.extend_from_slice(b"}\n");
         }
         Rec::Connect(o) => {
@@ -177,8 +185,17 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         opt(b, f.age_ms);
         let _ = write!(
             b,
-            ",\"retrans\":{},\"retrans_segs\":{},\"resets_sent\":{},\"resets_recv\":{},\"handshake_us\":",
-            f.retrans, f.retrans_segs, f.resets_sent, f.resets_recv
+            ",\"retrans\":{},\"retrans_segs\":{},\"retrans_by_kind\":{{",
+            f.retrans, f.retrans_segs
+        );
+        for (i, (k, n)) in f.retrans_by_kind.by_kind().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(b, "{sep}\"{}\":{n}", k.name());
+        }
+        let _ = write!(
+            b,
+            "}},\"retrans_failed\":{},\"resets_sent\":{},\"resets_recv\":{},\"handshake_us\":",
+            f.retrans_by_kind.failed, f.resets_sent, f.resets_recv
         );
         opt(b, f.handshake_ns.map(|n| n / 1000));
         b.extend_from_slice(b",\"rtt_us\":");

@@ -129,7 +129,9 @@ fn json_schema_of_a_retransmit() {
         owner: Some(owner(42, "curl")),
         prev_state_ns: None,
     };
-    let line = render(Mode::Json, |out| Retrans.on_event(&a, &context(), out));
+    let line = render(Mode::Json, |out| {
+        Retrans::default().on_event(&a, &context(), out)
+    });
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         keys(&v),
@@ -145,6 +147,60 @@ fn json_schema_of_a_retransmit() {
         (Some("retrans"), Some("syn"), Some("SYN_SENT"))
     );
     assert_eq!((v["pid"].as_u64(), v["segs"].as_u64()), (Some(42), Some(1)));
+}
+
+/// A failed attempt (6.17+): in JSON with `"failed"` and 0 segments; in
+/// text only with `--failed`; `--kind` keeps the kinds asked for.
+#[test]
+fn failed_retransmits_and_the_kind_filter() {
+    let mut ev = retrans(
+        1,
+        1,
+        tuple(40000, 443),
+        owner(42, "curl"),
+        Established,
+        RetransKind::Fast,
+    );
+    let fast = Annotated {
+        event: ev,
+        owner: Some(owner(42, "curl")),
+        prev_state_ns: None,
+    };
+    if let crate::event::EventKind::Retrans { failed, .. } = &mut ev.kind {
+        *failed = Some(16);
+    }
+    let busy = Annotated { event: ev, ..fast };
+    let all = |failed| Retrans {
+        kinds: Vec::new(),
+        failed,
+    };
+    let line = render(Mode::Json, |out| all(true).on_event(&busy, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["segs"].as_u64(), v["failed"].as_str()),
+        (Some("fast"), Some(0), Some("EBUSY"))
+    );
+    let line = render(Mode::Json, |out| all(true).on_event(&fast, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(v.get("failed").is_none(), "{line}");
+    assert_eq!(v["kind"], "fast");
+    assert_eq!(
+        render(Mode::Text, |out| all(false).on_event(
+            &busy,
+            &context(),
+            out
+        )),
+        ""
+    );
+    let text = render(Mode::Text, |out| all(true).on_event(&busy, &context(), out));
+    assert!(text.contains("fast   0 failed:EBUSY"), "{text}");
+    let only = |k| Retrans {
+        kinds: vec![k, RetransKind::Tlp],
+        failed: false,
+    };
+    let shown = |k| render(Mode::Text, |out| only(k).on_event(&fast, &context(), out));
+    assert!(shown(RetransKind::Fast).contains("fast   1"));
+    assert_eq!(shown(RetransKind::Rto), "");
 }
 
 #[test]
@@ -182,6 +238,14 @@ fn top_census_and_sorted_flows_in_json() {
         Established,
         RetransKind::Data,
     ));
+    for kind in [RetransKind::Fast, RetransKind::Fast, RetransKind::Rto] {
+        e.process(&retrans(5_500, 2, tuple(2, 80), c, Established, kind));
+    }
+    let mut busy = retrans(5_600, 2, tuple(2, 80), c, Established, RetransKind::Fast);
+    if let crate::event::EventKind::Retrans { failed, .. } = &mut busy.kind {
+        *failed = Some(16);
+    }
+    e.process(&busy);
     e.process(&state(6_000, 3, tuple(3, 80), c, Established, CloseWait));
     let mut top = Top::new(SortBy::Retrans, 1_000_000_000, 10, false, false);
     let text = render(Mode::Json, |out| top.finish(&e, 10_000, &context(), out));
@@ -192,7 +256,22 @@ fn top_census_and_sorted_flows_in_json() {
     let flows = v["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 3);
     assert_eq!(flows[0]["lport"], 2, "most retransmits first");
-    assert_eq!(flows[0]["retrans"], 1);
+    assert_eq!(
+        flows[0]["retrans"], 4,
+        "the failed attempt is no retransmit"
+    );
+    assert_eq!(flows[0]["retrans_segs"], 4);
+    assert_eq!(
+        flows[0]["retrans_by_kind"],
+        serde_json::json!({"data": 1, "rto": 1, "fast": 2})
+    );
+    assert_eq!(flows[0]["retrans_failed"], 1);
+    let text = render(Mode::Text, |out| top.finish(&e, 10_000, &context(), out));
+    assert!(
+        text.contains("\nretransmits: data=1 rto=1 fast=2 failed=1\n"),
+        "{text}"
+    );
+    assert_eq!(flows[1]["retrans_by_kind"], serde_json::json!({}));
     assert_eq!(flows[0]["handshake_us"], 1);
     assert_eq!(flows[0]["role"], "client");
     assert_eq!(v["transitions"]["SYN_SENT->ESTABLISHED"], 2);

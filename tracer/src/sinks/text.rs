@@ -74,15 +74,21 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
             state,
             kind,
             segs,
+            failed,
         } => {
             flow(b, f);
             put::column(b, state.name(), 12);
             b.push(b' ');
             put::column(b, kind.name(), 6);
             b.push(b' ');
-            match segs {
-                Some(n) => put::int(b, n),
-                None => b.push(b'-'),
+            match (failed, segs) {
+                // Nothing sent: the error instead of a segment count.
+                (Some(e), _) => {
+                    b.extend_from_slice(b"0 failed:");
+                    b.extend_from_slice(errno_name(e).as_bytes());
+                }
+                (None, Some(n)) => put::int(b, n),
+                (None, None) => b.push(b'-'),
             }
             b.push(b'\n');
         }
@@ -187,6 +193,26 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
     }
 }
 
+/// `retransmits: rto=1 fast=3 ...` over the rows shown, when there are
+/// any (the per-flow split is in `--json`).
+fn retrans_kinds(b: &mut Vec<u8>, t: &TopReport) {
+    let mut sum = crate::engine::flows::RetransCounts::default();
+    for r in &t.rows {
+        sum.merge(&r.retrans_by_kind);
+    }
+    if sum.total() == 0 && sum.failed == 0 {
+        return;
+    }
+    b.extend_from_slice(b"retransmits:");
+    for (k, n) in sum.by_kind() {
+        let _ = write!(b, " {}={n}", k.name());
+    }
+    if sum.failed > 0 {
+        let _ = write!(b, " failed={}", sum.failed);
+    }
+    b.push(b'\n');
+}
+
 fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
     if t.redraw {
         // Home and clear: the table redraws in place on a terminal.
@@ -215,6 +241,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
             b.push(b'\n');
         }
     }
+    retrans_kinds(b, t);
     let _ = writeln!(
         b,
         "{:>7} {:<15} IP {:<23} {:<23} {}{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",

@@ -8,7 +8,7 @@
 //! nothing on the per-event path.
 
 use crate::{
-    engine::flows::{ConnectOutcome, Role, Rtt},
+    engine::flows::{ConnectOutcome, RetransCounts, Role, Rtt},
     event::{Event, Owner, RetransKind, TcpState, Tuple},
 };
 
@@ -102,6 +102,8 @@ pub struct TopRow {
     pub age_ms: Option<u64>,
     pub retrans: u64,
     pub retrans_segs: u64,
+    /// The retransmits by kind, and failed attempts.
+    pub retrans_by_kind: RetransCounts,
     pub resets_sent: u64,
     pub resets_recv: u64,
     pub handshake_ns: Option<u64>,
@@ -136,12 +138,14 @@ pub enum Rec<'a> {
         new: TcpState,
         prev_state_ns: Option<u64>,
     },
-    /// A retransmitted buffer.
+    /// A retransmitted buffer, or with `failed` (an errno) an attempt
+    /// that sent nothing.
     Retrans {
         flow: FlowRef<'a>,
         state: TcpState,
         kind: RetransKind,
         segs: Option<u16>,
+        failed: Option<i32>,
     },
     /// A connection attempt's outcome.
     Connect(&'a ConnectOutcome),

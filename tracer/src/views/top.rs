@@ -84,6 +84,7 @@ impl Top {
                 age_ms: (f.start_ns != 0).then(|| now_ns.saturating_sub(f.start_ns) / 1_000_000),
                 retrans: f.extra().retrans.total(),
                 retrans_segs: f.extra().retrans.segs,
+                retrans_by_kind: f.extra().retrans,
                 resets_sent: f.extra().resets_sent.into(),
                 resets_recv: f.extra().resets_recv.into(),
                 handshake_ns: f.handshake_ns.get(),
