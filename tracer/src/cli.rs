@@ -4,11 +4,15 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+mod every;
+mod filter;
+
+pub use every::Every;
+pub use filter::FilterArgs;
+
 use crate::{
-    event::Family,
-    filter::Filter,
     hooks::connect::{Choice, ConnectPlan},
-    sinks::{Mode, OutputSpec, QUEUE_BYTES},
+    sinks::{Mode, OutputSpec, QUEUE_BYTES, time::TimeMode},
     views::{
         View,
         connect::Connect,
@@ -112,34 +116,6 @@ pub enum ViewCommand {
     Top(TopArgs),
 }
 
-/// Which flows: the filters every view takes.
-#[derive(Debug, Args, Clone, Default)]
-pub struct FilterArgs {
-    /// Only sockets owned by this process id.
-    #[arg(short, long, value_parser = parse_pid, allow_negative_numbers = true)]
-    pub pid: Option<u32>,
-    /// Only flows with this local or remote port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub port: Option<u16>,
-    /// Only flows with this local port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub lport: Option<u16>,
-    /// Only flows with this remote port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub rport: Option<u16>,
-    /// Only IPv4.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Only IPv6.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    /// Only sockets in this network namespace: a path to its file
-    /// (/run/netns/NAME, /proc/PID/ns/net), a process id (its namespace),
-    /// or the namespace's inode number (the `netns` of JSON records).
-    #[arg(long, value_name = "PATH|PID|INODE", value_parser = crate::filter::resolve_netns)]
-    pub netns: Option<u32>,
-}
-
 /// How long a live run lasts.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
@@ -189,6 +165,11 @@ pub struct StreamArgs {
     /// JSON Lines instead of text (schema in the README).
     #[arg(long)]
     pub json: bool,
+    /// How text shows times: time of day in UTC (default) or in the local
+    /// zone, or seconds since the start. A line saying the date comes
+    /// before the first line of each new day. JSON `ts` is always UTC.
+    #[arg(long, value_enum, value_name = "CLOCK", default_value = "utc")]
+    pub time: TimeMode,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
@@ -215,9 +196,12 @@ pub struct HistArgs {
     /// map update per received segment).
     #[arg(long)]
     pub rtt: bool,
-    /// Print (and start over) every SECS seconds, besides at the end.
+    /// Print (and start over) every SECS seconds, besides at the end
+    /// (with -c and no interval: every second).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub every: Every,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -239,6 +223,8 @@ pub struct TopArgs {
     /// Keep closed flows in the table this long.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true, default_value = "10")]
     pub linger: Duration,
+    #[command(flatten)]
+    pub every: Every,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -265,23 +251,6 @@ pub struct RecordArgs {
     pub run: RunArgs,
 }
 
-impl FilterArgs {
-    pub fn filter(&self) -> Filter {
-        Filter {
-            pid: self.pid,
-            port: self.port,
-            lport: self.lport,
-            rport: self.rport,
-            family: match (self.ipv4, self.ipv6) {
-                (true, _) => Some(Family::V4),
-                (_, true) => Some(Family::V6),
-                _ => None,
-            },
-            netns: self.netns,
-        }
-    }
-}
-
 impl ViewCommand {
     /// The view this command runs, and what the start-up message says it
     /// watches.
@@ -305,7 +274,7 @@ impl ViewCommand {
                         Metric::Handshake
                     },
                     a.per_flow,
-                    a.interval.map(ns),
+                    self.interval().map(ns),
                 )),
                 if a.rtt {
                     "TCP round-trip times"
@@ -316,7 +285,7 @@ impl ViewCommand {
             Self::Top(a) => {
                 let mut top = Top::new(
                     a.sort,
-                    ns(a.interval),
+                    ns(a.every.interval(Some(a.interval)).unwrap_or(a.interval)),
                     a.limit,
                     !a.common.json && stdout_is_terminal,
                     a.rtt,
@@ -324,6 +293,41 @@ impl ViewCommand {
                 top.linger_ns = ns(a.linger);
                 (Box::new(top), "TCP flows")
             }
+        }
+    }
+
+    /// The interval of a view that prints in rounds: `INTERVAL`, else
+    /// `--interval`; `hist` with a count and neither prints every second
+    /// (`-c N` is N rounds).
+    pub fn interval(&self) -> Option<Duration> {
+        match self {
+            Self::Hist(a) => a
+                .every
+                .interval(a.interval)
+                .or_else(|| self.count().map(|_| Duration::from_secs(1))),
+            Self::Top(a) => a.every.interval(Some(a.interval)),
+            _ => None,
+        }
+    }
+
+    /// `COUNT`, else `-c`.
+    pub fn count(&self) -> Option<u64> {
+        let flag = self.common().run.count;
+        match self {
+            Self::Hist(a) => a.every.count(flag),
+            Self::Top(a) => a.every.count(flag),
+            _ => flag,
+        }
+    }
+
+    /// Where the view's records go: standard output, text or JSON, with
+    /// the count and the clock asked for.
+    pub fn output(&self) -> OutputSpec {
+        let a = self.common();
+        OutputSpec {
+            count: self.count(),
+            time: a.time,
+            ..a.run.output(if a.json { Mode::Json } else { Mode::Text })
         }
     }
 
@@ -467,8 +471,8 @@ mod tests {
         };
         let f = a.filter.filter();
         assert_eq!(
-            (f.port, f.pid, f.family),
-            (Some(443), Some(7), Some(Family::V6))
+            (f.ports, f.pids, f.family),
+            (vec![443], vec![7], Some(crate::event::Family::V6))
         );
         assert_eq!(a.run.count, Some(3));
         let Command::Replay { view, .. } = parse(&[
@@ -479,7 +483,7 @@ mod tests {
         else {
             panic!("wrong subcommand")
         };
-        assert_eq!(view.common().filter.port, Some(80));
+        assert_eq!(view.common().filter.ports, [80]);
         let Command::View(ViewCommand::Top(a)) =
             parse(&["top", "--netns", "4026532001"]).unwrap().command
         else {
