@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("tcptrace: error: {e:#}");
+            tracer::sinks::stderr::say(format_args!("error: {e:#}"));
             ExitCode::from(1)
         }
     }

@@ -120,6 +120,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
                 source: l.source,
                 count: l.count,
             }),
+            Line::Seeds(s) => p.push(Input::Seeds(Box::new(s.seeds()))),
             Line::Header(_) => bail!("record {n}: a second header"),
         }
     }
@@ -146,9 +147,9 @@ fn is_text(line: &[u8]) -> bool {
 
 /// Says that the recording's last record is incomplete.
 fn truncated(n: u64) {
-    eprintln!(
-        "tcptrace: warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
-    );
+    crate::sinks::stderr::say(format_args!(
+        "warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
+    ));
 }
 
 #[cfg(test)]

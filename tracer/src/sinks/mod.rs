@@ -14,10 +14,13 @@ pub mod json;
 pub mod lost;
 pub mod put;
 pub mod recording;
+pub mod stderr;
 pub mod text;
 pub mod time;
 pub mod writer;
 
+#[cfg(test)]
+mod aligned;
 #[cfg(test)]
 mod tests;
 

@@ -165,13 +165,15 @@ pub enum Rec<'a> {
         sock: u64,
         rtt: &'a Rtt,
     },
+    /// Sockets from before the run, for a recording.
+    Seeds(&'a crate::pipeline::Seeds),
 }
 
 impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. })
+        !matches!(self, Self::Rtt { .. } | Self::Seeds(_))
     }
 
     /// When what a per-flow record says happened.
