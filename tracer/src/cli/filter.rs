@@ -75,3 +75,78 @@ fn parse_comm(s: &str) -> Result<Comm, String> {
         _ => Ok(Comm::from_bytes(s.as_bytes())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command, ViewCommand};
+    use crate::{event::Comm, filter::Filter, sinks::time::TimeMode};
+
+    fn parse(args: &[&str]) -> Result<ViewCommand, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("tcptrace").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::View(v) => Ok(v),
+            _ => panic!("not a view"),
+        }
+    }
+
+    fn filter(args: &[&str]) -> Filter {
+        parse(args).unwrap().common().filter.filter()
+    }
+
+    #[test]
+    fn lists_of_pids_and_ports() {
+        let f = filter(&["states", "-p", "1,2", "-p", "3", "-L", "80,443"]);
+        assert_eq!((f.pids, f.lports), (vec![1, 2, 3], vec![80, 443]));
+        let f = filter(&[
+            "retrans",
+            "--port",
+            "80",
+            "--port",
+            "8080,9090",
+            "-D",
+            "5432",
+        ]);
+        assert_eq!((f.ports, f.rports), (vec![80, 8080, 9090], vec![5432]));
+        let f = filter(&["top", "--pid", "7", "--lport", "22", "--rport", "1,2"]);
+        assert_eq!(
+            (f.pids, f.lports, f.rports),
+            (vec![7], vec![22], vec![1, 2])
+        );
+        for (args, needle) in [
+            (&["states", "-p", "1,x"][..], "not a process id"),
+            (&["states", "-L", "80,70000"][..], "not a port"),
+            (&["states", "--port", "80,"][..], "not a port"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn comm_is_exact_and_at_most_15_bytes() {
+        let f = filter(&["connect", "--comm", "nginx"]);
+        assert_eq!(f.comm, Some(Comm::from_bytes(b"nginx")));
+        let e = parse(&["connect", "--comm", "a-very-long-process-name"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("give 'a-very-long-pro'"), "{e}");
+        assert_eq!(
+            parse(&["connect", "--comm", ""]).unwrap_err().exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn time_clock_for_text() {
+        let time = |args: &[&str]| parse(args).unwrap().output().time;
+        assert_eq!(time(&["states"]), TimeMode::Utc);
+        assert_eq!(time(&["states", "--time", "local"]), TimeMode::Local);
+        assert_eq!(time(&["top", "--time", "relative"]), TimeMode::Relative);
+        assert_eq!(
+            parse(&["states", "--time", "cet"]).unwrap_err().exit_code(),
+            2
+        );
+    }
+}

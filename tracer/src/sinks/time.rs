@@ -200,6 +200,55 @@ mod tests {
     }
 
     #[test]
+    fn a_run_across_midnight_says_the_date() {
+        use crate::{
+            engine::tests::{owner, tuple},
+            record::Start,
+            sinks::{Mode, testing::capture},
+            views::{Columns, Emit, Rec, records::FlowRef},
+        };
+        let (mut out, got) = capture(Mode::Text, None);
+        out.start(
+            &Start {
+                clock: clock(),
+                ts_ns: NS / 10,
+                ..Start::default()
+            },
+            Columns::States,
+        );
+        let t = tuple(40000, 80);
+        let o = owner(1, "x");
+        for ts in [NS / 2, 3 * NS / 2, 2 * NS, 86_400 * NS + 2 * NS] {
+            out.emit(&Rec::State {
+                flow: FlowRef {
+                    ts_ns: ts,
+                    tuple: &t,
+                    owner: Some(&o),
+                },
+                old: crate::event::TcpState::SynSent,
+                new: crate::event::TcpState::Established,
+                prev_state_ns: None,
+            });
+        }
+        out.close().unwrap();
+        let text = got.text();
+        let lines: Vec<&str> = text.lines().map(|l| &l[..l.len().min(16)]).collect();
+        assert_eq!(
+            lines,
+            [
+                "TIME(UTC)       ",
+                "23:59:59.500000 ",
+                "-- 2026-11-30 --",
+                "00:00:00.500000 ",
+                "00:00:01.000000 ",
+                "-- 2026-12-01 --",
+                "00:00:01.000000 ",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_local_zone_is_read() {
         // Whatever the zone, the offset is whole minutes within a day.
         let local = TextClock::new(clock(), TimeMode::Local, 0);
