@@ -189,6 +189,8 @@ fn refused_connect_reports_errno_and_received_reset() {
         .collect();
     assert_eq!(received.len(), 1, "{resets:#?}");
     assert_eq!(received[0]["comm"], "tt-refused");
+    // The engine knows what the kernel's tcp_receive_reset does not say.
+    assert_eq!(received[0]["state"], "SYN_SENT", "{resets:#?}");
     assert_eq!(received[0]["rport"], port);
     // The RST came from the kernel for a port with no socket, which
     // `tcp_send_reset` reports only since 6.10 (`kernel` says why).
