@@ -190,6 +190,7 @@ fn run_until_it_ends(args: &[&str], limit: Duration) -> (std::process::ExitStatu
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("tcptrace {args:?} did not end by itself within {limit:?}");
 }
 
