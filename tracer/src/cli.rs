@@ -26,20 +26,20 @@ use crate::{
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo tcptrace retrans                 live retransmits with owner, flow and state
+  sudo tcptrace retrans               live retransmits: owner, flow, state
   sudo tcptrace retrans --port 443 -c 20
-  sudo tcptrace states --pid 1234       state transitions of one process's sockets
-  sudo tcptrace states -p 1234,5678 -L 80,443   several processes, local ports 80 or 443
-  sudo tcptrace resets --comm nginx     only sockets of processes named exactly nginx
-  sudo tcptrace connect --time local    times of day in the local zone (or relative)
-  sudo tcptrace states --json | jq .    JSON Lines for a log pipeline
-  sudo tcptrace connect --min-ms 100    slow or failed connects, with errno
-  sudo tcptrace top --sort retrans      per-flow table with a census of socket states
-  sudo tcptrace top 5 12                every 5 s, 12 times (INTERVAL COUNT)
-  sudo tcptrace hist --duration 30      handshake latency histograms per destination
-  sudo tcptrace hist 10 6 -D 443        a round every 10 s, 6 rounds, remote port 443
-  sudo tcptrace record -o x.jsonl       capture for `tcptrace replay x.jsonl top` elsewhere
-  sudo tcptrace check                   what this kernel allows, and the hooks chosen
+  sudo tcptrace states --pid 1234     transitions of one process's sockets
+  sudo tcptrace states -p 1,2 -L 80,443   two processes, local port 80 or 443
+  sudo tcptrace resets --comm nginx   sockets of processes named exactly nginx
+  sudo tcptrace connect --time local  times in the local zone (or relative)
+  sudo tcptrace states --json | jq .  JSON Lines for a log pipeline
+  sudo tcptrace connect --min-ms 100  slow or failed connects, with errno
+  sudo tcptrace top --sort retrans    per-flow table under a census of states
+  sudo tcptrace top 5 12              every 5 s, 12 times (INTERVAL COUNT)
+  sudo tcptrace hist --duration 30    handshake latency per destination
+  sudo tcptrace hist 10 6 -D 443      every 10 s, 6 rounds, remote port 443
+  sudo tcptrace record -o x.jsonl     for `tcptrace replay x.jsonl top` later
+  sudo tcptrace check                 what this kernel allows, hooks chosen
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
 2 on usage errors.";
@@ -93,7 +93,7 @@ pub enum ViewCommand {
     Retrans(StreamArgs),
     /// Live TCP state transitions with the time spent in the previous state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json\n  sudo tcptrace states -L 80,443 --time local\n  sudo tcptrace states -4              IPv4, also on dual-stack [::] sockets"
+        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json\n  sudo tcptrace states -L 80,443 --time local\n  sudo tcptrace states -4   IPv4, also on dual-stack [::] sockets"
     )]
     States(StreamArgs),
     /// Connection attempts: owner, destination, handshake latency or the
@@ -111,12 +111,12 @@ pub enum ViewCommand {
     /// Handshake-latency (or, with --rtt, RTT) histograms per destination
     /// or per flow, with p50/p90/p99/max.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace hist --duration 30\n  sudo tcptrace hist --interval 10 --rport 443\n  sudo tcptrace hist 10 6 --rport 443     every 10 s, 6 rounds (INTERVAL COUNT)\n  sudo tcptrace hist -c 1                 one round of one second\n  sudo tcptrace hist --rtt --per-flow --duration 10"
+        after_help = "Examples:\n  sudo tcptrace hist --duration 30\n  sudo tcptrace hist --interval 10 --rport 443\n  sudo tcptrace hist 10 6 --rport 443   every 10 s, 6 rounds\n  sudo tcptrace hist -c 1               one round of one second\n  sudo tcptrace hist --rtt --per-flow --duration 10"
     )]
     Hist(HistArgs),
     /// A refreshing per-flow table with a census of sockets per state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                  every second, 10 times (INTERVAL COUNT)\n  sudo tcptrace top --comm nginx -p 1234,5678"
+        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678"
     )]
     Top(TopArgs),
 }
