@@ -187,6 +187,7 @@ impl Output {
 
     /// The run began: the clock to show times with; a text header or a
     /// recording's header line.
+    ///
     /// The text header is written (not only queued) when this returns,
     /// so that what is said on standard error next (the start-up
     /// message) never lands inside it when both streams go to one place.
