@@ -166,15 +166,20 @@ fn comm_keeps_one_name() {
     assert!(c.iter().all(|r| r["comm"] == "tt-alpha"), "{c:#?}");
 }
 
-/// Runs tcptrace to its own end within `limit`; fails the test if it
+/// Runs tcptrace to its own end within `limit` of saying it is watching
+/// (loading takes long in a VM under emulation); fails the test if it
 /// does not end by itself.
 fn run_until_it_ends(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(binary())
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.starts_with("tcptrace: watching"), "{first}");
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if let Some(status) = child.try_wait().unwrap() {
@@ -191,7 +196,7 @@ fn run_until_it_ends(args: &[&str], limit: Duration) -> (std::process::ExitStatu
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("tcptrace {args:?} did not end by itself within {limit:?}");
+    panic!("tcptrace {args:?} did not end by itself within {limit:?} of starting to watch");
 }
 
 /// `hist -c 1` and `hist 1 2` on a port nobody uses end by themselves and
