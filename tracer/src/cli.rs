@@ -4,11 +4,16 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+mod every;
+mod filter;
+
+pub use every::Every;
+pub use filter::FilterArgs;
+
 use crate::{
-    event::{Family, RetransKind},
-    filter::Filter,
+    event::RetransKind,
     hooks::connect::{Choice, ConnectPlan},
-    sinks::{Mode, OutputSpec, QUEUE_BYTES},
+    sinks::{Mode, OutputSpec, QUEUE_BYTES, time::TimeMode},
     views::{
         View,
         connect::Connect,
@@ -22,16 +27,20 @@ use crate::{
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo tcptrace retrans                 live retransmits with owner, flow and state
+  sudo tcptrace retrans               live retransmits: owner, flow, state
   sudo tcptrace retrans --port 443 -c 20
-  sudo tcptrace retrans --kind rto      only retransmits after a timeout
-  sudo tcptrace states --pid 1234       state transitions of one process's sockets
-  sudo tcptrace states --json | jq .    JSON Lines for a log pipeline
-  sudo tcptrace connect --min-ms 100    slow or failed connects, with errno
-  sudo tcptrace top --sort retrans      per-flow table with a census of socket states
-  sudo tcptrace hist --duration 30      handshake latency histograms per destination
-  sudo tcptrace record -o x.jsonl       capture for `tcptrace replay x.jsonl top` elsewhere
-  sudo tcptrace check                   what this kernel allows, and the hooks chosen
+  sudo tcptrace states --pid 1234     transitions of one process's sockets
+  sudo tcptrace states -p 1,2 -L 80,443   two processes, local port 80 or 443
+  sudo tcptrace resets --comm nginx   sockets of processes named exactly nginx
+  sudo tcptrace connect --time local  times in the local zone (or relative)
+  sudo tcptrace states --json | jq .  JSON Lines for a log pipeline
+  sudo tcptrace connect --min-ms 100  slow or failed connects, with errno
+  sudo tcptrace top --sort retrans    per-flow table under a census of states
+  sudo tcptrace top 5 12              every 5 s, 12 times (INTERVAL COUNT)
+  sudo tcptrace hist --duration 30    handshake latency per destination
+  sudo tcptrace hist 10 6 -D 443      every 10 s, 6 rounds, remote port 443
+  sudo tcptrace record -o x.jsonl     for `tcptrace replay x.jsonl top` later
+  sudo tcptrace check                 what this kernel allows, hooks chosen
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
 2 on usage errors.";
@@ -87,65 +96,37 @@ pub enum ViewCommand {
     /// tlp (tail-loss probe), syn, synack; data where the kernel does not
     /// tell.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)"
+        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)\n  sudo tcptrace retrans -p 1234 -p 5678 --port 80,443\n  sudo tcptrace retrans --comm postgres --time relative"
     )]
     Retrans(RetransArgs),
     /// Live TCP state transitions with the time spent in the previous state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json"
+        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json\n  sudo tcptrace states -L 80,443 --time local\n  sudo tcptrace states -4   IPv4, also on dual-stack [::] sockets"
     )]
     States(StreamArgs),
     /// Connection attempts: owner, destination, handshake latency or the
     /// error (ECONNREFUSED, ETIMEDOUT, EADDRNOTAVAIL, ...).
     #[command(
-        after_help = "Examples:\n  sudo tcptrace connect\n  sudo tcptrace connect --min-ms 100\n  sudo tcptrace connect --rport 5432 --json"
+        after_help = "Examples:\n  sudo tcptrace connect\n  sudo tcptrace connect --min-ms 100\n  sudo tcptrace connect --rport 5432 --json\n  sudo tcptrace connect -D 80,443 --comm curl"
     )]
     Connect(ConnectArgs),
     /// Resets sent and received, with the socket's state and the kernel's
     /// reason.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace resets\n  sudo tcptrace resets --lport 80 --json"
+        after_help = "Examples:\n  sudo tcptrace resets\n  sudo tcptrace resets --lport 80 --json\n  sudo tcptrace resets -p 1234,5678 --time relative"
     )]
     Resets(StreamArgs),
     /// Handshake-latency (or, with --rtt, RTT) histograms per destination
     /// or per flow, with p50/p90/p99/max.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace hist --duration 30\n  sudo tcptrace hist --interval 10 --rport 443\n  sudo tcptrace hist --rtt --per-flow --duration 10"
+        after_help = "Examples:\n  sudo tcptrace hist --duration 30\n  sudo tcptrace hist --interval 10 --rport 443\n  sudo tcptrace hist 10 6 --rport 443   every 10 s, 6 rounds\n  sudo tcptrace hist -c 1               one round of one second\n  sudo tcptrace hist --rtt --per-flow --duration 10"
     )]
     Hist(HistArgs),
     /// A refreshing per-flow table with a census of sockets per state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt"
+        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678"
     )]
     Top(TopArgs),
-}
-
-/// Which flows: the filters every view takes.
-#[derive(Debug, Args, Clone, Default)]
-pub struct FilterArgs {
-    /// Only sockets owned by this process id.
-    #[arg(short, long, value_parser = parse_pid, allow_negative_numbers = true)]
-    pub pid: Option<u32>,
-    /// Only flows with this local or remote port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub port: Option<u16>,
-    /// Only flows with this local port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub lport: Option<u16>,
-    /// Only flows with this remote port.
-    #[arg(long, value_parser = parse_port, allow_negative_numbers = true)]
-    pub rport: Option<u16>,
-    /// Only IPv4.
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Only IPv6.
-    #[arg(short = '6', long = "ipv6")]
-    pub ipv6: bool,
-    /// Only sockets in this network namespace: a path to its file
-    /// (/run/netns/NAME, /proc/PID/ns/net), a process id (its namespace),
-    /// or the namespace's inode number (the `netns` of JSON records).
-    #[arg(long, value_name = "PATH|PID|INODE", value_parser = crate::filter::resolve_netns)]
-    pub netns: Option<u32>,
 }
 
 /// How long a live run lasts.
@@ -197,6 +178,11 @@ pub struct StreamArgs {
     /// JSON Lines instead of text (schema in the README).
     #[arg(long)]
     pub json: bool,
+    /// How text shows times: time of day in UTC (default) or in the local
+    /// zone, or seconds since the start. A line saying the date comes
+    /// before the first line of each new day. JSON `ts` is always UTC.
+    #[arg(long, value_enum, value_name = "CLOCK", default_value = "utc")]
+    pub time: TimeMode,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
@@ -239,9 +225,12 @@ pub struct HistArgs {
     /// map update per received segment).
     #[arg(long)]
     pub rtt: bool,
-    /// Print (and start over) every SECS seconds, besides at the end.
+    /// Print (and start over) every SECS seconds, besides at the end
+    /// (with -c and no interval: every second).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub every: Every,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -263,6 +252,8 @@ pub struct TopArgs {
     /// Keep closed flows in the table this long.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true, default_value = "10")]
     pub linger: Duration,
+    #[command(flatten)]
+    pub every: Every,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -287,23 +278,6 @@ pub struct RecordArgs {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-impl FilterArgs {
-    pub fn filter(&self) -> Filter {
-        Filter {
-            pid: self.pid,
-            port: self.port,
-            lport: self.lport,
-            rport: self.rport,
-            family: match (self.ipv4, self.ipv6) {
-                (true, _) => Some(Family::V4),
-                (_, true) => Some(Family::V6),
-                _ => None,
-            },
-            netns: self.netns,
-        }
-    }
 }
 
 impl ViewCommand {
@@ -335,7 +309,7 @@ impl ViewCommand {
                         Metric::Handshake
                     },
                     a.per_flow,
-                    a.interval.map(ns),
+                    self.interval().map(ns),
                 )),
                 if a.rtt {
                     "TCP round-trip times"
@@ -346,7 +320,7 @@ impl ViewCommand {
             Self::Top(a) => {
                 let mut top = Top::new(
                     a.sort,
-                    ns(a.interval),
+                    ns(a.every.interval(Some(a.interval)).unwrap_or(a.interval)),
                     a.limit,
                     !a.common.json && stdout_is_terminal,
                     a.rtt,
@@ -354,6 +328,41 @@ impl ViewCommand {
                 top.linger_ns = ns(a.linger);
                 (Box::new(top), "TCP flows")
             }
+        }
+    }
+
+    /// The interval of a view that prints in rounds: `INTERVAL`, else
+    /// `--interval`; `hist` with a count and neither prints every second
+    /// (`-c N` is N rounds).
+    pub fn interval(&self) -> Option<Duration> {
+        match self {
+            Self::Hist(a) => a
+                .every
+                .interval(a.interval)
+                .or_else(|| self.count().map(|_| Duration::from_secs(1))),
+            Self::Top(a) => a.every.interval(Some(a.interval)),
+            _ => None,
+        }
+    }
+
+    /// `COUNT`, else `-c`.
+    pub fn count(&self) -> Option<u64> {
+        let flag = self.common().run.count;
+        match self {
+            Self::Hist(a) => a.every.count(flag),
+            Self::Top(a) => a.every.count(flag),
+            _ => flag,
+        }
+    }
+
+    /// Where the view's records go: standard output, text or JSON, with
+    /// the count and the clock asked for.
+    pub fn output(&self) -> OutputSpec {
+        let a = self.common();
+        OutputSpec {
+            count: self.count(),
+            time: a.time,
+            ..a.run.output(if a.json { Mode::Json } else { Mode::Text })
         }
     }
 
@@ -504,8 +513,8 @@ mod tests {
         };
         let f = a.common.filter.filter();
         assert_eq!(
-            (f.port, f.pid, f.family),
-            (Some(443), Some(7), Some(Family::V6))
+            (f.ports, f.pids, f.family),
+            (vec![443], vec![7], Some(crate::event::Family::V6))
         );
         assert_eq!(a.common.run.count, Some(3));
         let Command::View(ViewCommand::Retrans(a)) =
@@ -529,7 +538,7 @@ mod tests {
         else {
             panic!("wrong subcommand")
         };
-        assert_eq!(view.common().filter.port, Some(80));
+        assert_eq!(view.common().filter.ports, [80]);
         let Command::View(ViewCommand::Top(a)) =
             parse(&["top", "--netns", "4026532001"]).unwrap().command
         else {

@@ -125,6 +125,31 @@ impl Tuple {
                 && Tuple { netns: 0, ..*self } == Tuple { netns: 0, ..*other })
     }
 
+    /// The flow as IPv4 when it is an IPv4 connection on an IPv6 socket
+    /// (a dual-stack `[::]` listener's accepted sockets, a v6 socket
+    /// connecting to `::ffff:a.b.c.d`): both addresses v4-mapped (or one
+    /// of them unspecified). Filters and output take flows this way, so
+    /// `-4` shows them and addresses read `a.b.c.d`; the engine keeps the
+    /// kernel's form, which its listeners are filed under.
+    pub fn unmapped(&self) -> Tuple {
+        let (IpAddr::V6(l), IpAddr::V6(r)) = (self.laddr, self.raddr) else {
+            return *self;
+        };
+        let v4 = |a: Ipv6Addr| {
+            a.to_ipv4_mapped()
+                .or_else(|| a.is_unspecified().then_some(Ipv4Addr::UNSPECIFIED))
+        };
+        match (v4(l), v4(r)) {
+            (Some(l4), Some(r4)) if !(l.is_unspecified() && r.is_unspecified()) => Tuple {
+                family: Family::V4,
+                laddr: IpAddr::V4(l4),
+                raddr: IpAddr::V4(r4),
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+
     pub fn unspecified(family: Family) -> IpAddr {
         match family {
             Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -357,5 +382,45 @@ impl Clock {
     /// Wall-clock nanoseconds since the epoch.
     pub fn wall_ns(&self, mono_ns: u64) -> u64 {
         (mono_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(l: &str, r: &str) -> Tuple {
+        Tuple {
+            family: Family::V6,
+            laddr: l.parse().unwrap(),
+            lport: 8080,
+            raddr: r.parse().unwrap(),
+            rport: 40000,
+            netns: 7,
+        }
+    }
+
+    #[test]
+    fn v4_mapped_flows_are_ipv4() {
+        let u = t("::ffff:127.0.0.1", "::ffff:10.0.0.2").unmapped();
+        assert_eq!(u.family, Family::V4);
+        assert_eq!(
+            (u.laddr.to_string(), u.raddr.to_string(), u.lport, u.netns),
+            ("127.0.0.1".into(), "10.0.0.2".into(), 8080, 7)
+        );
+        // A v6 socket connecting to a v4-mapped address, before its bind.
+        let u = t("::", "::ffff:10.0.0.2").unmapped();
+        assert_eq!(
+            (u.family, u.laddr.to_string()),
+            (Family::V4, "0.0.0.0".into())
+        );
+        // A dual-stack listener, and real IPv6, stay IPv6.
+        for (l, r) in [
+            ("::", "::"),
+            ("::1", "::1"),
+            ("::ffff:1.2.3.4", "2001:db8::1"),
+        ] {
+            assert_eq!(t(l, r).unmapped(), t(l, r), "{l} {r}");
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     pipeline::{Input, Pipeline, Seeds},
     procnet,
     record::{Start, lost},
+    sinks::stderr,
     wire,
 };
 
@@ -138,7 +139,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // machine (a VM under emulation) /proc takes longer than SEED_HOLD to
     // read, and the first events come later too.
     if let Some(w) = hooks::privileges::seeding_warning() {
-        eprintln!("tcptrace: warning: {w}");
+        stderr::say(format_args!("warning: {w}"));
     }
     let mut seeding = Some(Seeding::start(netns)?);
     let mut hold_until: Option<Instant> = None;
@@ -149,11 +150,11 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // A hangup (the terminal or ssh session went away) ends the run like
     // SIGTERM, flushing what was captured, rather than killing it.
     let mut sighup = signal(SignalKind::hangup())?;
-    eprintln!(
-        "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
+    stderr::say(format_args!(
+        "watching {} (hooks: {}); Ctrl-C to stop",
         opts.what,
         probe.report.summary()
-    );
+    ));
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
@@ -217,10 +218,10 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);
     if src.decode_errors > 0 {
-        eprintln!(
-            "tcptrace: warning: {} kernel records could not be decoded",
+        stderr::say(format_args!(
+            "warning: {} kernel records could not be decoded",
             src.decode_errors
-        );
+        ));
     }
     p.push(Input::End(Clock::monotonic_now()));
     drop(probe);

@@ -32,14 +32,10 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("tcptrace: error: {e:#}");
+            tracer::sinks::stderr::say(format_args!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
-}
-
-fn mode(json: bool) -> Mode {
-    if json { Mode::Json } else { Mode::Text }
 }
 
 /// Runs a command; `Ok(false)` is a failure already explained.
@@ -48,7 +44,7 @@ fn run(command: Command) -> Result<bool> {
         Command::View(v) => {
             let (view, what) = v.view(std::io::stdout().is_terminal());
             let a = v.common();
-            let p = Pipeline::new(view, a.filter.filter(), &a.run.output(mode(a.json)))?;
+            let p = Pipeline::new(view, a.filter.filter(), &v.output())?;
             live::run(
                 p,
                 RunOptions {
@@ -84,8 +80,7 @@ fn run(command: Command) -> Result<bool> {
         }
         Command::Replay { file, view } => {
             let (v, _) = view.view(std::io::stdout().is_terminal());
-            let a = view.common();
-            let p = Pipeline::new(v, a.filter.filter(), &a.run.output(mode(a.json)))?;
+            let p = Pipeline::new(v, view.common().filter.filter(), &view.output())?;
             replay::run(&file, p)?;
         }
         Command::Check { json } => return check::run(json),

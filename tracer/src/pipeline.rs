@@ -132,10 +132,19 @@ impl Pipeline {
                 // Only what the filter lets through is ever shown; listeners
                 // are kept for the owners of the sockets they will accept.
                 let filter = &self.cx.filter;
-                let wanted = seeds.into_iter().filter(|(t, s, o)| {
-                    *s == TcpState::Listen || filter.matches_flow(t, o.as_ref())
-                });
-                self.engine.seed_late(wanted, &coming, now_ns);
+                let wanted = Seeds {
+                    seeds: seeds
+                        .into_iter()
+                        .filter(|(t, s, o)| {
+                            *s == TcpState::Listen || filter.matches_flow(t, o.as_ref())
+                        })
+                        .collect(),
+                    coming,
+                    now_ns,
+                };
+                // A recording keeps them, so replay knows old listeners.
+                self.view.on_seeds(&wanted, &mut self.out);
+                self.engine.seed_late(wanted.seeds, &wanted.coming, now_ns);
             }
             Input::Tick(now) => {
                 self.engine.advance(now);

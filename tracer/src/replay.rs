@@ -120,6 +120,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
                 source: l.source,
                 count: l.count,
             }),
+            Line::Seeds(s) => p.push(Input::Seeds(Box::new(s.seeds()))),
             Line::Header(_) => bail!("record {n}: a second header"),
         }
     }
@@ -146,9 +147,9 @@ fn is_text(line: &[u8]) -> bool {
 
 /// Says that the recording's last record is incomplete.
 fn truncated(n: u64) {
-    eprintln!(
-        "tcptrace: warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
-    );
+    crate::sinks::stderr::say(format_args!(
+        "warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
+    ));
 }
 
 #[cfg(test)]
@@ -190,7 +191,7 @@ mod tests {
 
     fn port(p: u16) -> Filter {
         Filter {
-            port: Some(p),
+            ports: vec![p],
             ..Filter::default()
         }
     }
@@ -201,13 +202,13 @@ mod tests {
         let refused: Vec<_> = recs.iter().filter(|r| r["rport"] == 7999).collect();
         assert_eq!(refused.len(), 1, "{recs:#?}");
         assert_eq!(refused[0]["error"], "ECONNREFUSED");
-        assert!(refused[0]["latency_us"].is_null());
+        assert!(refused[0]["handshake_us"].is_null());
         assert_eq!(refused[0]["comm"], "python3");
         let ok: Vec<_> = recs.iter().filter(|r| r["rport"] == 7998).collect();
         assert_eq!(ok.len(), 6);
         assert!(
             ok.iter()
-                .all(|r| r["error"].is_null() && r["latency_us"].is_u64())
+                .all(|r| r["error"].is_null() && r["handshake_us"].is_u64())
         );
         // The same wall-clock times as live: the recording's clock is used.
         assert!(
@@ -237,7 +238,10 @@ mod tests {
         );
 
         let hist = replay(Hist::new(Metric::Handshake, false, None), Filter::default());
-        let d = hist.iter().find(|r| r["key"] == "127.0.0.1:7998").unwrap();
+        let d = hist
+            .iter()
+            .find(|r| r["raddr"] == "127.0.0.1" && r["rport"] == 7998)
+            .unwrap();
         assert_eq!(d["count"], 6);
 
         let rtt = replay(Hist::new(Metric::Rtt, false, None), port(7998));

@@ -17,19 +17,23 @@ use crate::{btf::Btf, event::Family, filter::Filter, tracefs};
 /// can be attributed), with only the transitions the view needs.
 pub fn kernel_filter(filter: &Filter, wants: &Wants) -> KernelFilter {
     let mut k = KernelFilter::ANY;
+    // IPv4 connections also come on IPv6 sockets (v4-mapped, a dual-stack
+    // `[::]` listener's): `-4` cannot be decided by the socket's family.
     k.family = match filter.family {
-        None => 0,
-        Some(Family::V4) => tracer_common::AF_INET,
+        None | Some(Family::V4) => 0,
         Some(Family::V6) => tracer_common::AF_INET6,
     };
-    for p in [filter.port, filter.lport, filter.rport]
+    let mut ports: Vec<u16> = [&filter.ports, &filter.lports, &filter.rports]
         .into_iter()
         .flatten()
-    {
-        if !k.ports[..k.nports as usize].contains(&p) {
-            k.ports[k.nports as usize] = p;
-            k.nports += 1;
-        }
+        .copied()
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    // More ports than the kernel's list holds: any port passes there.
+    if ports.len() <= k.ports.len() {
+        k.ports[..ports.len()].copy_from_slice(&ports);
+        k.nports = ports.len() as u16;
     }
     k.state_mask = wants.state_mask();
     k
@@ -220,9 +224,9 @@ mod tests {
     #[test]
     fn kernel_prefilter_from_the_filter_and_the_wants() {
         let f = Filter {
-            port: Some(80),
-            lport: Some(80),
-            rport: Some(443),
+            ports: vec![80],
+            lports: vec![80],
+            rports: vec![443],
             family: Some(Family::V6),
             ..Filter::default()
         };
@@ -230,6 +234,14 @@ mod tests {
         assert_eq!(k.nports, 2);
         assert_eq!(&k.ports[..2], &[80, 443]);
         assert_eq!(k.family, tracer_common::AF_INET6);
+        // IPv4 may come on IPv6 sockets; more ports than fit pass all.
+        let f = Filter {
+            ports: vec![1, 2, 3, 4, 5],
+            family: Some(Family::V4),
+            ..Filter::default()
+        };
+        let k = kernel_filter(&f, &Wants::FLOWS);
+        assert_eq!((k.family, k.nports), (0, 0));
         assert_eq!(
             kernel_filter(&Filter::default(), &Wants::FLOWS),
             KernelFilter::ANY

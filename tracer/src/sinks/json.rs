@@ -72,7 +72,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         Rec::Connect(o) => {
             b.extend_from_slice(b"{\"type\":\"connect\",");
             json_flow(b, clock, o.ts_ns, &o.tuple, o.owner.as_ref());
-            b.extend_from_slice(b"\"latency_us\":");
+            b.extend_from_slice(b"\"handshake_us\":");
             opt(b, o.latency_ns.map(|l| l / 1000));
             b.extend_from_slice(b",\"error\":");
             if o.failed() {
@@ -110,24 +110,35 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         }
         Rec::Hist(h) => hist(b, clock, h),
         Rec::Top(t) => top(b, clock, t),
-        Rec::Event(_) | Rec::Rtt { .. } => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
     }
 }
 
-/// One line per histogram group.
+/// One line per histogram group (none for a round without samples): the
+/// destination, and per flow the local side, as fields.
 fn hist(b: &mut Vec<u8>, clock: &Clock, h: &HistReport) {
     for g in &h.groups {
         let _ = write!(
             b,
-            "{{\"type\":\"hist\",\"ts\":\"{}\",\"metric\":\"{}\",\"key\":",
+            "{{\"type\":\"hist\",\"ts\":\"{}\",\"metric\":\"{}\",\"family\":\"{}\",",
             clock.rfc3339(h.ts_ns),
-            h.metric.name()
+            h.metric.name(),
+            if g.remote.is_ipv4() { "ipv4" } else { "ipv6" },
         );
-        put::json_str(b, g.key.as_bytes());
+        if let Some(l) = g.local {
+            let _ = write!(b, "\"laddr\":\"{}\",\"lport\":{},", l.ip(), l.port());
+        }
         let _ = write!(
             b,
-            ",\"netns\":{},\"count\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"buckets\":[",
-            g.netns, g.count, g.p50_us, g.p90_us, g.p99_us, g.max_us
+            "\"raddr\":\"{}\",\"rport\":{},\"netns\":{},\"count\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"buckets\":[",
+            g.remote.ip(),
+            g.remote.port(),
+            g.netns,
+            g.count,
+            g.p50_us,
+            g.p90_us,
+            g.p99_us,
+            g.max_us
         );
         for (n, (lo, hi, count)) in g.buckets.iter().enumerate() {
             let _ = write!(
@@ -168,7 +179,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         }
         b.push(b'{');
         json_owner(b, f.owner.as_ref());
-        let u = &f.tuple;
+        let u = &f.tuple.unmapped();
         let _ = write!(
             b,
             ",\"family\":\"{}\",\"laddr\":\"{}\",\"lport\":{},\"raddr\":\"{}\",\"rport\":{},\"netns\":{},\"state\":\"{}\",\"role\":\"{}\",\"closed\":{},\"age_ms\":",

@@ -14,9 +14,13 @@ pub mod json;
 pub mod lost;
 pub mod put;
 pub mod recording;
+pub mod stderr;
 pub mod text;
+pub mod time;
 pub mod writer;
 
+#[cfg(test)]
+mod aligned;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +76,8 @@ pub struct OutputSpec {
     pub queue_bytes: usize,
     /// Stop after this many records (`--count`).
     pub count: Option<u64>,
+    /// How text shows times (`--time`).
+    pub time: time::TimeMode,
 }
 
 impl OutputSpec {
@@ -83,6 +89,7 @@ impl OutputSpec {
             force: false,
             queue_bytes: QUEUE_BYTES,
             count: None,
+            time: time::TimeMode::Utc,
         }
     }
 }
@@ -91,6 +98,11 @@ impl OutputSpec {
 pub struct Output {
     mode: Mode,
     clock: Clock,
+    /// The clock as text shows it (`--time`), and the day of the last
+    /// line that said a time (a date line comes when it changes).
+    time: time::TimeMode,
+    text_clock: time::TextClock,
+    day: Option<u64>,
     /// The batch being formatted, and how many records it holds.
     buf: Vec<u8>,
     in_buf: u64,
@@ -152,6 +164,9 @@ impl Output {
         Ok(Self {
             mode: spec.mode,
             clock: Clock::default(),
+            time: spec.time,
+            text_clock: time::TextClock::default(),
+            day: None,
             buf: writer.fresh(),
             in_buf: 0,
             written: 0,
@@ -172,8 +187,16 @@ impl Output {
 
     /// The run began: the clock to show times with; a text header or a
     /// recording's header line.
+    ///
+    /// The text header is written (not only queued) when this returns,
+    /// so that what is said on standard error next (the start-up
+    /// message) never lands inside it when both streams go to one place.
     pub fn start(&mut self, start: &Start, columns: Columns) {
         self.clock = start.clock;
+        self.text_clock = time::TextClock::new(start.clock, self.time, start.ts_ns);
+        self.day = (start.ts_ns != 0)
+            .then(|| self.text_clock.day(start.ts_ns))
+            .flatten();
         self.now_ns = start.ts_ns;
         self.columns = columns;
         match self.mode {
@@ -182,14 +205,28 @@ impl Output {
             Mode::Recording { binary } => recording::header(&mut self.buf, start, binary),
         }
         self.flush(true);
+        self.writer.sync();
     }
 
     /// The text column header, if the view has one.
     fn text_header(&mut self) {
-        if let Some(h) = text::header(self.columns, self.namespaces.many) {
+        if let Some(h) = text::header(self.columns, self.namespaces.many, &self.text_clock) {
             self.buf.extend_from_slice(h.trim_end().as_bytes());
             self.buf.push(b'\n');
         }
+    }
+
+    /// Before a text line of the streaming views at `ts_ns`: a line with
+    /// the date when the day changed since the last one (or since the
+    /// start, when the run knows it).
+    fn date_line(&mut self, ts_ns: u64) {
+        let Some(day) = self.text_clock.day(ts_ns) else {
+            return;
+        };
+        if self.day.is_some_and(|d| d != day) {
+            self.text_clock.put_date_line(&mut self.buf, ts_ns);
+        }
+        self.day = Some(day);
     }
 
     /// `n` events or records from `source` never reached us.
@@ -246,6 +283,7 @@ impl Output {
         let b = Batch {
             bytes: std::mem::take(&mut bytes),
             records: std::mem::take(&mut self.in_buf),
+            written: None,
         };
         let sent = if wait {
             self.writer.send_blocking(b)
@@ -294,7 +332,12 @@ impl Emit for Output {
                 if self.namespaces.see(rec.netns()) {
                     self.text_header();
                 }
-                text::render(&mut self.buf, &self.clock, rec, self.namespaces.many);
+                if self.columns != Columns::None
+                    && let Some(ts) = rec.ts_ns()
+                {
+                    self.date_line(ts);
+                }
+                text::render(&mut self.buf, &self.text_clock, rec, self.namespaces.many);
             }
             Mode::Json => json::render(&mut self.buf, &self.clock, rec),
             Mode::Recording { binary } => {

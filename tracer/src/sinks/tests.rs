@@ -58,6 +58,7 @@ fn json_schema_of_a_transition() {
         ),
         owner: Some(owner(42, "curl")),
         prev_state_ns: Some(1_500_000),
+        state: None,
     };
     let line = render(Mode::Json, |out| States.on_event(&a, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -106,6 +107,7 @@ fn unknown_owner_and_duration_are_null_and_dash() {
         event: state(1, 1, tuple(1, 2), owner(5, "x"), Close, SynSent),
         owner: None,
         prev_state_ns: None,
+        state: None,
     };
     let json = render(Mode::Json, |out| States.on_event(&a, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -128,6 +130,7 @@ fn json_schema_of_a_retransmit() {
         ),
         owner: Some(owner(42, "curl")),
         prev_state_ns: None,
+        state: None,
     };
     let line = render(Mode::Json, |out| {
         Retrans::default().on_event(&a, &context(), out)
@@ -165,6 +168,7 @@ fn failed_retransmits_and_the_kind_filter() {
         event: ev,
         owner: Some(owner(42, "curl")),
         prev_state_ns: None,
+        state: None,
     };
     if let crate::event::EventKind::Retrans { failed, .. } = &mut ev.kind {
         *failed = Some(16);
@@ -215,9 +219,9 @@ fn json_connect_success_and_failure() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["type"], "connect");
-    assert_eq!(lines[0]["latency_us"], 1500);
+    assert_eq!(lines[0]["handshake_us"], 1500);
     assert!(lines[0]["error"].is_null());
-    assert!(lines[1]["latency_us"].is_null());
+    assert!(lines[1]["handshake_us"].is_null());
     assert_eq!(lines[1]["error"], "ECONNREFUSED");
     assert_eq!(lines[1]["pid"], 7);
 }
@@ -301,6 +305,7 @@ fn namespaces_in_json() {
         event: state(1, 1, listener(a), owner(1, "a"), Close, Listen),
         owner: Some(owner(1, "a")),
         prev_state_ns: None,
+        state: None,
     };
     let line = render(Mode::Json, |out| States.on_event(&ann, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -341,6 +346,7 @@ fn text_grows_a_netns_column_at_the_second_namespace() {
         ),
         owner: Some(owner(5, "x")),
         prev_state_ns: Some(1_000),
+        state: None,
     };
     let (mut out, got) = capture(Mode::Text, None);
     out.start(&start(), States.columns());
@@ -431,6 +437,7 @@ fn hostile_process_names_are_escaped_in_every_text_view() {
         event: ev,
         owner: Some(evil),
         prev_state_ns: None,
+        state: None,
     };
     let mut e = Engine::default();
     e.process(&state(1, 1, tuple(0, 80), evil, Close, SynSent));
@@ -489,6 +496,7 @@ fn a_stalled_reader_loses_nothing_silently() {
             event: state(i, i, tuple(1, 80), owner(1, "x"), SynSent, Established),
             owner: None,
             prev_state_ns: None,
+            state: None,
         };
         States.on_event(&a, &cx, &mut out);
         if i % 1000 == 0 {
@@ -546,6 +554,7 @@ fn write_errors_are_errors_and_a_closed_pipe_is_not() {
             event: state(1, 1, tuple(1, 80), owner(1, "x"), SynSent, Established),
             owner: None,
             prev_state_ns: None,
+            state: None,
         };
         States.on_event(&a, &context(), &mut out);
         // Time passes (ticks hand batches over at most every 10 ms).

@@ -12,24 +12,26 @@ use std::io::Write;
 use super::{
     escape,
     format::{
-        Clock, ClockFmt, TEXT_FLOW_HEADER, TEXT_NETNS_HEADER, endpoint, errno_name, ip_version,
-        put_netns, text_flow,
+        endpoint, errno_name, ip_version, put_netns, text_flow, text_flow_header, text_netns_header,
     },
     put,
+    time::TextClock,
 };
-use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport};
+use crate::views::{
+    hist::group_name,
+    records::{Columns, FlowRef, HistReport, Metric, Reason, Rec, TopReport},
+};
 
 /// Reset reasons longer than this are cut (the kernel's longest is 30).
 const REASON_CHARS: usize = 48;
 
 /// The column header for a view's records, if it has one; with the NETNS
-/// column if `netns`.
-pub fn header(columns: Columns, netns: bool) -> Option<String> {
-    let flow = if netns {
-        format!("{TEXT_FLOW_HEADER}{TEXT_NETNS_HEADER}")
-    } else {
-        TEXT_FLOW_HEADER.to_string()
-    };
+/// column if `netns`, and the time column `clock` shows.
+pub fn header(columns: Columns, netns: bool, clock: &TextClock) -> Option<String> {
+    let mut flow = text_flow_header(clock);
+    if netns {
+        flow.push_str(&text_netns_header());
+    }
     Some(match columns {
         Columns::Retrans => format!("{flow}{:<12} {:<6} SEGS", "STATE", "KIND"),
         Columns::States => format!("{flow}{:>11}    {:<11} {:>10}", "OLD", "NEW", "PREV_MS"),
@@ -41,7 +43,7 @@ pub fn header(columns: Columns, netns: bool) -> Option<String> {
 
 /// Appends one record as text, with the NETNS column if `netns`.
 /// Recording-only records render nothing.
-pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
+pub fn render(b: &mut Vec<u8>, clock: &TextClock, rec: &Rec<'_>, netns: bool) {
     let flow = |b: &mut Vec<u8>, f: &FlowRef<'_>| {
         text_flow(b, clock, f.ts_ns, f.tuple, f.owner, netns);
     };
@@ -126,7 +128,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
         }
         Rec::Hist(h) => hist(b, h),
         Rec::Top(t) => top(b, clock, t),
-        Rec::Event(_) | Rec::Rtt { .. } => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
     }
 }
 
@@ -160,6 +162,14 @@ impl Namespaces {
 }
 
 fn hist(b: &mut Vec<u8>, h: &HistReport) {
+    if h.groups.is_empty() {
+        let what = match h.metric {
+            Metric::Handshake => "handshake latency",
+            Metric::Rtt => "RTT",
+        };
+        let _ = writeln!(b, "no {what} samples\n");
+        return;
+    }
     let netns = h.groups.iter().any(|g| g.netns != h.groups[0].netns);
     for g in &h.groups {
         let ms = |us: u64| us as f64 / 1000.0;
@@ -167,7 +177,7 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
             b,
             "{} {}{}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             if h.per_flow { "flow" } else { "destination" },
-            g.key,
+            group_name(g.local, g.remote),
             if netns {
                 format!(" (netns {})", g.netns)
             } else {
@@ -213,14 +223,14 @@ fn retrans_kinds(b: &mut Vec<u8>, t: &TopReport) {
     b.push(b'\n');
 }
 
-fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
+fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
     if t.redraw {
         // Home and clear: the table redraws in place on a terminal.
         b.extend_from_slice(b"\x1b[H\x1b[2J");
     } else {
         b.push(b'\n');
     }
-    let _ = write!(b, "{} sockets:", clock.time_of_day(t.ts_ns));
+    let _ = write!(b, "{} sockets:", clock.time(t.ts_ns).trim_start());
     for (s, n) in &t.census {
         let _ = write!(b, " {}={n}", s.name());
     }
@@ -249,7 +259,11 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         "COMM",
         "LOCAL",
         "REMOTE",
-        if netns { TEXT_NETNS_HEADER } else { "" },
+        if netns {
+            text_netns_header()
+        } else {
+            String::new()
+        },
         "STATE",
         "ROLE",
         "AGE(s)",
@@ -261,6 +275,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
     let ms =
         |ns: Option<u64>| ns.map_or_else(|| "-".to_string(), |n| format!("{:.3}", n as f64 / 1e6));
     for f in &t.rows {
+        let tuple = f.tuple.unmapped();
         let (pid, comm) = f.owner.map_or_else(
             || ("-".to_string(), "-".to_string()),
             |o| (o.pid.to_string(), escape::to_string(o.comm.bytes(), 16)),
@@ -268,9 +283,9 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let _ = write!(
             b,
             "{pid:>7} {comm:<15} {}  {:<23} {:<23} ",
-            ip_version(f.tuple.family),
-            endpoint(f.tuple.laddr, f.tuple.lport),
-            endpoint(f.tuple.raddr, f.tuple.rport),
+            ip_version(tuple.family),
+            endpoint(tuple.laddr, tuple.lport),
+            endpoint(tuple.raddr, tuple.rport),
         );
         if netns {
             put_netns(b, f.tuple.netns);

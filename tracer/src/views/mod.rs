@@ -10,6 +10,7 @@ pub mod resets;
 pub mod retrans;
 pub mod states;
 pub mod top;
+pub mod verdict;
 
 use crate::{
     engine::{Annotated, Engine, flows::ConnectOutcome, flows::Rtt},
@@ -54,6 +55,9 @@ pub trait View {
     fn on_event(&mut self, _a: &Annotated, _cx: &Context, _out: &mut dyn Emit) {}
     /// One connection outcome that passed the filter.
     fn on_connect(&mut self, _o: &ConnectOutcome, _cx: &Context, _out: &mut dyn Emit) {}
+    /// Sockets from before the run (those the filter lets through, and
+    /// every listener), before the engine takes them in.
+    fn on_seeds(&mut self, _seeds: &crate::pipeline::Seeds, _out: &mut dyn Emit) {}
     /// A socket's RTT histogram as read from the kernel.
     fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
     /// Time passes (about every 10 ms live; with event time in replay).

@@ -50,8 +50,10 @@ pub enum Reason<'a> {
 /// A latency histogram of one destination or flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistGroup {
-    /// `addr:port`, or `local -> remote` per flow.
-    pub key: String,
+    /// The flow's local side (per flow); `None` per destination.
+    pub local: Option<std::net::SocketAddr>,
+    /// The destination.
+    pub remote: std::net::SocketAddr,
     /// The network namespace of the flows measured: the same destination
     /// seen from two namespaces is two groups.
     pub netns: u32,
@@ -86,7 +88,8 @@ pub struct HistReport {
     pub ts_ns: u64,
     pub metric: Metric,
     pub per_flow: bool,
-    /// Groups with at least one sample, in key order.
+    /// Groups with at least one sample, by namespace, then destination
+    /// (or flow) as text sorts it; none in a round without samples.
     pub groups: Vec<HistGroup>,
 }
 
@@ -166,13 +169,26 @@ pub enum Rec<'a> {
         sock: u64,
         rtt: &'a Rtt,
     },
+    /// Sockets from before the run, for a recording.
+    Seeds(&'a crate::pipeline::Seeds),
 }
 
 impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. })
+        !matches!(self, Self::Rtt { .. } | Self::Seeds(_))
+    }
+
+    /// When what a per-flow record says happened.
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            Self::State { flow, .. } | Self::Retrans { flow, .. } | Self::Reset { flow, .. } => {
+                Some(flow.ts_ns)
+            }
+            Self::Connect(o) => Some(o.ts_ns),
+            _ => None,
+        }
     }
 
     /// The network namespace of a per-flow record.
