@@ -16,6 +16,7 @@ pub mod engine;
 pub mod event;
 pub mod filter;
 pub mod hooks;
+pub mod keys;
 pub mod live;
 pub mod memory;
 pub mod pipeline;

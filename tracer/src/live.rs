@@ -44,7 +44,7 @@ const SEED_HOLD: Duration = Duration::from_millis(150);
 const HOLD_MAX: usize = 200_000;
 
 /// Options for a live run.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Size of the kernel's ring buffer (default [`hooks::RING_BYTES`]).
@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Which connect plan to attach (`--connect-plan`).
     pub connect: hooks::connect::Choice,
+    /// Keys pressed on `top`'s screen, pushed as they come.
+    pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
 }
 
 struct Source {
@@ -77,7 +79,7 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
     rt.block_on(run_async(p, opts))
 }
 
-async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
+async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let wants = p.wants();
     let mut probe = Probe::load(
         p.filter(),
@@ -150,10 +152,12 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // SIGTERM, flushing what was captured, rather than killing it.
     let mut sighup = signal(SignalKind::hangup())?;
     eprintln!(
-        "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
+        "tcptrace: watching {} (hooks: {}); {} to stop",
         opts.what,
-        probe.report.summary()
+        probe.report.summary(),
+        if opts.keys.is_some() { "q" } else { "Ctrl-C" }
     );
+    let mut keys = opts.keys.take();
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
@@ -165,6 +169,13 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
+            Some(k) = next_key(&mut keys) => {
+                p.push(Input::Key(k));
+                if p.done() {
+                    break;
+                }
+                continue;
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {
@@ -225,6 +236,16 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     p.push(Input::End(Clock::monotonic_now()));
     drop(probe);
     p.finish()
+}
+
+/// The next key pressed, if keys are read (never, otherwise).
+async fn next_key(
+    keys: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+) -> Option<crate::keys::Key> {
+    match keys {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `/proc` seeding on a thread of its own.

@@ -38,17 +38,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn mode(json: bool) -> Mode {
-    if json { Mode::Json } else { Mode::Text }
+/// Keys from the terminal, when `top` is drawn on it (the output has put
+/// it in raw mode by now).
+fn keys(mode: Mode) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<tracer::keys::Key>>> {
+    Ok(match mode {
+        Mode::Screen => Some(tracer::keys::read_terminal()?),
+        _ => None,
+    })
 }
 
 /// Runs a command; `Ok(false)` is a failure already explained.
 fn run(command: Command) -> Result<bool> {
     match command {
         Command::View(v) => {
-            let (view, what) = v.view(std::io::stdout().is_terminal());
+            let terminal = std::io::stdout().is_terminal();
+            let (view, what) = v.view(terminal);
             let a = v.common();
-            let p = Pipeline::new(view, a.filter.filter(), &a.run.output(mode(a.json)))?;
+            let mode = v.mode(terminal);
+            let p = Pipeline::new(view, a.filter.filter(), &a.run.output(mode))?;
             live::run(
                 p,
                 RunOptions {
@@ -56,6 +63,7 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: a.run.ring_size,
                     connect: a.run.connect_choice(),
                     what,
+                    keys: keys(mode)?,
                 },
             )?;
         }
@@ -79,14 +87,17 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: r.run.ring_size,
                     connect: r.run.connect_choice(),
                     what: "TCP events for a recording",
+                    keys: None,
                 },
             )?;
         }
         Command::Replay { file, view } => {
-            let (v, _) = view.view(std::io::stdout().is_terminal());
+            let terminal = std::io::stdout().is_terminal();
+            let (v, _) = view.view(terminal);
             let a = view.common();
-            let p = Pipeline::new(v, a.filter.filter(), &a.run.output(mode(a.json)))?;
-            replay::run(&file, p)?;
+            let mode = view.mode(terminal);
+            let p = Pipeline::new(v, a.filter.filter(), &a.run.output(mode))?;
+            replay::run(&file, p, keys(mode)?)?;
         }
         Command::Check { json } => return check::run(json),
     }

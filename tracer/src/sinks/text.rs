@@ -15,7 +15,7 @@ use super::{
         Clock, ClockFmt, TEXT_FLOW_HEADER, TEXT_NETNS_HEADER, endpoint, errno_name, ip_version,
         put_netns, text_flow,
     },
-    put,
+    put, top_table,
 };
 use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport};
 
@@ -187,13 +187,10 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
     }
 }
 
+/// One `top` table, appended after the last (a terminal gets the screen
+/// sink instead: no escape codes here, ever).
 fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
-    if t.redraw {
-        // Home and clear: the table redraws in place on a terminal.
-        b.extend_from_slice(b"\x1b[H\x1b[2J");
-    } else {
-        b.push(b'\n');
-    }
+    b.push(b'\n');
     let _ = write!(b, "{} sockets:", clock.time_of_day(t.ts_ns));
     for (s, n) in &t.census {
         let _ = write!(b, " {}={n}", s.name());
@@ -214,6 +211,14 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
             }
             b.push(b'\n');
         }
+    }
+    if t.group.is_some() {
+        let (head, rows) = top_table::group_lines(t, GROUP_WIDTH);
+        for l in std::iter::once(head).chain(rows) {
+            let _ = writeln!(b, "{}", l.trim_end());
+        }
+        let _ = writeln!(b, "{}", top_table::footer(t, t.groups.len()));
+        return;
     }
     let _ = writeln!(
         b,
@@ -265,4 +270,9 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         }
         b.push(b'\n');
     }
+    let _ = writeln!(b, "{}", top_table::footer(t, t.rows.len()));
 }
+
+/// Text output is not fitted to a terminal: a group row may be this wide
+/// (its states last).
+const GROUP_WIDTH: usize = 200;

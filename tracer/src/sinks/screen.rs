@@ -1,0 +1,178 @@
+//! `top` on a terminal: the alternate screen (so that nothing piles up
+//! in the scrollback and the shell's screen comes back at the end), the
+//! table fitted to the terminal's height and width ([`super::top_table`]),
+//! redrawn in place, with a footer of what is shown of how many and a
+//! line of help for the keys. Drawn through ratatui, which writes only the
+//! cells that changed, into the bytes of the output's next batch (so that
+//! the writer thread still does the writing). The terminal is in raw mode
+//! while the screen is up, so that keys arrive one by one
+//! ([`crate::keys`] reads them); it is restored when the output closes,
+//! also on an error.
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+};
+
+use ratatui::{
+    Terminal,
+    backend::CrosstermBackend,
+    crossterm::{
+        cursor::{Hide, Show},
+        execute,
+        terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
+    },
+    style::{Modifier, Style},
+    text::Line,
+    widgets::Paragraph,
+};
+
+use super::{
+    format::{Clock, ClockFmt},
+    top_table::{self, thousands},
+};
+use crate::{keys::HELP, views::records::TopReport};
+
+/// The bytes ratatui writes, taken out after each frame.
+#[derive(Clone, Default)]
+struct Bytes(Arc<Mutex<Vec<u8>>>);
+
+impl Bytes {
+    fn take_into(&self, out: &mut Vec<u8>) {
+        out.append(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+impl io::Write for Bytes {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// See the module documentation.
+pub struct Screen {
+    term: Terminal<CrosstermBackend<Bytes>>,
+    bytes: Bytes,
+    /// The alternate screen is up.
+    shown: bool,
+}
+
+impl Screen {
+    /// Puts the terminal in raw mode (keys one by one, no echo).
+    pub fn open() -> io::Result<Self> {
+        enable_raw_mode()?;
+        let bytes = Bytes::default();
+        match Terminal::new(CrosstermBackend::new(bytes.clone())) {
+            Ok(term) => Ok(Self {
+                term,
+                bytes,
+                shown: false,
+            }),
+            Err(e) => {
+                let _ = disable_raw_mode();
+                Err(e)
+            }
+        }
+    }
+
+    /// Draws `t` (with `lost` events said so far) into `out`; the first
+    /// time, enters the alternate screen and clears it (whatever was
+    /// printed before, the start-up line included, is not ours to keep).
+    pub fn draw(&mut self, out: &mut Vec<u8>, clock: &Clock, t: &TopReport, lost: u64) {
+        if !self.shown {
+            self.shown = true;
+            let _ = execute!(self.term.backend_mut(), EnterAlternateScreen, Hide);
+            let _ = self.term.clear();
+        }
+        let _ = self.term.draw(|f| {
+            let area = f.area();
+            let lines = lines(t, clock, area.width.into(), area.height.into(), lost);
+            f.render_widget(Paragraph::new(lines), area);
+        });
+        self.bytes.take_into(out);
+    }
+
+    /// Leaves the alternate screen (its bytes go to `out`).
+    pub fn leave(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.shown) {
+            let _ = execute!(self.term.backend_mut(), Show, LeaveAlternateScreen);
+            self.bytes.take_into(out);
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = disable_raw_mode();
+    }
+}
+
+/// The screen's lines for a `width` x `height` terminal: the census, the
+/// namespaces' census lines (if several), what is shown, the table cut to
+/// the rows that fit, the footer and the help line.
+pub fn lines(
+    t: &TopReport,
+    clock: &Clock,
+    width: usize,
+    height: usize,
+    lost: u64,
+) -> Vec<Line<'static>> {
+    let fit = |s: String| -> String { s.chars().take(width).collect() };
+    let mut top: Vec<Line> = Vec::new();
+    let census = |c: &[(crate::event::TcpState, u64)]| {
+        c.iter()
+            .map(|(s, n)| format!("{}={}", s.name(), thousands(*n)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    top.push(Line::from(fit(format!(
+        "{} sockets: {}",
+        clock.time_of_day(t.ts_ns),
+        census(&t.census)
+    ))));
+    if t.census_by_netns.len() > 1 {
+        for (ns, c) in t.census_by_netns.iter().take(3) {
+            top.push(Line::from(fit(format!("  netns {ns}: {}", census(c)))));
+        }
+    }
+    let states: Vec<&str> = t.states.iter().map(|s| s.name()).collect();
+    top.push(Line::styled(
+        fit(format!(
+            "sort {}  state {}  group {}{}",
+            t.sort.name(),
+            if states.is_empty() { "all".into() } else { states.join(",") },
+            t.group.map_or("none", |g| g.name()),
+            if t.paused { "  [PAUSED: p to go on]" } else { "" }
+        )),
+        Style::default().add_modifier(Modifier::DIM),
+    ));
+    let (head, rows) = match t.group {
+        Some(_) => top_table::group_lines(t, width),
+        None => top_table::flow_lines(t, width),
+    };
+    // Below the table: the footer and the help line.
+    let room = height.saturating_sub(top.len() + 1 + 2);
+    let shown = rows.len().min(room);
+    let mut lines = top;
+    lines.push(Line::styled(head, Style::default().add_modifier(Modifier::REVERSED)));
+    lines.extend(rows.into_iter().take(shown).map(Line::from));
+    while lines.len() + 2 < height {
+        lines.push(Line::from(""));
+    }
+    let lost = if lost > 0 {
+        format!("; {} events lost", thousands(lost))
+    } else {
+        String::new()
+    };
+    lines.push(Line::from(fit(format!("{}{lost}", top_table::footer(t, shown)))));
+    lines.push(Line::styled(fit(HELP.into()), Style::default().add_modifier(Modifier::DIM)));
+    lines.truncate(height);
+    lines
+}
