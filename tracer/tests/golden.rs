@@ -66,5 +66,5 @@ fn every_view_replays_byte_for_byte_as_before() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 22);
 }

@@ -160,9 +160,9 @@ impl Output {
         let writer = Writer::start(w, spec.queue_bytes, BATCH_BYTES)
             .context("starting the output thread")?;
         let screen = match spec.mode {
-            Mode::Screen => Some(
-                screen::Screen::open().context("putting the terminal in raw mode for `top`")?,
-            ),
+            Mode::Screen => {
+                Some(screen::Screen::open().context("putting the terminal in raw mode for `top`")?)
+            }
             _ => None,
         };
         Ok(Self {
@@ -259,7 +259,8 @@ impl Output {
             return;
         }
         let mut said = 0;
-        let mut bytes = if !matches!(self.mode, Mode::Text | Mode::Screen) && !self.lost.is_empty() {
+        let mut bytes = if !matches!(self.mode, Mode::Text | Mode::Screen) && !self.lost.is_empty()
+        {
             let mut head = Vec::with_capacity(self.buf.len() + 256);
             for (source, n) in self.lost.pending() {
                 format::lost_json(&mut head, &self.clock, self.now_ns, *n, source);

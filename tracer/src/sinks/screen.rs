@@ -147,9 +147,17 @@ pub fn lines(
         fit(format!(
             "sort {}  state {}  group {}{}",
             t.sort.name(),
-            if states.is_empty() { "all".into() } else { states.join(",") },
+            if states.is_empty() {
+                "all".into()
+            } else {
+                states.join(",")
+            },
             t.group.map_or("none", |g| g.name()),
-            if t.paused { "  [PAUSED: p to go on]" } else { "" }
+            if t.paused {
+                "  [PAUSED: p to go on]"
+            } else {
+                ""
+            }
         )),
         Style::default().add_modifier(Modifier::DIM),
     ));
@@ -161,7 +169,10 @@ pub fn lines(
     let room = height.saturating_sub(top.len() + 1 + 2);
     let shown = rows.len().min(room);
     let mut lines = top;
-    lines.push(Line::styled(head, Style::default().add_modifier(Modifier::REVERSED)));
+    lines.push(Line::styled(
+        head,
+        Style::default().add_modifier(Modifier::REVERSED),
+    ));
     lines.extend(rows.into_iter().take(shown).map(Line::from));
     while lines.len() + 2 < height {
         lines.push(Line::from(""));
@@ -171,8 +182,102 @@ pub fn lines(
     } else {
         String::new()
     };
-    lines.push(Line::from(fit(format!("{}{lost}", top_table::footer(t, shown)))));
-    lines.push(Line::styled(fit(HELP.into()), Style::default().add_modifier(Modifier::DIM)));
+    lines.push(Line::from(fit(format!(
+        "{}{lost}",
+        top_table::footer(t, shown)
+    ))));
+    lines.push(Line::styled(
+        fit(HELP.into()),
+        Style::default().add_modifier(Modifier::DIM),
+    ));
     lines.truncate(height);
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::{
+            Engine,
+            tests::{owner, state, tuple},
+        },
+        event::TcpState::*,
+        views::{
+            testing::context,
+            top::{GroupBy, SortBy, Top},
+        },
+    };
+
+    /// 60 flows of long IPv6 endpoints in two namespaces, owned by a
+    /// process with a long name.
+    fn busy() -> Engine {
+        let mut e = Engine::default();
+        let o = owner(4_194_303, "a-very-long-nam");
+        for i in 0..60u16 {
+            let mut t = tuple(40_000 + i, 443);
+            t.family = crate::event::Family::V6;
+            t.laddr = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1".parse().unwrap();
+            t.raddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+            t.netns = 4_026_532_000 + u32::from(i % 2);
+            let s = u64::from(i) + 1;
+            e.process(&state(s, s, t, o, Close, SynSent));
+            e.process(&state(s + 100, s, t, o, SynSent, Established));
+        }
+        e
+    }
+
+    #[test]
+    fn fits_any_terminal_and_says_what_it_shows() {
+        let e = busy();
+        for group in [None, Some(GroupBy::Remote)] {
+            let mut top = Top::new(SortBy::Retrans, 1, 500, true, true);
+            top.group = group;
+            let r = top.report(&e, 1_000, &context());
+            for (w, h) in [(80, 24), (200, 50), (40, 10), (120, 5)] {
+                let lines = lines(&r, &Clock::default(), w, h, 3);
+                assert!(lines.len() <= h, "{w}x{h}: {} lines", lines.len());
+                for l in &lines {
+                    assert!(l.width() <= w, "{w}x{h}: {l:?} is {} wide", l.width());
+                }
+                let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+                if h >= 10 {
+                    assert_eq!(text[h - 1], HELP.chars().take(w).collect::<String>());
+                    // Census, 2 namespaces, what is shown, the header;
+                    // the footer and help: the rest is rows.
+                    let rows = h - 7;
+                    let want = match group {
+                        None => format!("{rows} of 60 flows; 3 events lost"),
+                        Some(_) => "2 of 2 groups by remote of 60 flows; 3 events lost".into(),
+                    };
+                    assert!(
+                        text[h - 2].starts_with(&want[..want.len().min(w)]),
+                        "{w}x{h}: {text:#?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn addresses_come_last_and_keep_their_port() {
+        let e = busy();
+        let r = Top::new(SortBy::Retrans, 1, 5, true, false).report(&e, 1_000, &context());
+        let (head, rows) = top_table::flow_lines(&r, 80);
+        assert!(head.starts_with("    PID COMM"), "{head}");
+        assert!(head.trim_end().ends_with("REMOTE"), "{head}");
+        assert!(rows[0].ends_with(":443"), "{}", rows[0]);
+        assert!(
+            rows[0].contains('…'),
+            "shortened in the middle: {}",
+            rows[0]
+        );
+        let (_, wide) = top_table::flow_lines(&r, 200);
+        assert!(
+            wide[0].contains("[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:443"),
+            "{}",
+            wide[0]
+        );
+        assert!(wide[0].contains("4026532000"), "NETNS: {}", wide[0]);
+    }
 }

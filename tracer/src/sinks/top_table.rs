@@ -66,7 +66,8 @@ impl Col {
     }
 
     fn cell(self, r: &TopRow) -> String {
-        let ms = |ns: Option<u64>| ns.map_or_else(|| "-".into(), |n| format!("{:.3}", n as f64 / 1e6));
+        let ms =
+            |ns: Option<u64>| ns.map_or_else(|| "-".into(), |n| format!("{:.3}", n as f64 / 1e6));
         match self {
             Self::Pid => r.owner.map_or("-".into(), |o| o.pid.to_string()),
             Self::Comm => r
@@ -103,7 +104,10 @@ const ENDPOINT_MAX: usize = 47;
 
 /// Whether a report spans several network namespaces.
 pub fn many_netns(t: &TopReport) -> bool {
-    t.census_by_netns.len() > 1 || t.rows.iter().any(|r| r.tuple.netns != t.rows[0].tuple.netns)
+    t.census_by_netns.len() > 1
+        || t.rows
+            .iter()
+            .any(|r| r.tuple.netns != t.rows[0].tuple.netns)
 }
 
 /// `s` cut to `w` characters.
@@ -201,7 +205,10 @@ pub fn flow_lines(t: &TopReport, width: usize) -> (String, Vec<String>) {
     }
     let room = width.saturating_sub(fixed(&cols, comm));
     // Both whole if they fit; else the local side gives way first.
-    let remote = rw.min(room.saturating_sub(1 + LOCAL_MIN.min(lw)).max(REMOTE_MIN.min(room)));
+    let remote = rw.min(
+        room.saturating_sub(1 + LOCAL_MIN.min(lw))
+            .max(REMOTE_MIN.min(room)),
+    );
     let local = lw.min(room.saturating_sub(remote + 1));
     let line = |cells: Vec<String>, l: &str, r: &str| {
         let mut s = String::with_capacity(width);
@@ -209,7 +216,12 @@ pub fn flow_lines(t: &TopReport, width: usize) -> (String, Vec<String>) {
             let w = if *c == Col::Comm { comm } else { c.width() };
             let _ = write!(s, "{} ", pad(&v, w, c.left()));
         }
-        let _ = write!(s, "{} {}", pad(&fit_endpoint(l, local), local, true), fit_endpoint(r, remote));
+        let _ = write!(
+            s,
+            "{} {}",
+            pad(&fit_endpoint(l, local), local, true),
+            fit_endpoint(r, remote)
+        );
         cut(s.trim_end(), width)
     };
     let head = line(

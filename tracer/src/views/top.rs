@@ -96,11 +96,9 @@ impl Top {
         let matching_flows = flows.len() as u64;
         let mut groups = match self.group {
             Some(by) => {
-                let mut g = self.rates.groups(
-                    flows.iter().map(|f| (*f, engine.in_census(f))),
-                    by,
-                    now_ns,
-                );
+                let mut g =
+                    self.rates
+                        .groups(flows.iter().map(|f| (*f, engine.in_census(f))), by, now_ns);
                 order::sort_groups(&mut g, self.sort);
                 g
             }

@@ -53,8 +53,7 @@ impl GroupBy {
             Self::Owner => GroupKey::Owner(f.owner),
             Self::Remote => GroupKey::Remote {
                 netns: t.netns,
-                addr: (f.role != Role::Listener && f.state != TcpState::Listen)
-                    .then_some(t.raddr),
+                addr: (f.role != Role::Listener && f.state != TcpState::Listen).then_some(t.raddr),
             },
             Self::Port => GroupKey::Port {
                 netns: t.netns,
@@ -84,8 +83,14 @@ pub enum GroupKey {
     /// `None`: flows nobody owns (orphans, sockets from before the run).
     Owner(Option<Owner>),
     /// `None`: listeners.
-    Remote { netns: u32, addr: Option<IpAddr> },
-    Port { netns: u32, port: u16 },
+    Remote {
+        netns: u32,
+        addr: Option<IpAddr>,
+    },
+    Port {
+        netns: u32,
+        port: u16,
+    },
 }
 
 impl GroupKey {
@@ -158,25 +163,28 @@ impl Rates {
 
     /// A periodic refresh at `now_ns` over `flows` (those the filter lets
     /// through; `live` tells the ones in the census).
-    pub fn refresh<'a>(
-        &mut self,
-        flows: impl Iterator<Item = (&'a Flow, bool)>,
-        now_ns: u64,
-    ) {
+    pub fn refresh<'a>(&mut self, flows: impl Iterator<Item = (&'a Flow, bool)>, now_ns: u64) {
         let since = *self.last_ns.get_or_insert(now_ns);
+        // The first look counts every connection made since the run began
+        // (the first tick comes within 10 ms of the start live; in a
+        // replay, at the first event after it).
+        let first = self.history.is_empty();
         let mut seen = HashMap::with_capacity(self.seen.len());
         let mut gained: HashMap<GroupKey, Delta> = HashMap::new();
         let mut snap = Snapshot::new();
         for (f, live) in flows {
             let id = (f.sock, f.tuple);
-            let now = (f.extra().retrans.segs, u64::from(f.extra().resets_sent + f.extra().resets_recv));
+            let now = (
+                f.extra().retrans.segs,
+                u64::from(f.extra().resets_sent + f.extra().resets_recv),
+            );
             let before = self.seen.get(&id).copied();
             seen.insert(id, now);
             let (s0, r0) = before.unwrap_or((0, 0));
             let d = Delta {
                 new: u64::from(
                     before.is_none()
-                        && f.start_ns >= since
+                        && (first || f.start_ns >= since)
                         && matches!(f.role, Role::Client | Role::Server),
                 ),
                 segs: now.0.saturating_sub(s0),

@@ -30,14 +30,28 @@ fn leak() -> Engine {
     for i in 0..5u16 {
         let s = 100 + u64::from(i);
         let t = tuple(50_000 + i, 9000);
-        e.process(&state(100 + s, s, t, owner(0, "swapper/0"), FinWait1, FinWait2));
+        e.process(&state(
+            100 + s,
+            s,
+            t,
+            owner(0, "swapper/0"),
+            FinWait1,
+            FinWait2,
+        ));
     }
     let curl = owner(7, "curl");
     let t = tuple(45_000, 443);
     e.process(&state(300, 200, t, curl, Close, SynSent));
     e.process(&state(400, 200, t, curl, SynSent, Established));
     for n in 0..4 {
-        e.process(&retrans(500 + n, 200, t, curl, Established, RetransKind::Data));
+        e.process(&retrans(
+            500 + n,
+            200,
+            t,
+            curl,
+            Established,
+            RetransKind::Data,
+        ));
     }
     e.process(&state(600, 200, t, curl, Established, Close));
     e
@@ -51,7 +65,11 @@ fn top(limit: usize) -> Top {
 fn ownerless_and_closed_rows_come_last_and_the_footer_counts_all() {
     let e = leak();
     let r = top(4).report(&e, 2 * S, &context());
-    let states: Vec<_> = r.rows.iter().map(|r| (r.state, r.owner.map(|o| o.pid))).collect();
+    let states: Vec<_> = r
+        .rows
+        .iter()
+        .map(|r| (r.state, r.owner.map(|o| o.pid)))
+        .collect();
     assert_eq!(
         states,
         [
@@ -68,7 +86,11 @@ fn ownerless_and_closed_rows_come_last_and_the_footer_counts_all() {
     let r = top(0).report(&e, 2 * S, &context());
     assert_eq!(r.rows.len(), 10, "--limit 0 is all");
     assert_eq!(r.rows[3].state, CloseWait);
-    assert!(r.rows[4..9].iter().all(|r| r.owner.is_none() && r.state == FinWait2));
+    assert!(
+        r.rows[4..9]
+            .iter()
+            .all(|r| r.owner.is_none() && r.state == FinWait2)
+    );
     assert_eq!((r.rows[9].owner.unwrap().pid, r.rows[9].retrans), (7, 4));
 }
 
@@ -79,7 +101,11 @@ fn the_state_filter_cuts_rows_not_the_census() {
     t.states = vec![CloseWait, FinWait2];
     let r = t.report(&e, 2 * S, &context());
     assert_eq!((r.total_flows, r.matching_flows, r.rows.len()), (10, 8, 8));
-    assert!(r.rows.iter().all(|r| matches!(r.state, CloseWait | FinWait2)));
+    assert!(
+        r.rows
+            .iter()
+            .all(|r| matches!(r.state, CloseWait | FinWait2))
+    );
     assert!(r.census.contains(&(Listen, 1)), "{:?}", r.census);
     assert_eq!(
         top_table::footer(&r, 5),
@@ -99,7 +125,11 @@ fn latency_puts_flows_without_a_handshake_last() {
     let mut t = top(0);
     t.sort = SortBy::Latency;
     let r = t.report(&e, S, &context());
-    let order: Vec<_> = r.rows.iter().map(|r| (r.tuple.rport, r.handshake_ns)).collect();
+    let order: Vec<_> = r
+        .rows
+        .iter()
+        .map(|r| (r.tuple.rport, r.handshake_ns))
+        .collect();
     assert_eq!(order, [(81, Some(498)), (82, Some(97)), (80, None)]);
 }
 
@@ -124,25 +154,51 @@ fn groups_by_owner_with_counts_per_state_growth_and_rates() {
     }
     let tp = tuple(8080, 40_000);
     e.process(&retrans(3 * S, 10, tp, py, CloseWait, RetransKind::Data));
-    e.process(&retrans(3 * S + 1, 10, tp, py, CloseWait, RetransKind::Data));
+    e.process(&retrans(
+        3 * S + 1,
+        10,
+        tp,
+        py,
+        CloseWait,
+        RetransKind::Data,
+    ));
     t.on_tick(&e, 21 * S, &cx, &mut out);
     let r = t.report(&e, 21 * S, &cx);
     assert_eq!(r.group, Some(GroupBy::Owner));
-    let names: Vec<String> = r.groups.iter().map(|g| top_table::group_name(g, false)).collect();
-    assert_eq!(names, ["python3[30089]", "curl[7]", "(no owner)"], "{:?}", r.groups);
+    let names: Vec<String> = r
+        .groups
+        .iter()
+        .map(|g| top_table::group_name(g, false))
+        .collect();
+    assert_eq!(
+        names,
+        ["python3[30089]", "curl[7]", "(no owner)"],
+        "{:?}",
+        r.groups
+    );
     let py = &r.groups[0];
     assert_eq!(py.flows, 7, "the listener and six accepted");
-    assert_eq!(top_table::group_states(py), "CLOSE_WAIT 6 (+9/min), LISTEN 1");
+    assert_eq!(
+        top_table::group_states(py),
+        "CLOSE_WAIT 6 (+9/min), LISTEN 1"
+    );
     // Over the last interval (1 s to 21 s): 3 new connections, 2
     // retransmitted segments.
     assert!((py.new_per_s - 3.0 / 20.0).abs() < 1e-9, "{}", py.new_per_s);
     assert!((py.retrans_segs_per_s - 0.1).abs() < 1e-9);
     assert_eq!(r.groups[2].states, [(FinWait2, 5, Some(0.0))]);
-    assert_eq!(top_table::footer(&r, 3), "3 of 3 groups by owner of 13 flows");
+    assert_eq!(
+        top_table::footer(&r, 3),
+        "3 of 3 groups by owner of 13 flows"
+    );
     // The same flows by service port: 8080 (the server side) and 443.
     t.group = Some(GroupBy::Port);
     let r = t.report(&e, 21 * S, &cx);
-    let ports: Vec<String> = r.groups.iter().map(|g| top_table::group_name(g, false)).collect();
+    let ports: Vec<String> = r
+        .groups
+        .iter()
+        .map(|g| top_table::group_name(g, false))
+        .collect();
     assert!(ports.contains(&":8080".to_string()) && ports.contains(&":443".to_string()));
 }
 
