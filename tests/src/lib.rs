@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod kernel;
 pub mod netns;
+pub mod tmux;
 pub mod tracer;
 
 pub use netns::NetNs;
