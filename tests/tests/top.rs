@@ -14,7 +14,7 @@ use std::{
 use tests::{
     NetNs, require_root,
     tmux::Tmux,
-    tracer::{binary, forced_plan},
+    tracer::{binary, forced_plan, run},
     unique_port,
 };
 
@@ -217,4 +217,51 @@ fn top_fits_80x24_and_takes_keys() {
 #[test]
 fn top_fits_200x50_and_takes_keys() {
     top_in_a_terminal(200, 50);
+}
+
+/// `top -c N` prints N tables and ends, on a terminal (where it then
+/// prints them plainly, as a batch run, rather than drawing a screen that
+/// would vanish at the end) and into a pipe; neither has an escape code.
+#[test]
+fn count_n_prints_n_plain_tables_on_a_terminal_and_into_a_pipe() {
+    require_root();
+    let ns = NetNs::new("topc");
+    let ns_path = format!("/run/netns/{}", ns.name);
+    let bin = binary();
+    let plan: Vec<&str> = forced_plan()
+        .map(|p| vec!["--connect-plan", p.arg()])
+        .unwrap_or_default();
+    for n in [1, 3] {
+        let count = n.to_string();
+        let mut args = vec![
+            "top",
+            "-c",
+            &count,
+            "--interval",
+            "0.2",
+            "--netns",
+            &ns_path,
+        ];
+        args.extend(&plan);
+        // Into a pipe.
+        let (status, out, err) = run(&args);
+        assert!(status.success(), "top {args:?}: {err}");
+        assert_eq!(out.matches(" sockets:").count(), n, "{out}");
+        assert!(!out.contains('\x1b'), "an escape code into a pipe: {out:?}");
+        // On a terminal (a pseudo-terminal of util-linux's `script`, which
+        // copies what it shows byte for byte).
+        let cmd: Vec<String> = std::iter::once(bin.to_str().unwrap())
+            .chain(args.iter().copied())
+            .map(|a| format!("'{a}'"))
+            .collect();
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd.join(" "), "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running script (util-linux)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "top -c {n} on a terminal: {text}");
+        assert_eq!(text.matches(" sockets:").count(), n, "{text}");
+        assert!(!text.contains('\x1b'), "an escape code: {text:?}");
+    }
 }

@@ -91,9 +91,18 @@ impl Col {
     }
 }
 
-/// Columns dropped first when the screen is narrow.
-const DROP_ORDER: [Col; 6] = [Col::Role, Col::Rst, Col::Rtt, Col::Age, Col::Hs, Col::Netns];
-/// The narrowest a process name gets before columns are dropped.
+/// What gives way, in order, when the screen is narrow: a column dropped,
+/// or (`Comm`) the process name cut to [`COMM_MIN`].
+const GIVE_WAY: [Col; 7] = [
+    Col::Role,
+    Col::Comm,
+    Col::Rst,
+    Col::Rtt,
+    Col::Age,
+    Col::Hs,
+    Col::Netns,
+];
+/// The narrowest a process name gets.
 const COMM_MIN: usize = 9;
 /// Room the two addresses need at least (`255.255.255.255:65535` fits the
 /// remote one).
@@ -192,15 +201,13 @@ pub fn flow_lines(t: &TopReport, width: usize) -> (String, Vec<String>) {
     let (lw, rw) = (widest(|e| &e.0), widest(|e| &e.1));
     // The addresses as they are, or as short as they may get.
     let addr_min = lw.min(LOCAL_MIN) + 1 + rw.min(REMOTE_MIN);
-    let mut drop = DROP_ORDER.iter();
-    while fixed(&cols, comm) + addr_min > width {
-        if comm > COMM_MIN {
-            comm = COMM_MIN;
-            continue;
+    for give in GIVE_WAY {
+        if fixed(&cols, comm) + addr_min <= width {
+            break;
         }
-        match drop.next() {
-            Some(d) => cols.retain(|c| c != d),
-            None => break,
+        match give {
+            Col::Comm => comm = COMM_MIN,
+            d => cols.retain(|c| *c != d),
         }
     }
     let room = width.saturating_sub(fixed(&cols, comm));
