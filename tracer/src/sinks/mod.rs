@@ -288,6 +288,9 @@ impl Output {
             Ok(()) => self.lost.said(said),
             Err(Refused::Full(b)) => {
                 self.lost.add(lost::OUTPUT, b.records);
+                if let Some(s) = &mut self.screen {
+                    s.invalidate();
+                }
                 if self.buf.capacity() < BATCH_BYTES {
                     let mut v = b.bytes;
                     v.clear();

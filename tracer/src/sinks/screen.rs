@@ -60,35 +60,44 @@ impl io::Write for Bytes {
 pub struct Screen {
     term: Terminal<CrosstermBackend<Bytes>>,
     bytes: Bytes,
-    /// The alternate screen is up.
+    /// The alternate screen is up and the terminal in raw mode.
     shown: bool,
+    /// `leave` put the bytes that leave the alternate screen out.
+    left: bool,
+    /// What the terminal shows may differ from what ratatui believes (a
+    /// frame was dropped): the next frame is drawn whole.
+    stale: bool,
 }
 
 impl Screen {
-    /// Puts the terminal in raw mode (keys one by one, no echo).
+    /// A screen on the terminal standard output is. Nothing changes on the
+    /// terminal until the first frame: a run that fails to start leaves it
+    /// as it was, and Ctrl-C before then is a plain SIGINT.
     pub fn open() -> io::Result<Self> {
-        enable_raw_mode()?;
         let bytes = Bytes::default();
-        match Terminal::new(CrosstermBackend::new(bytes.clone())) {
-            Ok(term) => Ok(Self {
-                term,
-                bytes,
-                shown: false,
-            }),
-            Err(e) => {
-                let _ = disable_raw_mode();
-                Err(e)
-            }
-        }
+        Ok(Self {
+            term: Terminal::new(CrosstermBackend::new(bytes.clone()))?,
+            bytes,
+            shown: false,
+            left: false,
+            stale: false,
+        })
     }
 
-    /// Draws `t` (with `lost` events said so far) into `out`; the first
-    /// time, enters the alternate screen and clears it (whatever was
-    /// printed before, the start-up line included, is not ours to keep).
+    /// Draws `t` (with `lost` events said so far) into `out`. The first
+    /// time, puts the terminal in raw mode (keys one by one, no echo),
+    /// enters the alternate screen and clears it (whatever was printed
+    /// before, the start-up line included, is not ours to keep).
     pub fn draw(&mut self, out: &mut Vec<u8>, clock: &Clock, t: &TopReport, lost: u64) {
         if !self.shown {
+            // Without raw mode (no terminal to set) keys wait for Enter;
+            // the screen still works.
+            let _ = enable_raw_mode();
             self.shown = true;
+            self.stale = true;
             let _ = execute!(self.term.backend_mut(), EnterAlternateScreen, Hide);
+        }
+        if std::mem::take(&mut self.stale) {
             let _ = self.term.clear();
         }
         let _ = self.term.draw(|f| {
@@ -99,9 +108,16 @@ impl Screen {
         self.bytes.take_into(out);
     }
 
-    /// Leaves the alternate screen (its bytes go to `out`).
+    /// A frame never reached the terminal: draw the next one whole.
+    pub fn invalidate(&mut self) {
+        self.stale = true;
+    }
+
+    /// Leaves the alternate screen (its bytes go to `out`); raw mode ends
+    /// when the screen is dropped, once they are written.
     pub fn leave(&mut self, out: &mut Vec<u8>) {
-        if std::mem::take(&mut self.shown) {
+        if self.shown && !self.left {
+            self.left = true;
             let _ = execute!(self.term.backend_mut(), Show, LeaveAlternateScreen);
             self.bytes.take_into(out);
         }
@@ -110,7 +126,14 @@ impl Screen {
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        let _ = disable_raw_mode();
+        if self.shown {
+            // Not left through the output (an error or a panic unwound
+            // past `leave`): leave it here, so the shell is usable.
+            if !self.left {
+                let _ = execute!(io::stdout(), Show, LeaveAlternateScreen);
+            }
+            let _ = disable_raw_mode();
+        }
     }
 }
 

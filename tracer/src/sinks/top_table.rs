@@ -211,12 +211,18 @@ pub fn flow_lines(t: &TopReport, width: usize) -> (String, Vec<String>) {
         }
     }
     let room = width.saturating_sub(fixed(&cols, comm));
-    // Both whole if they fit; else the local side gives way first.
-    let remote = rw.min(
-        room.saturating_sub(1 + LOCAL_MIN.min(lw))
-            .max(REMOTE_MIN.min(room)),
-    );
-    let local = lw.min(room.saturating_sub(remote + 1));
+    // Both whole if they fit; else the local side gives way first, down
+    // to its least; on a screen too narrow for even that, they share.
+    let (lmin, rmin) = (lw.min(LOCAL_MIN), rw.min(REMOTE_MIN));
+    let (local, remote) = if lw + 1 + rw <= room {
+        (lw, rw)
+    } else if lmin + 1 + rmin <= room {
+        let remote = (room - 1 - lmin).min(rw);
+        ((room - 1 - remote).min(lw), remote)
+    } else {
+        let local = room.saturating_sub(1) * lmin / (lmin + rmin);
+        (local, room.saturating_sub(1 + local))
+    };
     let line = |cells: Vec<String>, l: &str, r: &str| {
         let mut s = String::with_capacity(width);
         for (c, v) in cols.iter().zip(cells) {
@@ -363,3 +369,6 @@ pub fn footer(t: &TopReport, shown: usize) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
