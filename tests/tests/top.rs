@@ -225,7 +225,7 @@ fn top_fits_200x50_and_takes_keys() {
 /// prints them plainly, as a batch run, rather than drawing a screen that
 /// would vanish at the end) and into a pipe; neither has an escape code.
 #[test]
-fn count_n_prints_n_plain_tables_on_a_terminal_and_into_a_pipe() {
+fn top_count_n_prints_n_plain_tables_on_a_terminal_and_into_a_pipe() {
     require_root();
     let ns = NetNs::new("topc");
     let ns_path = format!("/run/netns/{}", ns.name);
@@ -289,7 +289,7 @@ fn secs(ts: &Value) -> f64 {
 /// connections per second add up to the connections made (two flows
 /// each). The client and the server thread each have their group.
 #[test]
-fn group_rates_add_up_to_the_kernel_counters() {
+fn top_group_rates_add_up_to_the_kernel_counters() {
     require_root();
     let ns = NetNs::new("topg");
     ns.small_segments();
