@@ -593,4 +593,34 @@ mod tests {
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
     }
+
+    #[test]
+    fn top_takes_states_a_grouping_and_limit_0() {
+        let Command::View(ViewCommand::Top(a)) = parse(&[
+            "top",
+            "--state",
+            "close-wait,SYN_RECV",
+            "--group",
+            "owner",
+            "--limit",
+            "0",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(a.state, [TcpState::CloseWait, TcpState::SynRecv]);
+        assert_eq!(a.group, Some(crate::views::top::GroupBy::Owner));
+        assert_eq!(a.limit, Some(0));
+        // A screen only on a terminal, in text, without --count.
+        assert!(a.screen(true) && !a.screen(false));
+        let Command::View(v) = parse(&["top", "-c", "3"]).unwrap().command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(v.mode(true), Mode::Text);
+        let e = parse(&["top", "--state", "OPEN"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("not a TCP state"), "{e}");
+    }
 }
