@@ -3,7 +3,8 @@
 //! without a wrapped line, its census equals `ss -tan` in the namespace,
 //! its footer counts the flows the test made, `s` and `g` change what is
 //! shown, and `q` ends the run with status 0 within seconds. Also `-c N`,
-//! and the rates of `--group` against the namespace's own counters.
+//! a replay on a terminal, and the rates of `--group` against the
+//! namespace's own counters.
 
 use std::{
     io::{Read, Write},
@@ -403,5 +404,39 @@ fn top_group_rates_add_up_to_the_kernel_counters() {
         (new - 2.0 * CONNS as f64).abs() < 0.5,
         "new connections/s times seconds: {new}, made {}",
         2 * CONNS
+    );
+}
+
+/// `tcptrace replay FILE top` on a terminal: the recording's last table
+/// stays on the screen, takes keys, and `q` ends it with status 0.
+#[test]
+fn top_replay_in_a_terminal_stays_until_q() {
+    let rec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tracer/fixtures/recordings/loopback.jsonl"
+    );
+    let bin = binary();
+    let t = Tmux::start(&[bin.to_str().unwrap(), "replay", rec, "top"], 80, 24);
+    // The recording has 14 flows, all of python3[1213].
+    let (ok, screen) = t.wait_for(Duration::from_secs(10), |s| {
+        s.iter().any(|l| l.starts_with("q quit")) && footer(s) == "14 of 14 flows"
+    });
+    assert!(ok, "{screen:#?}");
+    fits(&t, &screen);
+    // Still there a moment later: the replay waits for keys.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(footer(&t.screen()), "14 of 14 flows");
+    t.press("g");
+    let (ok, screen) = t.wait_for(Duration::from_secs(5), |s| {
+        footer(s) == "1 of 1 groups by owner of 14 flows"
+            && s.iter().any(|l| l.starts_with("python3[1213]"))
+    });
+    assert!(ok, "{screen:#?}");
+    t.press("q");
+    assert_eq!(
+        t.exit_status(Duration::from_secs(5)),
+        Some(0),
+        "{:#?}",
+        t.screen()
     );
 }
