@@ -133,6 +133,13 @@ struct Delta {
     resets: u64,
 }
 
+/// A flow across refreshes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FlowId {
+    Sock(u64, u64),
+    Tuple(Tuple),
+}
+
 /// Sockets per (group, state) at one time.
 type Snapshot = HashMap<(GroupKey, TcpState), u64>;
 
@@ -145,7 +152,7 @@ const GROWTH_WINDOW_NS: u64 = 60_000_000_000;
 #[derive(Debug, Default)]
 pub struct Rates {
     /// Per flow: retransmitted segments and resets at the last refresh.
-    seen: HashMap<(u64, Tuple), (u64, u64)>,
+    seen: HashMap<FlowId, (u64, u64)>,
     /// What each group gained over the last interval, and its length.
     gained: HashMap<GroupKey, Delta>,
     interval_ns: u64,
@@ -165,15 +172,20 @@ impl Rates {
     /// through; `live` tells the ones in the census).
     pub fn refresh<'a>(&mut self, flows: impl Iterator<Item = (&'a Flow, bool)>, now_ns: u64) {
         let since = *self.last_ns.get_or_insert(now_ns);
-        // The first look counts every connection made since the run began
-        // (the first tick comes within 10 ms of the start live; in a
-        // replay, at the first event after it).
-        let first = self.history.is_empty();
         let mut seen = HashMap::with_capacity(self.seen.len());
         let mut gained: HashMap<GroupKey, Delta> = HashMap::new();
         let mut snap = Snapshot::new();
         for (f, live) in flows {
-            let id = (f.sock, f.tuple);
+            // A socket's tuple changes once (its local port is chosen
+            // after SYN_SENT), and its address is soon reused by another
+            // socket (both may be in the table, one closed): a flow is its
+            // socket and when it was first seen. A flow from /proc has no
+            // socket yet.
+            let id = if f.sock != 0 {
+                FlowId::Sock(f.sock, f.start_ns)
+            } else {
+                FlowId::Tuple(f.tuple)
+            };
             let now = (
                 f.extra().retrans.segs,
                 u64::from(f.extra().resets_sent + f.extra().resets_recv),
@@ -182,11 +194,11 @@ impl Rates {
             seen.insert(id, now);
             let (s0, r0) = before.unwrap_or((0, 0));
             let d = Delta {
-                new: u64::from(
-                    before.is_none()
-                        && (first || f.start_ns >= since)
-                        && matches!(f.role, Role::Client | Role::Server),
-                ),
+                // Every flow the filters let through was looked at last
+                // time: one not seen then is new since (the first look:
+                // since the run began). Not by its start time: an event
+                // read from the ring just after a refresh may be older.
+                new: u64::from(before.is_none() && matches!(f.role, Role::Client | Role::Server)),
                 segs: now.0.saturating_sub(s0),
                 resets: now.1.saturating_sub(r0),
             };

@@ -272,3 +272,43 @@ fn keys_go_through_the_door_to_the_view() {
     // `q` ends the run before any refresh, and nothing more is shown.
     assert!(run(None, &[Key::Quit]).is_empty());
 }
+
+/// The kernel reuses a closed socket's address for the next one at once:
+/// both are in the table (one lingering), and each counts as a new
+/// connection with its own retransmits, once.
+#[test]
+fn rates_tell_a_reused_socket_address_from_its_last_owner() {
+    let mut e = Engine::default();
+    let c = owner(1, "c");
+    let mut t = top(25);
+    t.group = Some(GroupBy::Owner);
+    let cx = context();
+    let mut out = crate::views::testing::Collect::default();
+    t.on_tick(&e, 0, &cx, &mut out);
+    let mut seen = vec![];
+    for (n, port) in [(1, 40_000u16), (2, 40_001)] {
+        let at = (n - 1) * S + S / 2;
+        e.process(&state(at + 1, 7, tuple(0, 80), c, Close, SynSent));
+        e.process(&state(at + 2, 7, tuple(port, 80), c, SynSent, Established));
+        e.process(&retrans(
+            at + 3,
+            7,
+            tuple(port, 80),
+            c,
+            Established,
+            RetransKind::Data,
+        ));
+        e.process(&state(at + 4, 7, tuple(port, 80), c, Established, Close));
+        t.on_tick(&e, n * S, &cx, &mut out);
+        let r = t.report(&e, n * S, &cx);
+        let g = &r.groups[0];
+        seen.push((r.total_flows, g.new_per_s, g.retrans_segs_per_s));
+    }
+    // One new connection with one retransmit each second; both lives of
+    // socket 7 in the table at the end.
+    assert_eq!(seen, [(1, 1.0, 1.0), (2, 1.0, 1.0)]);
+    // Nothing more happened: nothing more is counted.
+    t.on_tick(&e, 3 * S, &cx, &mut out);
+    let g = &t.report(&e, 3 * S, &cx).groups[0];
+    assert_eq!((g.new_per_s, g.retrans_segs_per_s), (0.0, 0.0), "{g:?}");
+}
