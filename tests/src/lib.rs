@@ -11,6 +11,7 @@ pub mod bpf;
 pub mod kernel;
 pub mod load;
 pub mod netns;
+pub mod tmux;
 pub mod tracer;
 
 pub use netns::NetNs;

@@ -11,7 +11,7 @@ pub use every::Every;
 pub use filter::FilterArgs;
 
 use crate::{
-    event::RetransKind,
+    event::{RetransKind, TcpState},
     hooks::connect::{Choice, ConnectPlan},
     sinks::{Mode, OutputSpec, QUEUE_BYTES, time::TimeMode},
     views::{
@@ -36,6 +36,7 @@ Examples:
   sudo tcptrace states --json | jq .  JSON Lines for a log pipeline
   sudo tcptrace connect --min-ms 100  slow or failed connects, with errno
   sudo tcptrace top --sort retrans    per-flow table under a census of states
+  sudo tcptrace top --group owner --state CLOSE_WAIT
   sudo tcptrace top 5 12              every 5 s, 12 times (INTERVAL COUNT)
   sudo tcptrace hist --duration 30    handshake latency per destination
   sudo tcptrace hist 10 6 -D 443      every 10 s, 6 rounds, remote port 443
@@ -124,7 +125,7 @@ pub enum ViewCommand {
     Hist(HistArgs),
     /// A refreshing per-flow table with a census of sockets per state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678"
+        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --group owner --state CLOSE_WAIT,FIN_WAIT2\n  sudo tcptrace top --group port --json --limit 0\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678\n\nOn a terminal: q quits, r/l/a sort by retransmits/latency/age, s cycles\nthe state filter through the states in the census, g cycles the grouping\n(owner, remote, port, none), p pauses. Not on a terminal (or with -c),\none table per refresh, appended."
     )]
     Top(TopArgs),
 }
@@ -237,15 +238,26 @@ pub struct HistArgs {
 pub struct TopArgs {
     #[command(flatten)]
     pub common: StreamArgs,
-    /// Sort order.
+    /// Sort order (flows nobody owns, closed ones and TIME_WAIT always
+    /// come after the rest; `latency` puts flows without a handshake last).
     #[arg(long, value_enum, default_value = "retrans")]
     pub sort: crate::views::top::SortBy,
     /// Refresh every SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true, default_value = "1")]
     pub interval: Duration,
-    /// Rows at most.
-    #[arg(long, default_value_t = 25)]
-    pub limit: usize,
+    /// Rows at most; 0 for all of them. Default: 25, or as many as fit on
+    /// the terminal.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only flows in these states (e.g. CLOSE_WAIT or close_wait,
+    /// SYN_RECV,ESTABLISHED); the census still counts them all.
+    #[arg(long, value_name = "STATE[,STATE]", value_delimiter = ',', value_parser = parse_state)]
+    pub state: Vec<TcpState>,
+    /// One row per owner, remote host or service port, with its sockets per
+    /// state (and their growth per minute) and new connections,
+    /// retransmitted segments and resets per second.
+    #[arg(long, value_enum, value_name = "BY")]
+    pub group: Option<crate::views::top::GroupBy>,
     /// Show each flow's smoothed RTT (costs a map update per received segment).
     #[arg(long)]
     pub rtt: bool,
@@ -254,6 +266,27 @@ pub struct TopArgs {
     pub linger: Duration,
     #[command(flatten)]
     pub every: Every,
+}
+
+impl TopArgs {
+    /// `top` is drawn on a screen: standard output is a terminal, text,
+    /// and no `--count` (a fixed number of tables is a batch run whose
+    /// tables stay on the terminal afterwards).
+    pub fn screen(&self, stdout_is_terminal: bool) -> bool {
+        stdout_is_terminal && !self.common.json && self.every.count(self.common.run.count).is_none()
+    }
+}
+
+/// A TCP state by its name (`CLOSE_WAIT`, `close-wait`).
+fn parse_state(s: &str) -> Result<TcpState, String> {
+    let want = s.trim().to_ascii_uppercase().replace('-', "_");
+    TcpState::ALL
+        .into_iter()
+        .find(|st| st.name() == want)
+        .ok_or_else(|| {
+            let names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+            format!("'{s}' is not a TCP state; use one of {}", names.join(", "))
+        })
 }
 
 #[derive(Debug, Args, Clone)]
@@ -318,14 +351,15 @@ impl ViewCommand {
                 },
             ),
             Self::Top(a) => {
-                let mut top = Top::new(
-                    a.sort,
-                    ns(a.every.interval(Some(a.interval)).unwrap_or(a.interval)),
-                    a.limit,
-                    !a.common.json && stdout_is_terminal,
-                    a.rtt,
-                );
+                let screen = a.screen(stdout_is_terminal);
+                // On a screen the rows are cut to what fits; a cap keeps
+                // the work of a refresh bounded on a host with 100 000 flows.
+                let limit = a.limit.unwrap_or(if screen { SCREEN_ROWS } else { 25 });
+                let interval = a.every.interval(Some(a.interval)).unwrap_or(a.interval);
+                let mut top = Top::new(a.sort, ns(interval), limit, screen, a.rtt);
                 top.linger_ns = ns(a.linger);
+                top.states.clone_from(&a.state);
+                top.group = a.group;
                 (Box::new(top), "TCP flows")
             }
         }
@@ -355,14 +389,23 @@ impl ViewCommand {
         }
     }
 
-    /// Where the view's records go: standard output, text or JSON, with
-    /// the count and the clock asked for.
-    pub fn output(&self) -> OutputSpec {
+    /// Where the view's records go: standard output, text, JSON or a
+    /// screen, with the count and the clock asked for.
+    pub fn output(&self, stdout_is_terminal: bool) -> OutputSpec {
         let a = self.common();
         OutputSpec {
             count: self.count(),
             time: a.time,
-            ..a.run.output(if a.json { Mode::Json } else { Mode::Text })
+            ..a.run.output(self.mode(stdout_is_terminal))
+        }
+    }
+
+    /// The output mode: `json`, or a screen for `top` on a terminal.
+    pub fn mode(&self, stdout_is_terminal: bool) -> Mode {
+        match self {
+            Self::Top(a) if a.screen(stdout_is_terminal) => Mode::Screen,
+            _ if self.common().json => Mode::Json,
+            _ => Mode::Text,
         }
     }
 
@@ -377,6 +420,9 @@ impl ViewCommand {
         }
     }
 }
+
+/// Rows `top` makes at most for a screen (no screen is taller).
+const SCREEN_ROWS: usize = 500;
 
 /// Durations and intervals at most this long (a year): past it a run is
 /// a mistake, and `Duration` arithmetic would overflow.
@@ -606,5 +652,35 @@ mod tests {
         assert_eq!(r.run.connect_choice(), Choice::Only(ConnectPlan::Kprobe));
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn top_takes_states_a_grouping_and_limit_0() {
+        let Command::View(ViewCommand::Top(a)) = parse(&[
+            "top",
+            "--state",
+            "close-wait,SYN_RECV",
+            "--group",
+            "owner",
+            "--limit",
+            "0",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(a.state, [TcpState::CloseWait, TcpState::SynRecv]);
+        assert_eq!(a.group, Some(crate::views::top::GroupBy::Owner));
+        assert_eq!(a.limit, Some(0));
+        // A screen only on a terminal, in text, without --count.
+        assert!(a.screen(true) && !a.screen(false));
+        let Command::View(v) = parse(&["top", "-c", "3"]).unwrap().command else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(v.mode(true), Mode::Text);
+        let e = parse(&["top", "--state", "OPEN"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("not a TCP state"), "{e}");
     }
 }

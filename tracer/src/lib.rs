@@ -17,6 +17,7 @@ pub mod event;
 pub mod filter;
 pub mod generate;
 pub mod hooks;
+pub mod keys;
 pub mod live;
 pub mod memory;
 pub mod pipeline;

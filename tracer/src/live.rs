@@ -45,7 +45,7 @@ const SEED_HOLD: Duration = Duration::from_millis(150);
 const HOLD_MAX: usize = 200_000;
 
 /// Options for a live run.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Size of the kernel's ring buffer (default [`hooks::RING_BYTES`]).
@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Which connect plan to attach (`--connect-plan`).
     pub connect: hooks::connect::Choice,
+    /// Keys pressed on `top`'s screen, pushed as they come.
+    pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
 }
 
 struct Source {
@@ -78,7 +80,7 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
     rt.block_on(run_async(p, opts))
 }
 
-async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
+async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let wants = p.wants();
     let mut probe = Probe::load(
         p.filter(),
@@ -151,10 +153,12 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // SIGTERM, flushing what was captured, rather than killing it.
     let mut sighup = signal(SignalKind::hangup())?;
     stderr::say(format_args!(
-        "watching {} (hooks: {}); Ctrl-C to stop",
+        "watching {} (hooks: {}); {} to stop",
         opts.what,
-        probe.report.summary()
+        probe.report.summary(),
+        if opts.keys.is_some() { "q" } else { "Ctrl-C" }
     ));
+    let mut keys = opts.keys.take();
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
@@ -166,6 +170,13 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
+            Some(k) = next_key(&mut keys) => {
+                p.push(Input::Key(k));
+                if p.done() {
+                    break;
+                }
+                continue;
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {
@@ -226,6 +237,16 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     p.push(Input::End(Clock::monotonic_now()));
     drop(probe);
     p.finish()
+}
+
+/// The next key pressed, if keys are read (never, otherwise).
+async fn next_key(
+    keys: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+) -> Option<crate::keys::Key> {
+    match keys {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `/proc` seeding on a thread of its own.

@@ -38,13 +38,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Keys from the terminal, when `top` is drawn on it (the output has put
+/// it in raw mode by now).
+fn keys(mode: Mode) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<tracer::keys::Key>>> {
+    Ok(match mode {
+        Mode::Screen => Some(tracer::keys::read_terminal()?),
+        _ => None,
+    })
+}
+
 /// Runs a command; `Ok(false)` is a failure already explained.
 fn run(command: Command) -> Result<bool> {
     match command {
         Command::View(v) => {
-            let (view, what) = v.view(std::io::stdout().is_terminal());
+            let terminal = std::io::stdout().is_terminal();
+            let (view, what) = v.view(terminal);
             let a = v.common();
-            let p = Pipeline::new(view, a.filter.filter(), &v.output())?;
+            let mode = v.mode(terminal);
+            let p = Pipeline::new(view, a.filter.filter(), &v.output(terminal))?;
             live::run(
                 p,
                 RunOptions {
@@ -52,6 +63,7 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: a.run.ring_size,
                     connect: a.run.connect_choice(),
                     what,
+                    keys: keys(mode)?,
                 },
             )?;
         }
@@ -75,13 +87,16 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: r.run.ring_size,
                     connect: r.run.connect_choice(),
                     what: "TCP events for a recording",
+                    keys: None,
                 },
             )?;
         }
         Command::Replay { file, view } => {
-            let (v, _) = view.view(std::io::stdout().is_terminal());
-            let p = Pipeline::new(v, view.common().filter.filter(), &view.output())?;
-            replay::run(&file, p)?;
+            let terminal = std::io::stdout().is_terminal();
+            let (v, _) = view.view(terminal);
+            let mode = view.mode(terminal);
+            let p = Pipeline::new(v, view.common().filter.filter(), &view.output(terminal))?;
+            replay::run(&file, p, keys(mode)?)?;
         }
         Command::Check { json } => return check::run(json),
         Command::Generate(g) => tracer::generate::run(&g)?,

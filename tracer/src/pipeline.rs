@@ -11,6 +11,7 @@ use crate::{
     event::{Event, Owner, TcpState, Tuple},
     filter::Filter,
     hooks::Wants,
+    keys::Key,
     record::Start,
     sinks::{Output, OutputSpec},
     views::{Context, View},
@@ -41,6 +42,9 @@ pub enum Input {
     Tick(u64),
     /// No more input.
     End(u64),
+    /// A key pressed on `top`'s screen (see [`crate::keys`] for why keys
+    /// are inputs): `q` ends the run, others go to the view.
+    Key(Key),
 }
 
 /// Sockets that existed before the run, read from `/proc`.
@@ -154,6 +158,13 @@ impl Pipeline {
                         .on_tick(&self.engine, now, &self.cx, &mut self.out);
                 }
                 self.out.tick(now);
+            }
+            Input::Key(Key::Quit) => self.out.quit(),
+            Input::Key(k) => {
+                if !self.out.done() {
+                    self.view.on_key(k, &self.engine, &self.cx, &mut self.out);
+                    self.out.tick(self.engine.now_ns());
+                }
             }
             Input::End(now) => {
                 self.engine.advance(now);

@@ -23,7 +23,13 @@ const TICK_NS: u64 = 10_000_000;
 const MAX_LINE: u64 = 1 << 20;
 
 /// Replays `path` (`-` for standard input) through `p`, then closes it.
-pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
+/// With `keys` (`top` on a terminal) the last table stays up after the
+/// recording's end, taking keys, until `q`.
+pub fn run(
+    path: &Path,
+    mut p: Pipeline,
+    keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+) -> Result<()> {
     let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
@@ -31,6 +37,12 @@ pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
     };
     // A damaged recording still shows what came before the damage.
     let replayed = replay_into(BufReader::new(input), &mut p);
+    if let Some(mut keys) = keys {
+        while !p.done() {
+            let Some(k) = keys.blocking_recv() else { break };
+            p.push(Input::Key(k));
+        }
+    }
     let closed = p.finish();
     replayed.with_context(|| format!("replaying {}", path.display()))?;
     closed

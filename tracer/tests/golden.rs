@@ -45,7 +45,7 @@ fn replay(args: &str) -> String {
     };
     let (v, _) = view.view(false);
     let a = view.common();
-    let spec = view.output();
+    let spec = view.output(false);
     let sink = Sink::default();
     let out = Output::to_writer(&spec, sink.clone()).unwrap();
     let mut p = Pipeline::with_output(v, a.filter.filter(), out);
@@ -74,5 +74,5 @@ fn every_view_replays_byte_for_byte_as_before() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 22);
 }

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what the build and the tests need (idempotent): rust-src for
-    /// nightly, bpf-linker 0.10.1, and Debian packages (nftables, iproute2, ethtool).
+    /// nightly, bpf-linker 0.10.1, and Debian packages (nftables, iproute2, ethtool, util-linux, tmux).
     Setup,
     /// Build tcptrace with its kernel programs.
     Build {

@@ -9,8 +9,9 @@ use crate::check;
 /// bpf-linker 0.11+ wants a system LLVM that Debian 12 lacks; 0.10.1 uses
 /// the Rust toolchain's own libLLVM.
 const BPF_LINKER: &str = "0.10.1";
-/// Debian packages the integration tests use.
-const PACKAGES: [&str; 4] = ["nftables", "iproute2", "ethtool", "util-linux"];
+/// Debian packages the integration tests use (tmux: `top` in a real
+/// terminal).
+const PACKAGES: [&str; 5] = ["nftables", "iproute2", "ethtool", "util-linux", "tmux"];
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;

@@ -54,7 +54,7 @@ mod tests {
             (v.interval(), v.count()),
             (Some(Duration::from_secs(1)), Some(10))
         );
-        assert_eq!(v.output().count, Some(10));
+        assert_eq!(v.output(false).count, Some(10));
         let v = view(&["hist", "0.5"]).unwrap();
         assert_eq!(
             (v.interval(), v.count()),

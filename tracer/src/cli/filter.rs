@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn time_clock_for_text() {
-        let time = |args: &[&str]| parse(args).unwrap().output().time;
+        let time = |args: &[&str]| parse(args).unwrap().output(false).time;
         assert_eq!(time(&["states"]), TimeMode::Utc);
         assert_eq!(time(&["states", "--time", "local"]), TimeMode::Local);
         assert_eq!(time(&["top", "--time", "relative"]), TimeMode::Relative);

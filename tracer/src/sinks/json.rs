@@ -5,12 +5,15 @@
 use std::io::Write;
 
 use super::{
-    format::{Clock, ClockFmt, errno_name, json_flow, json_owner},
+    format::{Clock, ClockFmt, errno_name, json_flow, json_owner, json_str},
     put,
 };
 use crate::{
     event::TcpState,
-    views::records::{FlowRef, HistReport, Reason, Rec, TopReport},
+    views::{
+        records::{FlowRef, HistReport, Reason, Rec, TopReport},
+        top::{GroupKey, TopGroup},
+    },
 };
 
 fn flow(b: &mut Vec<u8>, clock: &Clock, f: &FlowRef<'_>) {
@@ -218,5 +221,80 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let sep = if i > 0 { "," } else { "" };
         let _ = write!(b, "{sep}\"{}->{}\":{n}", old.name(), new.name());
     }
-    b.extend_from_slice(b"}}\n");
+    let _ = write!(
+        b,
+        "}},\"total_flows\":{},\"matching_flows\":{},\"states\":[",
+        t.total_flows, t.matching_flows
+    );
+    for (i, s) in t.states.iter().enumerate() {
+        let _ = write!(b, "{}\"{}\"", if i > 0 { "," } else { "" }, s.name());
+    }
+    b.extend_from_slice(b"],\"group\":");
+    match t.group {
+        Some(g) => json_str(b, g.name()),
+        None => b.extend_from_slice(b"null"),
+    }
+    let _ = write!(b, ",\"total_groups\":{},\"groups\":[", t.total_groups);
+    for (i, g) in t.groups.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        group(b, g);
+    }
+    b.extend_from_slice(b"]}\n");
+}
+
+/// One group of `top --group`: its key fields (`pid`/`comm`, `netns` and
+/// `raddr` or `port`), then sizes, states and rates.
+fn group(b: &mut Vec<u8>, g: &TopGroup) {
+    b.push(b'{');
+    match &g.key {
+        GroupKey::Owner(o) => json_owner(b, o.as_ref()),
+        GroupKey::Remote { netns, addr } => {
+            let _ = write!(b, "\"netns\":{netns},\"raddr\":");
+            match addr {
+                Some(a) => {
+                    let _ = write!(b, "\"{a}\"");
+                }
+                None => b.extend_from_slice(b"null"),
+            }
+        }
+        GroupKey::Port { netns, port } => {
+            let _ = write!(b, "\"netns\":{netns},\"port\":{port}");
+        }
+    }
+    let _ = write!(b, ",\"flows\":{},\"states\":{{", g.flows);
+    for (i, (s, n, per_min)) in g.states.iter().enumerate() {
+        let _ = write!(
+            b,
+            "{}\"{}\":{{\"count\":{n},\"per_min\":",
+            if i > 0 { "," } else { "" },
+            s.name()
+        );
+        rate(b, *per_min);
+        b.push(b'}');
+    }
+    let _ = write!(
+        b,
+        "}},\"retrans\":{},\"retrans_segs\":{},\"resets\":{},\"new_per_s\":",
+        g.retrans, g.retrans_segs, g.resets
+    );
+    rate(b, Some(g.new_per_s));
+    b.extend_from_slice(b",\"retrans_segs_per_s\":");
+    rate(b, Some(g.retrans_segs_per_s));
+    b.extend_from_slice(b",\"resets_per_s\":");
+    rate(b, Some(g.resets_per_s));
+    b.extend_from_slice(b",\"max_handshake_us\":");
+    opt(b, g.max_handshake_ns.map(|n| n / 1000));
+    b.push(b'}');
+}
+
+/// A rate with three decimals, or `null`.
+fn rate(b: &mut Vec<u8>, r: Option<f64>) {
+    match r {
+        Some(r) if r.is_finite() => {
+            let _ = write!(b, "{}", (r * 1000.0).round() / 1000.0);
+        }
+        _ => b.extend_from_slice(b"null"),
+    }
 }

@@ -14,9 +14,11 @@ pub mod json;
 pub mod lost;
 pub mod put;
 pub mod recording;
+pub mod screen;
 pub mod stderr;
 pub mod text;
 pub mod time;
+pub mod top_table;
 pub mod writer;
 
 #[cfg(test)]
@@ -62,6 +64,8 @@ pub enum Mode {
     Recording {
         binary: bool,
     },
+    /// `top` drawn on the terminal that standard output is ([`screen`]).
+    Screen,
 }
 
 /// Where and how a run's records go.
@@ -119,6 +123,12 @@ pub struct Output {
     /// The view's text columns, and the namespaces its records were in.
     columns: Columns,
     namespaces: text::Namespaces,
+    /// The terminal, in [`Mode::Screen`].
+    screen: Option<screen::Screen>,
+    /// Events said lost on the screen's footer so far.
+    screen_lost: u64,
+    /// The user asked to stop (`q`).
+    quit: bool,
 }
 
 impl Output {
@@ -161,6 +171,12 @@ impl Output {
     pub fn to_writer(spec: &OutputSpec, w: impl Write + Send + 'static) -> Result<Self> {
         let writer = Writer::start(w, spec.queue_bytes, BATCH_BYTES)
             .context("starting the output thread")?;
+        let screen = match spec.mode {
+            Mode::Screen => {
+                Some(screen::Screen::open().context("putting the terminal in raw mode for `top`")?)
+            }
+            _ => None,
+        };
         Ok(Self {
             mode: spec.mode,
             clock: Clock::default(),
@@ -178,6 +194,9 @@ impl Output {
             last_flush: std::time::Instant::now(),
             columns: Columns::None,
             namespaces: text::Namespaces::default(),
+            screen,
+            screen_lost: 0,
+            quit: false,
         })
     }
 
@@ -201,7 +220,7 @@ impl Output {
         self.columns = columns;
         match self.mode {
             Mode::Text => self.text_header(),
-            Mode::Json => {}
+            Mode::Json | Mode::Screen => {}
             Mode::Recording { binary } => recording::header(&mut self.buf, start, binary),
         }
         self.flush(true);
@@ -245,9 +264,14 @@ impl Output {
         }
     }
 
-    /// `--count` reached, or the output has gone.
+    /// `--count` reached, the user quit, or the output has gone.
     pub fn done(&self) -> bool {
-        self.limit.is_some_and(|n| self.written >= n) || self.writer.stopped()
+        self.quit || self.limit.is_some_and(|n| self.written >= n) || self.writer.stopped()
+    }
+
+    /// The user asked to stop (the `q` key): nothing more is shown.
+    pub fn quit(&mut self) {
+        self.quit = true;
     }
 
     /// Whether the output has gone (closed pipe, write error).
@@ -258,14 +282,22 @@ impl Output {
     /// Hands the batch, headed by the lost counts not yet said, to the
     /// writer; waits for room if `wait`.
     fn flush(&mut self, wait: bool) {
-        if self.mode == Mode::Text {
-            self.lost.warn(wait);
+        match self.mode {
+            Mode::Text => self.lost.warn(wait),
+            // Said on the screen's footer from the next frame on.
+            Mode::Screen => {
+                self.screen_lost += self.lost.pending().iter().map(|(_, n)| n).sum::<u64>();
+                let n = self.lost.pending().len();
+                self.lost.said(n);
+            }
+            _ => {}
         }
         if self.buf.is_empty() && self.lost.is_empty() {
             return;
         }
         let mut said = 0;
-        let mut bytes = if self.mode != Mode::Text && !self.lost.is_empty() {
+        let mut bytes = if !matches!(self.mode, Mode::Text | Mode::Screen) && !self.lost.is_empty()
+        {
             let mut head = Vec::with_capacity(self.buf.len() + 256);
             for (source, n) in self.lost.pending() {
                 format::lost_json(&mut head, &self.clock, self.now_ns, *n, source);
@@ -294,6 +326,9 @@ impl Output {
             Ok(()) => self.lost.said(said),
             Err(Refused::Full(b)) => {
                 self.lost.add(lost::OUTPUT, b.records);
+                if let Some(s) = &mut self.screen {
+                    s.invalidate();
+                }
                 if self.buf.capacity() < BATCH_BYTES {
                     let mut v = b.bytes;
                     v.clear();
@@ -308,11 +343,20 @@ impl Output {
     /// Says what is left and waits for the writer. A closed pipe is not an
     /// error (`| head`); any other write error is, with what it cost.
     pub fn close(mut self) -> Result<()> {
+        if let Some(s) = &mut self.screen {
+            s.leave(&mut self.buf);
+        }
         self.flush(true);
         if self.mode == Mode::Text {
             self.lost.warn(true);
         }
+        let lost_on_screen = self.screen_lost;
         let (err, unwritten) = self.writer.finish();
+        // The shell's screen is back: say there what the footer said.
+        drop(self.screen.take());
+        if lost_on_screen > 0 {
+            eprintln!("tcptrace: {lost_on_screen} events were lost (see the footer)");
+        }
         match err {
             None => Ok(()),
             Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -324,7 +368,7 @@ impl Output {
 
 impl Emit for Output {
     fn emit(&mut self, rec: &Rec<'_>) {
-        if self.limit.is_some_and(|n| self.written >= n) {
+        if self.quit || self.limit.is_some_and(|n| self.written >= n) {
             return;
         }
         match self.mode {
@@ -340,6 +384,11 @@ impl Emit for Output {
                 text::render(&mut self.buf, &self.text_clock, rec, self.namespaces.many);
             }
             Mode::Json => json::render(&mut self.buf, &self.clock, rec),
+            Mode::Screen => {
+                if let (Some(s), Rec::Top(t)) = (&mut self.screen, rec) {
+                    s.draw(&mut self.buf, &self.clock, t, self.screen_lost);
+                }
+            }
             Mode::Recording { binary } => {
                 self.recorder
                     .render(&mut self.buf, &self.clock, rec, binary);
@@ -347,7 +396,8 @@ impl Emit for Output {
         }
         self.in_buf += 1;
         self.written += u64::from(rec.counts());
-        if self.buf.len() >= BATCH_FULL {
+        // A frame shows at once (a key was pressed, or a refresh is due).
+        if self.buf.len() >= BATCH_FULL || self.mode == Mode::Screen {
             self.flush(false);
         }
     }

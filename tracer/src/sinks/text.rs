@@ -16,6 +16,7 @@ use super::{
     },
     put,
     time::TextClock,
+    top_table,
 };
 use crate::views::{
     hist::group_name,
@@ -223,13 +224,10 @@ fn retrans_kinds(b: &mut Vec<u8>, t: &TopReport) {
     b.push(b'\n');
 }
 
+/// One `top` table, appended after the last (a terminal gets the screen
+/// sink instead: no escape codes here, ever).
 fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
-    if t.redraw {
-        // Home and clear: the table redraws in place on a terminal.
-        b.extend_from_slice(b"\x1b[H\x1b[2J");
-    } else {
-        b.push(b'\n');
-    }
+    b.push(b'\n');
     let _ = write!(b, "{} sockets:", clock.time(t.ts_ns).trim_start());
     for (s, n) in &t.census {
         let _ = write!(b, " {}={n}", s.name());
@@ -252,6 +250,14 @@ fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
         }
     }
     retrans_kinds(b, t);
+    if t.group.is_some() {
+        let (head, rows) = top_table::group_lines(t, GROUP_WIDTH);
+        for l in std::iter::once(head).chain(rows) {
+            let _ = writeln!(b, "{}", l.trim_end());
+        }
+        let _ = writeln!(b, "{}", top_table::footer(t, t.groups.len()));
+        return;
+    }
     let _ = writeln!(
         b,
         "{:>7} {:<15} IP {:<23} {:<23} {}{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
@@ -307,4 +313,9 @@ fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
         }
         b.push(b'\n');
     }
+    let _ = writeln!(b, "{}", top_table::footer(t, t.rows.len()));
 }
+
+/// Text output is not fitted to a terminal: a group row may be this wide
+/// (its states last).
+const GROUP_WIDTH: usize = 200;

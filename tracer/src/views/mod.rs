@@ -62,6 +62,15 @@ pub trait View {
     fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
     /// Time passes (about every 10 ms live; with event time in replay).
     fn on_tick(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
+    /// A key pressed on the screen (not `q`: the pipeline ends the run).
+    fn on_key(
+        &mut self,
+        _key: crate::keys::Key,
+        _engine: &Engine,
+        _cx: &Context,
+        _out: &mut dyn Emit,
+    ) {
+    }
     /// The end of input.
     fn finish(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
 }

@@ -10,6 +10,7 @@
 use crate::{
     engine::flows::{ConnectOutcome, RetransCounts, Role, Rtt},
     event::{Event, Owner, RetransKind, TcpState, Tuple},
+    views::top::{GroupBy, SortBy, TopGroup},
 };
 
 /// The flow a per-flow record is about: its time, tuple and owner.
@@ -115,7 +116,7 @@ pub struct TopRow {
 }
 
 /// One refresh of `top`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopReport {
     pub ts_ns: u64,
     /// Live sockets per state.
@@ -127,8 +128,23 @@ pub struct TopReport {
     pub transitions: Vec<((TcpState, TcpState), u64)>,
     /// Show the RTT column (text).
     pub rtt: bool,
-    /// Redraw in place instead of appending (text on a terminal).
+    /// Drawn on a screen (text on a terminal) rather than appended.
     pub redraw: bool,
+    /// Flows the filters let through, before `states` and the limit cut
+    /// them (the footer's "of how many").
+    pub total_flows: u64,
+    /// Of those, the flows in `states`.
+    pub matching_flows: u64,
+    /// Only rows in these states (`--state`, the `s` key); empty: all.
+    pub states: Vec<TcpState>,
+    pub sort: SortBy,
+    /// Rows rolled up by this (`--group`, the `g` key), into `groups`
+    /// (sorted and cut to the limit like rows), of `total_groups`.
+    pub group: Option<GroupBy>,
+    pub groups: Vec<TopGroup>,
+    pub total_groups: u64,
+    /// The `p` key froze the table.
+    pub paused: bool,
 }
 
 /// One record a view produced.
