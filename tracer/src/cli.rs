@@ -1,5 +1,7 @@
 //! Command-line interface: subcommands, options, and their validation.
 
+pub mod interval;
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +33,7 @@ Examples:
   sudo tcptrace hist --duration 30      handshake latency histograms per destination
   sudo tcptrace record -o x.jsonl       capture for `tcptrace replay x.jsonl top` elsewhere
   sudo tcptrace check                   what this kernel allows, and the hooks chosen
+  tcptrace stat 5                       the kernel's TCP counters every 5 s, as sar -n TCP,ETCP
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
 2 on usage errors.";
@@ -63,6 +66,12 @@ pub enum Command {
         #[command(subcommand)]
         view: ViewCommand,
     },
+    /// The kernel's own TCP counters every INTERVAL seconds (no eBPF):
+    /// opens, failed attempts, resets, segments in and out, retransmitted
+    /// segments and the retransmission rate, retransmits by kind,
+    /// listen-queue overflows, sockets per state.
+    #[command(after_help = STAT_HELP)]
+    Stat(StatArgs),
     /// Report what this kernel allows (BTF, tracefs, lockdown, each hook)
     /// and the hook plan tcptrace would use; exits non-zero if the core
     /// tracepoints cannot be attached.
@@ -71,6 +80,51 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+const STAT_HELP: &str = "\
+Columns, per second over the interval (counters as nstat names them):
+  actv pasv   TcpActiveOpens, TcpPassiveOpens    fail  TcpAttemptFails
+  estr        TcpEstabResets                     iseg  TcpInSegs
+  oseg        TcpOutSegs                         retr  TcpRetransSegs
+  retr%       TcpRetransSegs / TcpOutSegs in percent
+  ierr        TcpInErrs                          orst  TcpOutRsts
+  rto         TcpExtTCPTimeouts (RTO events)     fast  TcpExtTCPFastRetrans
+  sstr        TcpExtTCPSlowStartRetrans          tlp   TcpExtTCPLossProbes
+  syn         TcpExtTCPSynRetrans                ovfl  TcpExtListenOverflows
+  drop        TcpExtListenDrops
+  estab tw orphan   sockets ESTABLISHED or CLOSE_WAIT, in TIME_WAIT, orphaned
+--json gives each counter's growth over the interval under its kernel name
+in snake case (retrans_segs, tcp_fast_retrans, ...), with interval_s.
+
+Examples:
+  tcptrace stat                          every second until Ctrl-C
+  tcptrace stat 10 6                     six 10-second intervals
+  sudo tcptrace stat --netns /run/netns/blue 1 --json
+  sudo tcptrace stat --netns 4321        the namespace of process 4321";
+
+/// `tcptrace stat`.
+#[derive(Debug, Args, Clone)]
+pub struct StatArgs {
+    #[command(flatten)]
+    pub every: interval::IntervalArgs,
+    /// JSON Lines instead of text (schema in the README).
+    #[arg(long)]
+    pub json: bool,
+    /// Read this network namespace's counters instead of our own: a path
+    /// to its file (/run/netns/NAME, /proc/PID/ns/net), a process id, or
+    /// the namespace's inode (needs CAP_SYS_ADMIN to enter it).
+    #[arg(long, value_name = "PATH|PID|INODE", value_parser = parse_netns_arg)]
+    pub netns: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+}
+
+/// A `--netns` checked as the views check it, kept as given (to be
+/// opened and entered when the run starts).
+fn parse_netns_arg(s: &str) -> Result<String, String> {
+    crate::filter::resolve_netns(s).map(|_| s.to_string())
 }
 
 /// The views, live or over a recording.
@@ -288,7 +342,7 @@ impl ViewCommand {
     pub fn view(&self, stdout_is_terminal: bool) -> (Box<dyn View>, &'static str) {
         let ns = |d: Duration| d.as_nanos() as u64;
         match self {
-            Self::Retrans(_) => (Box::new(Retrans), "TCP retransmits"),
+            Self::Retrans(_) => (Box::new(Retrans::default()), "TCP retransmits"),
             Self::States(_) => (Box::new(States), "TCP state transitions"),
             Self::Connect(a) => (
                 Box::new(Connect {
@@ -486,6 +540,44 @@ mod tests {
             panic!("wrong subcommand")
         };
         assert_eq!(a.common.filter.filter().netns, Some(4_026_532_001));
+    }
+
+    #[test]
+    fn stat_takes_interval_and_count_positionally() {
+        let stat = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Stat(s) => s,
+            c => panic!("not stat: {c:?}"),
+        };
+        let s = stat(&["stat"]);
+        assert_eq!(
+            s.every.every(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(s.every.count, None);
+        let s = stat(&["stat", "0.5", "3", "--json"]);
+        assert_eq!(s.every.interval, Some(Duration::from_millis(500)));
+        assert_eq!(s.every.count, Some(3));
+        assert!(s.json);
+        let s = stat(&["stat", "--netns", "/proc/self/ns/net", "2"]);
+        assert_eq!(s.netns.as_deref(), Some("/proc/self/ns/net"));
+        for (args, needle) in [
+            (&["stat", "0"][..], "not a duration"),
+            (&["stat", "-1"][..], "not a duration"),
+            (&["stat", "1", "0"][..], "not a count"),
+            (&["stat", "1", "2", "3"][..], "unexpected argument"),
+            (
+                &["stat", "--netns", "/nonexistent"][..],
+                "network namespace",
+            ),
+            (
+                &["stat", "--netns", "/proc/self/ns/mnt"][..],
+                "not a network namespace",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -9,12 +9,14 @@ use anyhow::Result;
 use clap::Parser as _;
 use tracer::{
     cli::{Cli, Command},
+    counters::{self, source::StatOptions},
+    filter::Filter,
     hooks::Wants,
     live::{self, RunOptions},
     pipeline::Pipeline,
     replay,
     sinks::{Mode, OutputSpec},
-    views::{check, record::Record},
+    views::{check, record::Record, stat::Stat},
 };
 
 fn main() -> ExitCode {
@@ -89,6 +91,22 @@ fn run(command: Command) -> Result<bool> {
             replay::run(&file, p)?;
         }
         Command::Check { json } => return check::run(json),
+        // No eBPF: only the kernel's counters.
+        Command::Stat(s) => {
+            let spec = OutputSpec {
+                count: s.every.count,
+                ..OutputSpec::stdout(mode(s.json))
+            };
+            let p = Pipeline::new(Box::new(Stat::default()), Filter::default(), &spec)?;
+            counters::source::run(
+                p,
+                StatOptions {
+                    interval: s.every.every(std::time::Duration::from_secs(1)),
+                    duration: s.duration,
+                    netns: s.netns.clone(),
+                },
+            )?;
+        }
     }
     Ok(true)
 }

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use super::{
+    counters,
     format::{Clock, ClockFmt, errno_name, json_flow, json_owner},
     put,
 };
@@ -102,6 +103,8 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         }
         Rec::Hist(h) => hist(b, clock, h),
         Rec::Top(t) => top(b, clock, t),
+        Rec::Stat(s) => counters::stat_json(b, clock, s),
+        Rec::Summary(s) => counters::summary_json(b, clock, s),
         Rec::Event(_) | Rec::Rtt { .. } => {}
     }
 }
@@ -190,5 +193,10 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let sep = if i > 0 { "," } else { "" };
         let _ = write!(b, "{sep}\"{}->{}\":{n}", old.name(), new.name());
     }
-    b.extend_from_slice(b"}}\n");
+    b.push(b'}');
+    // Live only: absent, not zeros, in a replay.
+    if let Some(r) = &t.rates {
+        counters::top_rates_json(b, r);
+    }
+    b.extend_from_slice(b"}\n");
 }

@@ -8,6 +8,7 @@
 //! ([`lost`]), never silently dropped. A write error ends the run with
 //! a sentence.
 
+pub mod counters;
 pub mod escape;
 pub mod format;
 pub mod json;
@@ -286,7 +287,7 @@ impl Output {
 
 impl Emit for Output {
     fn emit(&mut self, rec: &Rec<'_>) {
-        if self.limit.is_some_and(|n| self.written >= n) {
+        if self.limit.is_some_and(|n| self.written >= n) && !rec.after_count() {
             return;
         }
         match self.mode {

@@ -129,7 +129,9 @@ fn json_schema_of_a_retransmit() {
         owner: Some(owner(42, "curl")),
         prev_state_ns: None,
     };
-    let line = render(Mode::Json, |out| Retrans.on_event(&a, &context(), out));
+    let line = render(Mode::Json, |out| {
+        Retrans::default().on_event(&a, &context(), out)
+    });
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         keys(&v),

@@ -1,6 +1,7 @@
 //! `tcptrace top`: a refreshing per-flow table (owner, flow, state, age,
 //! retransmits, resets, handshake latency, RTT) with a census of sockets
-//! per state, in total and per network namespace. The text sink redraws it in place on a terminal and prints
+//! per state, in total and per network namespace, and live a line of
+//! rates from the namespace's own counters since the last refresh. The text sink redraws it in place on a terminal and prints
 //! it periodically otherwise; one JSON record per refresh with `--json`.
 
 use std::cmp::Reverse;
@@ -10,6 +11,7 @@ use super::{
     records::{Rec, TopReport, TopRow},
 };
 use crate::{
+    counters::{Counters, rates::Rates},
     engine::{Engine, flows::Flow},
     event::TcpState,
     hooks::Wants,
@@ -37,6 +39,9 @@ pub struct Top {
     /// How long closed flows stay in the table.
     pub linger_ns: u64,
     last_ns: Option<u64>,
+    /// The namespace's counters at the last refresh, and the latest.
+    counters_then: Option<Counters>,
+    counters_now: Option<Counters>,
 }
 
 impl Top {
@@ -49,6 +54,8 @@ impl Top {
             rtt,
             linger_ns: crate::engine::Config::default().linger_ns,
             last_ns: None,
+            counters_then: None,
+            counters_now: None,
         }
     }
 
@@ -100,6 +107,17 @@ impl Top {
             transitions,
             rtt: self.rtt,
             redraw: self.redraw,
+            rates: match (&self.counters_then, &self.counters_now) {
+                (Some(a), Some(b)) if b.ts_ns > a.ts_ns => Some(Rates::between(a, b)),
+                _ => None,
+            },
+        }
+    }
+
+    /// A refresh was shown: its rates are said.
+    fn shown(&mut self) {
+        if self.counters_now.is_some() {
+            self.counters_then.clone_from(&self.counters_now);
         }
     }
 }
@@ -126,6 +144,18 @@ impl View for Top {
         }
         self.last_ns = Some(now_ns);
         out.emit(&Rec::Top(&self.report(engine, now_ns, cx)));
+        self.shown();
+    }
+
+    fn counters(&self) -> Option<bool> {
+        Some(false)
+    }
+
+    fn on_counters(&mut self, c: &Counters, _out: &mut dyn Emit) {
+        if self.counters_then.is_none() {
+            self.counters_then = Some(c.clone());
+        }
+        self.counters_now = Some(c.clone());
     }
 
     fn finish(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
