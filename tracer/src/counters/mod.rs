@@ -166,26 +166,45 @@ impl Counters {
 
     /// The counters in the texts of `/proc/net/snmp` and `/proc/net/netstat`.
     pub fn parse(snmp_text: &str, netstat: &str) -> Result<Self> {
-        let snmp = procfs::net::Snmp::from_buf_read(snmp_text.as_bytes())
-            .context("parsing /proc/net/snmp")?;
         let ext = parse::group(netstat, "TcpExt");
-        let mut c = Self {
-            curr_estab: Some(snmp.tcp_curr_estab),
-            ..Self::default()
-        };
-        for k in Counter::ALL {
-            c.values[k as usize] = match k {
-                Counter::ActiveOpens => Some(snmp.tcp_active_opens),
-                Counter::PassiveOpens => Some(snmp.tcp_passive_opens),
-                Counter::AttemptFails => Some(snmp.tcp_attempt_fails),
-                Counter::EstabResets => Some(snmp.tcp_estab_resets),
-                Counter::InSegs => Some(snmp.tcp_in_segs),
-                Counter::OutSegs => Some(snmp.tcp_out_segs),
-                Counter::RetransSegs => Some(snmp.tcp_retrans_segs),
-                Counter::InErrs => Some(snmp.tcp_in_errs),
-                Counter::OutRsts => Some(snmp.tcp_out_rsts),
-                _ => ext.get(k.kernel().1).copied(),
-            };
+        let mut c = Self::default();
+        match procfs::net::Snmp::from_buf_read(snmp_text.as_bytes()) {
+            Ok(snmp) => {
+                c.curr_estab = Some(snmp.tcp_curr_estab);
+                for (k, v) in [
+                    (Counter::ActiveOpens, snmp.tcp_active_opens),
+                    (Counter::PassiveOpens, snmp.tcp_passive_opens),
+                    (Counter::AttemptFails, snmp.tcp_attempt_fails),
+                    (Counter::EstabResets, snmp.tcp_estab_resets),
+                    (Counter::InSegs, snmp.tcp_in_segs),
+                    (Counter::OutSegs, snmp.tcp_out_segs),
+                    (Counter::RetransSegs, snmp.tcp_retrans_segs),
+                    (Counter::InErrs, snmp.tcp_in_errs),
+                    (Counter::OutRsts, snmp.tcp_out_rsts),
+                ] {
+                    c.values[k as usize] = Some(v);
+                }
+            }
+            // procfs wants every Ip, Icmp, Udp and UdpLite field today's
+            // kernels print; a kernel without one of them (UDP-Lite is
+            // the likeliest to go) must not cost the Tcp counters, which
+            // are then read from their own group alone.
+            Err(e) => {
+                let tcp = parse::group(snmp_text, "Tcp");
+                if tcp.is_empty() {
+                    return Err(anyhow::Error::new(e).context("parsing /proc/net/snmp"));
+                }
+                c.curr_estab = tcp.get("CurrEstab").copied();
+                for k in Counter::ALL.into_iter().filter(|k| k.kernel().0 == "Tcp") {
+                    c.values[k as usize] = tcp.get(k.kernel().1).copied();
+                }
+            }
+        }
+        for k in Counter::ALL
+            .into_iter()
+            .filter(|k| k.kernel().0 == "TcpExt")
+        {
+            c.values[k as usize] = ext.get(k.kernel().1).copied();
         }
         Ok(c)
     }
@@ -234,5 +253,15 @@ mod tests {
         assert_eq!(c.get(Counter::TcpLossProbes), None, "absent: unknown");
         assert!(c.get(Counter::RetransSegs).is_some());
         assert!(Counters::parse("garbage", netstat).is_err());
+        // A kernel without UDP-Lite (or any other group procfs expects)
+        // still gives its Tcp counters.
+        let tcp_only = "Tcp: RtoAlgorithm ActiveOpens OutSegs RetransSegs CurrEstab\n\
+                        Tcp: 1 5 900 7 2\n";
+        let c = Counters::parse(tcp_only, netstat).unwrap();
+        assert_eq!(c.get(Counter::ActiveOpens), Some(5));
+        assert_eq!(c.get(Counter::RetransSegs), Some(7));
+        assert_eq!(c.get(Counter::InSegs), None);
+        assert_eq!(c.curr_estab, Some(2));
+        assert_eq!(c.get(Counter::TcpTimeouts), Some(5));
     }
 }
