@@ -42,6 +42,7 @@ Examples:
   sudo tcptrace hist 10 6 -D 443      every 10 s, 6 rounds, remote port 443
   sudo tcptrace record -o x.jsonl     for `tcptrace replay x.jsonl top` later
   sudo tcptrace check                 what this kernel allows, hooks chosen
+  tcptrace stat 5                     the kernel's TCP counters every 5 s
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
 2 on usage errors.";
@@ -74,6 +75,12 @@ pub enum Command {
         #[command(subcommand)]
         view: ViewCommand,
     },
+    /// The kernel's own TCP counters every INTERVAL seconds (no eBPF):
+    /// opens, failed attempts, resets, segments in and out, retransmitted
+    /// segments and the retransmission rate, retransmits by kind,
+    /// listen-queue overflows, sockets per state.
+    #[command(after_help = STAT_HELP)]
+    Stat(StatArgs),
     /// Report what this kernel allows (BTF, tracefs, lockdown, each hook)
     /// and the hook plan tcptrace would use; exits non-zero if the core
     /// tracepoints cannot be attached.
@@ -85,6 +92,71 @@ pub enum Command {
     /// Man pages and shell completions (`cargo xtask install` uses it).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
+}
+
+const STAT_HELP: &str = "\
+Columns, per second over the interval (counters as nstat names them):
+  actv pasv   TcpActiveOpens, TcpPassiveOpens    fail  TcpAttemptFails
+  estr        TcpEstabResets                     iseg  TcpInSegs
+  oseg        TcpOutSegs                         retr  TcpRetransSegs
+  retr%       TcpRetransSegs / TcpOutSegs in percent
+  ierr        TcpInErrs                          orst  TcpOutRsts
+  rto         TcpExtTCPTimeouts (RTO events)     fast  TcpExtTCPFastRetrans
+  sstr        TcpExtTCPSlowStartRetrans          tlp   TcpExtTCPLossProbes
+  syn         TcpExtTCPSynRetrans                ovfl  TcpExtListenOverflows
+  drop        TcpExtListenDrops
+  estab tw orphan   sockets ESTABLISHED or CLOSE_WAIT, in TIME_WAIT, orphaned
+--json gives each counter's growth over the interval under its kernel name
+in snake case (retrans_segs, tcp_fast_retrans, ...), with interval_s.
+
+Examples:
+  tcptrace stat                          every second until Ctrl-C
+  tcptrace stat 10 6                     six 10-second intervals
+  sudo tcptrace stat --netns /run/netns/blue 1 --json
+  sudo tcptrace stat --netns 4321        the namespace of process 4321";
+
+/// `tcptrace stat`.
+#[derive(Debug, Args, Clone)]
+pub struct StatArgs {
+    #[command(flatten)]
+    pub every: Every,
+    /// Seconds between reports (as INTERVAL; default 1).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
+    pub interval: Option<Duration>,
+    /// Stop after this many reports (as COUNT).
+    #[arg(short, long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub count: Option<u64>,
+    /// JSON Lines instead of text (schema in the README).
+    #[arg(long)]
+    pub json: bool,
+    /// Read this network namespace's counters instead of our own: a path
+    /// to its file (/run/netns/NAME, /proc/PID/ns/net), a process id, or
+    /// the namespace's inode (needs CAP_SYS_ADMIN to enter it).
+    #[arg(long, value_name = "PATH|PID|INODE", value_parser = parse_netns_arg)]
+    pub netns: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+}
+
+impl StatArgs {
+    /// `INTERVAL`, else `--interval`, else a second.
+    pub fn interval(&self) -> Duration {
+        self.every
+            .interval(self.interval)
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// `COUNT`, else `-c`.
+    pub fn count(&self) -> Option<u64> {
+        self.every.count(self.count)
+    }
+}
+
+/// A `--netns` checked as the views check it, kept as given (to be
+/// opened and entered when the run starts).
+fn parse_netns_arg(s: &str) -> Result<String, String> {
+    crate::filter::resolve_netns(s).map(|_| s.to_string())
 }
 
 /// The views, live or over a recording.
@@ -320,10 +392,7 @@ impl ViewCommand {
         let ns = |d: Duration| d.as_nanos() as u64;
         match self {
             Self::Retrans(a) => (
-                Box::new(Retrans {
-                    kinds: a.kind.clone(),
-                    failed: a.failed || a.common.json,
-                }),
+                Box::new(Retrans::new(a.kind.clone(), a.failed || a.common.json)),
                 "TCP retransmits",
             ),
             Self::States(_) => (Box::new(States), "TCP state transitions"),
@@ -591,6 +660,43 @@ mod tests {
             panic!("wrong subcommand")
         };
         assert_eq!(a.common.filter.filter().netns, Some(4_026_532_001));
+    }
+
+    #[test]
+    fn stat_takes_interval_and_count_positionally() {
+        let stat = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Stat(s) => s,
+            c => panic!("not stat: {c:?}"),
+        };
+        let s = stat(&["stat"]);
+        assert_eq!(s.interval(), Duration::from_secs(1));
+        assert_eq!(s.count(), None);
+        let s = stat(&["stat", "0.5", "3", "--json"]);
+        assert_eq!(s.interval(), Duration::from_millis(500));
+        assert_eq!(s.count(), Some(3));
+        assert!(s.json);
+        let s = stat(&["stat", "--interval", "2", "-c", "4"]);
+        assert_eq!((s.interval(), s.count()), (Duration::from_secs(2), Some(4)));
+        let s = stat(&["stat", "--netns", "/proc/self/ns/net", "2"]);
+        assert_eq!(s.netns.as_deref(), Some("/proc/self/ns/net"));
+        for (args, needle) in [
+            (&["stat", "0"][..], "not a duration"),
+            (&["stat", "-1"][..], "not a duration"),
+            (&["stat", "1", "0"][..], "not a count"),
+            (&["stat", "1", "2", "3"][..], "unexpected argument"),
+            (
+                &["stat", "--netns", "/nonexistent"][..],
+                "network namespace",
+            ),
+            (
+                &["stat", "--netns", "/proc/self/ns/mnt"][..],
+                "not a network namespace",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

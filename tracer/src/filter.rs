@@ -2,7 +2,8 @@
 //! `-4`/`-6`, `--netns`), applied exactly in user space by the pipeline
 //! (once, with one rule). Pids and ports are lists: any of them matches. The kernel's coarser pre-filter is derived from it in
 //! [`crate::hooks::kernel_filter`]. A namespace given as a path or a
-//! process is resolved to its inode here ([`resolve_netns`]).
+//! process is resolved to its inode here ([`resolve_netns`]), or opened
+//! for reading its counters ([`open_netns`]).
 
 use std::{fs::File, os::unix::fs::MetadataExt as _, path::Path};
 
@@ -116,6 +117,65 @@ pub fn netns_of_pid(pid: u32) -> Result<u32, String> {
 /// The namespace whose nsfs file is at `path`, checked to be a network
 /// namespace.
 fn netns_of_path(path: &Path) -> Result<u32, String> {
+    open_netns_path(path).map(|(_, inode)| inode)
+}
+
+/// A network namespace named as `--netns` takes it, opened (to enter it
+/// with `setns`, or to keep it from going away), and its inode. An inode
+/// is looked for among the namespaces `ip netns` names (`/run/netns`) and
+/// those of every thread (`/proc/PID/task/TID/ns/net`); one that none of
+/// them is in cannot be opened.
+pub fn open_netns(arg: &str) -> Result<(File, u32), String> {
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
+        // Says what is wrong with the number, if anything.
+        let inode = resolve_netns(arg)?;
+        if arg.parse::<u64>().is_ok_and(|n| n <= PID_MAX_LIMIT) {
+            return open_netns_path(Path::new(&format!("/proc/{arg}/ns/net")));
+        }
+        return open_netns_inode(inode);
+    }
+    open_netns_path(Path::new(arg))
+}
+
+/// The network namespace `inode`, opened through a file that names it.
+pub fn open_netns_inode(inode: u32) -> Result<(File, u32), String> {
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let tasks = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .flat_map(|p| {
+            std::fs::read_dir(p.path().join("task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|t| t.path().join("ns/net"))
+        });
+    for path in named.chain(tasks) {
+        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == u64::from(inode))
+            && let Ok(found) = open_netns_path(&path)
+            && found.1 == inode
+        {
+            return Ok(found);
+        }
+    }
+    Err(format!(
+        "no process is in network namespace {inode} and /run/netns does not name it; give it as a path or a process id"
+    ))
+}
+
+/// [`netns_of_path`], with the file opened.
+fn open_netns_path(path: &Path) -> Result<(File, u32), String> {
     let shown = path.display();
     let f = File::open(path).map_err(|e| {
         format!(
@@ -135,7 +195,7 @@ fn netns_of_path(path: &Path) -> Result<u32, String> {
         ));
     }
     let m = f.metadata().map_err(|e| format!("'{shown}': {e}"))?;
-    Ok(m.ino() as u32)
+    Ok((f, m.ino() as u32))
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@
 //! [`filter`] is applied once, a view of [`views`] says what happened as
 //! typed records, and the output of [`sinks`] renders them (text, JSON
 //! Lines, a recording) and owns the clock, `--count` and lost records.
+//! The kernel's own TCP [`counters`] enter through the same door.
 
 pub mod btf;
 pub mod cli;
+pub mod counters;
 pub mod engine;
 pub mod event;
 pub mod filter;

@@ -2,9 +2,9 @@
 //! the kernel's ring buffer in batches on a short timer (the programs
 //! submit without waking us; a wakeup comes only when the ring is
 //! filling), decodes, and pushes inputs through the [`Pipeline`]'s one
-//! door: the start, events, RTT snapshots, `/proc` seeds, lost counts and
-//! ticks. Stops on SIGINT/SIGTERM, `--duration`, `--count` or a closed
-//! output pipe.
+//! door: the start, events, RTT snapshots, `/proc` seeds, lost counts,
+//! the kernel's counters (for views that show rates) and ticks. Stops on
+//! SIGINT/SIGTERM, `--duration`, `--count` or a closed output pipe.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::{
 use tracer_common::RttHist;
 
 use crate::{
+    counters,
     engine::flows::Rtt,
     event::{Clock, Event},
     hooks::{self, Probe},
@@ -131,6 +132,9 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         connect_plan: probe.report.connect.map(|c| c.name().to_string()),
         reset_reasons: probe.report.reset_reasons.clone(),
     }));
+    // The namespace's own counters, for views that show rates.
+    let counters = counters::source::for_live(&p);
+    counters::source::push(counters.as_ref(), &mut p);
     // Sockets from before start-up are read from /proc beside the ring
     // reader. Events are held until the seeds are in, so that the first
     // ones (say, a connection accepted by a listener from before start-up)
@@ -208,6 +212,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
+            counters::source::push(counters.as_ref(), &mut p);
         }
         p.push(Input::Tick(Clock::monotonic_now()));
         if p.done() {
@@ -228,6 +233,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     }
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);
+    counters::source::push(counters.as_ref(), &mut p);
     if src.decode_errors > 0 {
         stderr::say(format_args!(
             "warning: {} kernel records could not be decoded",

@@ -9,12 +9,14 @@ use anyhow::Result;
 use clap::Parser as _;
 use tracer::{
     cli::{Cli, Command},
+    counters::{self, source::StatOptions},
+    filter::Filter,
     hooks::Wants,
     live::{self, RunOptions},
     pipeline::Pipeline,
     replay,
     sinks::{Mode, OutputSpec},
-    views::{check, record::Record},
+    views::{check, record::Record, stat::Stat},
 };
 
 fn main() -> ExitCode {
@@ -100,6 +102,22 @@ fn run(command: Command) -> Result<bool> {
         }
         Command::Check { json } => return check::run(json),
         Command::Generate(g) => tracer::generate::run(&g)?,
+        // No eBPF: only the kernel's counters.
+        Command::Stat(s) => {
+            let spec = OutputSpec {
+                count: s.count(),
+                ..OutputSpec::stdout(if s.json { Mode::Json } else { Mode::Text })
+            };
+            let p = Pipeline::new(Box::new(Stat::default()), Filter::default(), &spec)?;
+            counters::source::run(
+                p,
+                StatOptions {
+                    interval: s.interval(),
+                    duration: s.duration,
+                    netns: s.netns.clone(),
+                },
+            )?;
+        }
     }
     Ok(true)
 }

@@ -7,6 +7,7 @@
 use anyhow::Result;
 
 use crate::{
+    counters::Counters,
     engine::{Engine, flows::Rtt},
     event::{Event, Owner, TcpState, Tuple},
     filter::Filter,
@@ -38,6 +39,9 @@ pub enum Input {
     },
     /// Sockets that existed before the run.
     Seeds(Box<Seeds>),
+    /// A reading of the kernel's TCP counters (live only; boxed: the
+    /// door's other inputs are small).
+    Counters(Box<Counters>),
     /// Time passes (the kernel's monotonic clock, or event time in replay).
     Tick(u64),
     /// No more input.
@@ -98,6 +102,12 @@ impl Pipeline {
         self.view.wants()
     }
 
+    /// Whether the view reads the kernel's counters, and with a census
+    /// per state: the source then pushes [`Input::Counters`].
+    pub fn wants_counters(&self) -> Option<bool> {
+        self.view.counters()
+    }
+
     /// The user's filter (the kernel's pre-filter is derived from it).
     pub fn filter(&self) -> &Filter {
         &self.cx.filter
@@ -150,6 +160,9 @@ impl Pipeline {
                 self.view.on_seeds(&wanted, &mut self.out);
                 self.engine.seed_late(wanted.seeds, &wanted.coming, now_ns);
             }
+            // Also once `--count` is reached: a summary at the end covers
+            // the whole run.
+            Input::Counters(c) => self.view.on_counters(&c, &mut self.out),
             Input::Tick(now) => {
                 self.engine.advance(now);
                 self.outcomes();

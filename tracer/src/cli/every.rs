@@ -1,6 +1,7 @@
 //! `INTERVAL [COUNT]` as positional arguments, the way `vmstat`, `iostat`
-//! and bcc's `tcptop` take them (`tcptrace top 1 10`): the same as
-//! `--interval` and `-c`, which they conflict with.
+//! and bcc's `tcptop` take them (`tcptrace top 1 10`, `tcptrace stat 5`):
+//! the same as `--interval` and `-c`, which they conflict with (so a
+//! subcommand that flattens this also has those two flags).
 
 use std::time::Duration;
 
@@ -12,10 +13,10 @@ use super::{parse_count, parse_secs};
 #[derive(Debug, Args, Clone, Copy, Default)]
 pub struct Every {
     /// Print every INTERVAL seconds (as --interval).
-    #[arg(value_name = "INTERVAL", value_parser = parse_secs, conflicts_with = "interval")]
+    #[arg(value_name = "INTERVAL", value_parser = parse_secs, allow_negative_numbers = true, conflicts_with = "interval")]
     pub every: Option<Duration>,
     /// Stop after COUNT rounds (as -c).
-    #[arg(value_name = "COUNT", value_parser = parse_count, requires = "every", conflicts_with = "count")]
+    #[arg(value_name = "COUNT", value_parser = parse_count, allow_negative_numbers = true, requires = "every", conflicts_with = "count")]
     pub rounds: Option<u64>,
 }
 

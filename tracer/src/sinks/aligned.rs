@@ -164,8 +164,10 @@ fn every_column_of_top_sits_under_its_header() {
         let text = String::from_utf8(recs).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let at = lines.iter().position(|l| l.contains(" PID ")).unwrap();
-        let rows = &lines[at + 1..];
+        // The rows, then the footer (`2 of 2 flows`).
+        let rows = &lines[at + 1..lines.len() - 1];
         assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(lines.last(), Some(&"2 of 2 flows"), "{text}");
         assert_eq!(lines[at].contains("NETNS"), netns, "{text}");
         for row in rows {
             assert_aligned(lines[at], row);

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use super::{
+    counters,
     format::{Clock, ClockFmt, errno_name, json_flow, json_owner, json_str},
     put,
 };
@@ -113,6 +114,8 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         }
         Rec::Hist(h) => hist(b, clock, h),
         Rec::Top(t) => top(b, clock, t),
+        Rec::Stat(s) => counters::stat_json(b, clock, s),
+        Rec::Summary(s) => counters::summary_json(b, clock, s),
         Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
     }
 }
@@ -241,7 +244,12 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         }
         group(b, g);
     }
-    b.extend_from_slice(b"]}\n");
+    b.push(b']');
+    // Live only: absent, not zeros, in a replay.
+    if let Some(r) = &t.rates {
+        counters::top_rates_json(b, r);
+    }
+    b.extend_from_slice(b"}\n");
 }
 
 /// One group of `top --group`: its key fields (`pid`/`comm`, `netns` and

@@ -8,6 +8,7 @@
 //! ([`lost`]), never silently dropped. A write error ends the run with
 //! a sentence.
 
+pub mod counters;
 pub mod escape;
 pub mod format;
 pub mod json;
@@ -368,7 +369,7 @@ impl Output {
 
 impl Emit for Output {
     fn emit(&mut self, rec: &Rec<'_>) {
-        if self.quit || self.limit.is_some_and(|n| self.written >= n) {
+        if self.quit || (self.limit.is_some_and(|n| self.written >= n) && !rec.after_count()) {
             return;
         }
         match self.mode {

@@ -174,10 +174,7 @@ fn failed_retransmits_and_the_kind_filter() {
         *failed = Some(16);
     }
     let busy = Annotated { event: ev, ..fast };
-    let all = |failed| Retrans {
-        kinds: Vec::new(),
-        failed,
-    };
+    let all = |failed| Retrans::new(Vec::new(), failed);
     let line = render(Mode::Json, |out| all(true).on_event(&busy, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
@@ -198,10 +195,7 @@ fn failed_retransmits_and_the_kind_filter() {
     );
     let text = render(Mode::Text, |out| all(true).on_event(&busy, &context(), out));
     assert!(text.contains("fast   0 failed:EBUSY"), "{text}");
-    let only = |k| Retrans {
-        kinds: vec![k, RetransKind::Tlp],
-        failed: false,
-    };
+    let only = |k| Retrans::new(vec![k, RetransKind::Tlp], false);
     let shown = |k| render(Mode::Text, |out| only(k).on_event(&fast, &context(), out));
     assert!(shown(RetransKind::Fast).contains("fast   1"));
     assert_eq!(shown(RetransKind::Rto), "");

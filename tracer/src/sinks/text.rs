@@ -10,7 +10,7 @@
 use std::io::Write;
 
 use super::{
-    escape,
+    counters, escape,
     format::{
         endpoint, errno_name, ip_version, put_netns, text_flow, text_flow_header, text_netns_header,
     },
@@ -129,6 +129,8 @@ pub fn render(b: &mut Vec<u8>, clock: &TextClock, rec: &Rec<'_>, netns: bool) {
         }
         Rec::Hist(h) => hist(b, h),
         Rec::Top(t) => top(b, clock, t),
+        Rec::Stat(s) => counters::stat_text(b, clock, s),
+        Rec::Summary(s) => counters::summary_text(b, s),
         Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
     }
 }
@@ -233,6 +235,9 @@ fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
         let _ = write!(b, " {}={n}", s.name());
     }
     b.push(b'\n');
+    if let Some(r) = &t.rates {
+        counters::top_rates_text(b, r);
+    }
     // More than one namespace: its census line each, and a NETNS column.
     let netns = t.census_by_netns.len() > 1
         || t.rows

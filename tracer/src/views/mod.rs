@@ -8,6 +8,7 @@ pub mod record;
 pub mod records;
 pub mod resets;
 pub mod retrans;
+pub mod stat;
 pub mod states;
 pub mod top;
 pub mod verdict;
@@ -60,6 +61,14 @@ pub trait View {
     fn on_seeds(&mut self, _seeds: &crate::pipeline::Seeds, _out: &mut dyn Emit) {}
     /// A socket's RTT histogram as read from the kernel.
     fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
+    /// Whether the view reads the kernel's TCP counters (`Some`), and with
+    /// a census per state from the socket tables (`Some(true)`).
+    fn counters(&self) -> Option<bool> {
+        None
+    }
+    /// A reading of the kernel's counters (live only, about every second,
+    /// once at the start and once at the end).
+    fn on_counters(&mut self, _c: &crate::counters::Counters, _out: &mut dyn Emit) {}
     /// Time passes (about every 10 ms live; with event time in replay).
     fn on_tick(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
     /// A key pressed on the screen (not `q`: the pipeline ends the run).

@@ -8,6 +8,7 @@
 //! nothing on the per-event path.
 
 use crate::{
+    counters::{SockStat, rates::Rates},
     engine::flows::{ConnectOutcome, RetransCounts, Role, Rtt},
     event::{Event, Owner, RetransKind, TcpState, Tuple},
     views::top::{GroupBy, SortBy, TopGroup},
@@ -145,6 +146,36 @@ pub struct TopReport {
     pub total_groups: u64,
     /// The `p` key froze the table.
     pub paused: bool,
+    /// The namespace's own counters since the last refresh (live only:
+    /// a recording has none, and then there is no rates line).
+    pub rates: Option<Rates>,
+}
+
+/// One interval of `tcptrace stat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatReport {
+    /// The counters' growth over the interval.
+    pub rates: Rates,
+    /// Connections ESTABLISHED or CLOSE_WAIT at its end.
+    pub curr_estab: Option<u64>,
+    pub sockstat: SockStat,
+    /// Sockets per state at its end.
+    pub census: Vec<(TcpState, u64)>,
+    /// Which interval this is (0 first): the text repeats its header
+    /// every so many.
+    pub seq: u64,
+}
+
+/// The end of a `retrans` run: what tcptrace showed beside what the
+/// namespace's counters say over the same run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetransSummary {
+    /// Retransmit records shown.
+    pub records: u64,
+    /// Segments in them (where known).
+    pub segs: u64,
+    /// The counters from start to end.
+    pub rates: Rates,
 }
 
 /// One record a view produced.
@@ -177,6 +208,10 @@ pub enum Rec<'a> {
     },
     Hist(&'a HistReport),
     Top(&'a TopReport),
+    /// One interval of the kernel's counters.
+    Stat(&'a StatReport),
+    /// The end of a `retrans` run (never counts towards `--count`).
+    Summary(&'a RetransSummary),
     /// An input event as it came, for a recording.
     Event(&'a Event),
     /// A socket's RTT histogram as read from the kernel, for a recording.
@@ -193,7 +228,7 @@ impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. } | Self::Seeds(_))
+        !matches!(self, Self::Rtt { .. } | Self::Seeds(_) | Self::Summary(_))
     }
 
     /// When what a per-flow record says happened.
@@ -205,6 +240,12 @@ impl Rec<'_> {
             Self::Connect(o) => Some(o.ts_ns),
             _ => None,
         }
+    }
+
+    /// Whether the record is said even once `--count` is reached (the
+    /// summary of the records that were).
+    pub fn after_count(&self) -> bool {
+        matches!(self, Self::Summary(_))
     }
 
     /// The network namespace of a per-flow record.

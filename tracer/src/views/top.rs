@@ -6,7 +6,8 @@
 //! record per refresh: the screen sink draws it on a terminal, the text
 //! sink prints it periodically otherwise, JSON has one line each. Keys
 //! pressed on the screen reach [`View::on_key`] as inputs (see
-//! [`crate::keys`]) and change the cut.
+//! [`crate::keys`]) and change the cut; live, a line of rates
+//! from the namespace's own counters since the last refresh.
 
 mod groups;
 mod order;
@@ -18,6 +19,7 @@ use super::{
     records::{Rec, TopReport, TopRow},
 };
 use crate::{
+    counters::{Counters, rates::Rates},
     engine::{Engine, flows::Flow},
     event::TcpState,
     hooks::Wants,
@@ -63,6 +65,9 @@ pub struct Top {
     pub paused: bool,
     last_ns: Option<u64>,
     rates: groups::Rates,
+    /// The namespace's counters at the last refresh, and the latest.
+    counters_then: Option<Counters>,
+    counters_now: Option<Counters>,
 }
 
 impl Top {
@@ -79,6 +84,8 @@ impl Top {
             paused: false,
             last_ns: None,
             rates: groups::Rates::default(),
+            counters_then: None,
+            counters_now: None,
         }
     }
 
@@ -146,6 +153,17 @@ impl Top {
             groups,
             total_groups,
             paused: self.paused,
+            rates: match (&self.counters_then, &self.counters_now) {
+                (Some(a), Some(b)) if b.ts_ns > a.ts_ns => Some(Rates::between(a, b)),
+                _ => None,
+            },
+        }
+    }
+
+    /// A refresh was shown: its rates are said.
+    fn shown(&mut self) {
+        if self.counters_now.is_some() {
+            self.counters_then.clone_from(&self.counters_now);
         }
     }
 
@@ -216,12 +234,24 @@ impl View for Top {
         self.refresh(engine, now_ns, cx);
         if !self.paused {
             out.emit(&Rec::Top(&self.report(engine, now_ns, cx)));
+            self.shown();
         }
     }
 
     fn on_key(&mut self, key: Key, engine: &Engine, cx: &Context, out: &mut dyn Emit) {
         self.press(key, engine, cx);
         out.emit(&Rec::Top(&self.report(engine, engine.now_ns(), cx)));
+    }
+
+    fn counters(&self) -> Option<bool> {
+        Some(false)
+    }
+
+    fn on_counters(&mut self, c: &Counters, _out: &mut dyn Emit) {
+        if self.counters_then.is_none() {
+            self.counters_then = Some(c.clone());
+        }
+        self.counters_now = Some(c.clone());
     }
 
     fn finish(&mut self, engine: &Engine, now_ns: u64, cx: &Context, out: &mut dyn Emit) {
