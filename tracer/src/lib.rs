@@ -9,7 +9,9 @@
 //! [`filter`] is applied once, a view of [`views`] says what happened as
 //! typed records, and the output of [`sinks`] renders them (text, JSON
 //! Lines, a recording) and owns the clock, `--count` and lost records.
+//! [`agent`] taps that output into Prometheus [`metrics`].
 
+pub mod agent;
 pub mod btf;
 pub mod cli;
 pub mod engine;
@@ -19,6 +21,7 @@ pub mod generate;
 pub mod hooks;
 pub mod live;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod procnet;
 pub mod record;

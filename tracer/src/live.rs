@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Which connect plan to attach (`--connect-plan`).
     pub connect: hooks::connect::Choice,
+    /// Raised on SIGHUP instead of stopping (the agent's log reopens).
+    pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct Source {
@@ -164,7 +166,10 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             r = src.ring.readable_mut() => { r?.clear_ready(); }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = sighup.recv() => match &opts.reopen {
+                Some(r) => r.store(true, std::sync::atomic::Ordering::Relaxed),
+                None => break,
+            },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {

@@ -56,6 +56,7 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: a.run.ring_size,
                     connect: a.run.connect_choice(),
                     what,
+                    reopen: None,
                 },
             )?;
         }
@@ -79,6 +80,7 @@ fn run(command: Command) -> Result<bool> {
                     ring_bytes: r.run.ring_size,
                     connect: r.run.connect_choice(),
                     what: "TCP events for a recording",
+                    reopen: None,
                 },
             )?;
         }
@@ -89,6 +91,7 @@ fn run(command: Command) -> Result<bool> {
             replay::run(&file, p)?;
         }
         Command::Check { json } => return check::run(json),
+        Command::Agent(a) => tracer::agent::run(&a)?,
         Command::Generate(g) => tracer::generate::run(&g)?,
     }
     Ok(true)

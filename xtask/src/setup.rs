@@ -10,7 +10,17 @@ use crate::check;
 /// the Rust toolchain's own libLLVM.
 const BPF_LINKER: &str = "0.10.1";
 /// Debian packages the integration tests use.
-const PACKAGES: [&str; 4] = ["nftables", "iproute2", "ethtool", "util-linux"];
+/// `prometheus` (prometheus and promtool), `rsyslog` and `systemd`
+/// (systemd-analyze) are the real components the agent tests start.
+const PACKAGES: [&str; 7] = [
+    "nftables",
+    "iproute2",
+    "ethtool",
+    "util-linux",
+    "prometheus",
+    "rsyslog",
+    "systemd",
+];
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;

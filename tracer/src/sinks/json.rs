@@ -102,7 +102,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         }
         Rec::Hist(h) => hist(b, clock, h),
         Rec::Top(t) => top(b, clock, t),
-        Rec::Event(_) | Rec::Rtt { .. } => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Census { .. } => {}
     }
 }
 

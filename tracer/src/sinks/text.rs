@@ -120,7 +120,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
         }
         Rec::Hist(h) => hist(b, h),
         Rec::Top(t) => top(b, clock, t),
-        Rec::Event(_) | Rec::Rtt { .. } => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Census { .. } => {}
     }
 }
 

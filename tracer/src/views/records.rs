@@ -156,11 +156,17 @@ pub enum Rec<'a> {
     Top(&'a TopReport),
     /// An input event as it came, for a recording.
     Event(&'a Event),
-    /// A socket's RTT histogram as read from the kernel, for a recording.
+    /// A socket's RTT histogram as read from the kernel, for a recording
+    /// or the metrics.
     Rtt {
         ts_ns: u64,
         sock: u64,
         rtt: &'a Rtt,
+    },
+    /// Live sockets per state, for the metrics (no line of its own).
+    Census {
+        ts_ns: u64,
+        states: &'a [(TcpState, u64)],
     },
 }
 
@@ -168,7 +174,22 @@ impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. })
+        !matches!(self, Self::Rtt { .. } | Self::Census { .. })
+    }
+
+    /// The record's `type` in JSON Lines.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::State { .. } => "state",
+            Self::Retrans { .. } => "retrans",
+            Self::Connect(_) => "connect",
+            Self::Reset { .. } => "reset",
+            Self::Hist(_) => "hist",
+            Self::Top(_) => "top",
+            Self::Event(_) => "event",
+            Self::Rtt { .. } => "rtt",
+            Self::Census { .. } => "census",
+        }
     }
 
     /// The network namespace of a per-flow record.
