@@ -328,7 +328,15 @@ impl Emit for Output {
         if let Some(t) = &mut self.tap {
             t.record(rec);
         }
-        if !self.types.keeps(rec) {
+        // Only recordings carry input events and RTT snapshots; the
+        // census is for the tap alone.
+        let renders = match self.mode {
+            Mode::Recording { .. } => true,
+            Mode::Text | Mode::Json => {
+                !matches!(rec, Rec::Census { .. } | Rec::Rtt { .. } | Rec::Event(_))
+            }
+        };
+        if !renders || !self.types.keeps(rec) {
             return;
         }
         if self.limit.is_some_and(|n| self.written >= n) {
