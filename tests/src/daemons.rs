@@ -113,7 +113,10 @@ impl Prometheus {
         let ready = wait_until(Duration::from_secs(30), || {
             daemon.alive() && http_get(addr, "/-/ready").is_ok_and(|(s, _)| s == 200)
         });
-        assert!(ready, "prometheus did not become ready on {addr} within 30 s");
+        assert!(
+            ready,
+            "prometheus did not become ready on {addr} within 30 s"
+        );
         Self {
             addr,
             _daemon: daemon,
@@ -146,10 +149,7 @@ impl Rsyslog {
         let work = dir.join(format!("{name}-work"));
         std::fs::create_dir_all(&work).unwrap();
         let conf_path = dir.join(format!("{name}.conf"));
-        let conf = format!(
-            "global(workDirectory=\"{}\")\n{conf}",
-            work.display()
-        );
+        let conf = format!("global(workDirectory=\"{}\")\n{conf}", work.display());
         std::fs::write(&conf_path, conf).unwrap();
         let check = Command::new("rsyslogd")
             .args(["-N1", "-f"])

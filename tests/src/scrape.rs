@@ -30,8 +30,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 
 /// The body of `http://addr/metrics`; fails the test unless it is a 200.
 pub fn metrics(addr: SocketAddr) -> String {
-    let (status, body) = http_get(addr, "/metrics")
-        .unwrap_or_else(|e| panic!("GET http://{addr}/metrics: {e}"));
+    let (status, body) =
+        http_get(addr, "/metrics").unwrap_or_else(|e| panic!("GET http://{addr}/metrics: {e}"));
     assert_eq!(status, 200, "GET http://{addr}/metrics: {body}");
     body
 }

@@ -1,8 +1,8 @@
 //! `tcptrace agent` with the real components a fleet runs: a Prometheus
 //! that scrapes it (judged against the namespace's own RetransSegs and by
-//! `promtool`), bounded series under 10 000 client ports, a log reader
-//! that stalls, and `systemd-analyze verify` on the unit in deploy/.
-//! The rsyslog pipeline through a rotation is in `agent_log.rs`.
+//! `promtool`), bounded series under 10 000 client ports, and a log
+//! reader that stalls. The rsyslog pipeline through a rotation is in
+//! `agent_log.rs`, the files of deploy/ are checked in `deploy.rs`.
 
 use std::{
     io::{Read, Write},
@@ -129,7 +129,13 @@ fn prometheus_scrapes_the_retransmits_the_kernel_counted() {
     }
     eprintln!("retransmitted segments: prometheus {scraped}, kernel RetransSegs {kernel}");
     // The retransmits were on our port, owned by the kinds the records say.
-    assert!(sum(&body, "tcptrace_retransmitted_segments_total", &["kind=\"data\""]) > 0.0);
+    assert!(
+        sum(
+            &body,
+            "tcptrace_retransmitted_segments_total",
+            &["kind=\"data\""]
+        ) > 0.0
+    );
     // promtool reads the page the way Prometheus does and lints it.
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -238,9 +244,16 @@ fn a_stalled_log_drops_counted_records_while_metrics_answer() {
     let mut body = String::new();
     let dropped = wait_until(Duration::from_secs(20), || {
         body = metrics(addr);
-        sum(&body, "tcptrace_sink_dropped_records_total", &["sink=\"log\""]) > 0.0
+        sum(
+            &body,
+            "tcptrace_sink_dropped_records_total",
+            &["sink=\"log\""],
+        ) > 0.0
     });
-    assert!(dropped, "nothing dropped while the log was not read:\n{body}");
+    assert!(
+        dropped,
+        "nothing dropped while the log was not read:\n{body}"
+    );
     assert!(sum(&body, "tcptrace_lost_events_total", &["source=\"output\""]) > 0.0);
     t.resume_reading();
     // Recovery: a second burst reaches the log whole.
@@ -271,33 +284,4 @@ fn a_stalled_log_drops_counted_records_while_metrics_answer() {
         "log {logged} + dropped {drops} != counted {counted}"
     );
     eprintln!("stalled log: {counted} records, {drops} dropped and said, {logged} written");
-}
-
-/// The unit in deploy/ passes `systemd-analyze verify` (with ExecStart
-/// pointed at the binary under test: verify insists it exists).
-#[test]
-fn the_systemd_unit_verifies() {
-    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/tcptrace-agent.service");
-    let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains("ExecStart=/usr/local/bin/tcptrace agent"));
-    let bin = tests::tracer::binary();
-    let dir = tests::daemons::TempDir::new("unit");
-    let copy = dir.path().join("tcptrace-agent.service");
-    std::fs::write(
-        &copy,
-        text.replace("/usr/local/bin/tcptrace", bin.to_str().unwrap()),
-    )
-    .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify: {} {stderr}",
-        out.status
-    );
 }

@@ -122,9 +122,15 @@ fn rsyslog_forwards_every_record_once_through_rotation() {
             .unwrap_or_else(|e| panic!("a record cut or mangled on the way ({e}): {l:?}"));
         assert!(v["type"].is_string(), "{l}");
     }
-    let missing: Vec<&String> = written.keys().filter(|l| !arrived.contains_key(*l)).collect();
+    let missing: Vec<&String> = written
+        .keys()
+        .filter(|l| !arrived.contains_key(*l))
+        .collect();
     let twice: Vec<(&String, &u32)> = arrived.iter().filter(|(_, n)| **n > 1).collect();
-    let strays: Vec<&String> = arrived.keys().filter(|l| !written.contains_key(*l)).collect();
+    let strays: Vec<&String> = arrived
+        .keys()
+        .filter(|l| !written.contains_key(*l))
+        .collect();
     assert!(
         complete && missing.is_empty() && twice.is_empty() && strays.is_empty(),
         "{total} written in {} files, {} arrived: {} missing (first {:?}), {} more than once, {} not written",

@@ -1,0 +1,85 @@
+//! The files of deploy/, checked by the tools that will read them: the
+//! systemd unit by `systemd-analyze verify`, the Prometheus scrape job and
+//! alerting rules by `promtool`, the rsyslog snippet by `rsyslogd -N1`.
+//! (Vector and Fluent Bit are not in Debian 12: their samples are not
+//! checked here.)
+
+use std::{path::PathBuf, process::Command};
+
+use tests::daemons::TempDir;
+
+fn deploy(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file)
+}
+
+/// Runs `cmd`; fails the test with its output unless it succeeds.
+fn passes(mut cmd: Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (`cargo xtask setup` installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {}: {text}", out.status);
+    text
+}
+
+/// The unit in deploy/ passes `systemd-analyze verify` (with ExecStart
+/// pointed at the binary under test: verify insists it exists).
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = deploy("tcptrace-agent.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("ExecStart=/usr/local/bin/tcptrace agent"));
+    let bin = tests::tracer::binary();
+    let dir = TempDir::new("unit");
+    let copy = dir.path().join("tcptrace-agent.service");
+    std::fs::write(
+        &copy,
+        text.replace("/usr/local/bin/tcptrace", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {} {stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn the_prometheus_samples_check() {
+    let mut c = Command::new("promtool");
+    c.args(["check", "config", "scrape.yml"])
+        .current_dir(deploy("prometheus"));
+    let out = passes(c);
+    assert!(out.contains("2 rules found"), "{out}");
+}
+
+#[test]
+fn the_rsyslog_sample_validates() {
+    // The system's rsyslog.conf sets the work directory; so does this.
+    let dir = TempDir::new("rsyslog-check");
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{}\")\n{}",
+            dir.path().display(),
+            std::fs::read_to_string(deploy("rsyslog/tcptrace.conf")).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("rsyslogd");
+    c.arg("-N1").arg("-f").arg(&conf);
+    passes(c);
+}
