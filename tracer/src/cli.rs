@@ -71,8 +71,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run headless: JSON Lines to a rotating log and Prometheus metrics
-    /// on /metrics, until stopped.
+    /// Run headless until stopped: a JSON log and Prometheus metrics.
     #[command(after_help = crate::agent::EXAMPLES)]
     Agent(Box<crate::agent::AgentArgs>),
     /// Man pages and shell completions (`cargo xtask install` uses it).
