@@ -89,7 +89,7 @@ fn workload(ns: &NetNs, port: u16, conns: usize, bytes: usize, addrs: u8) {
 /// then it falls short by at most two segments per lost event); and
 /// `promtool check metrics` accepts the page.
 #[test]
-fn prometheus_scrapes_the_retransmits_the_kernel_counted() {
+fn agent_prometheus_scrapes_the_retransmits_the_kernel_counted() {
     require_root();
     let ns = NetNs::new("prom");
     ns.small_segments();
@@ -167,7 +167,7 @@ fn prometheus_scrapes_the_retransmits_the_kernel_counted() {
 /// folded set, the folds are counted, and every attempt is still counted
 /// once.
 #[test]
-fn series_stay_under_the_cap_with_10000_client_ports() {
+fn agent_series_stay_under_the_cap_with_10000_client_ports() {
     require_root();
     let ns = NetNs::new("cap");
     ns.many_connections();
@@ -203,23 +203,45 @@ fn series_stay_under_the_cap_with_10000_client_ports() {
             );
         }
     }
-    let connect_series = all
-        .iter()
-        .filter(|l| l.starts_with("tcptrace_connect_attempts_total{"))
-        .count();
-    assert!(
-        (1..=11).contains(&connect_series),
-        "{connect_series} series of tcptrace_connect_attempts_total with --max-series 10"
+    // Label sets per family (a histogram's buckets, sum and count are one
+    // set).
+    let mut sets: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
+    for l in &all {
+        let (name, rest) = l.split_once(['{', ' ']).unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        let labels: String = rest
+            .split_once('}')
+            .map_or("", |(ls, _)| ls)
+            .split(',')
+            .filter(|kv| !kv.starts_with("le="))
+            .collect::<Vec<_>>()
+            .join(",");
+        sets.entry(family).or_default().insert(labels);
+    }
+    for (family, s) in &sets {
+        // The capped (per-flow) families carry the peer; the others are
+        // bounded by their fixed labels (states by states at most).
+        let cap = if s.iter().any(|l| l.contains("peer=")) {
+            11
+        } else {
+            12 * 12
+        };
+        assert!(s.len() <= cap, "{} label sets of {family}: {s:?}", s.len());
+    }
+    let connect_series = sets["tcptrace_connect_attempts_total"].len();
+    assert_eq!(
+        connect_series, 11,
+        "50 peers under a cap of 10: 10 and the fold"
     );
     let dropped = sum(&body, "tcptrace_series_dropped_total", &[]);
     assert!(dropped > 0.0, "50 peers under a cap of 10 folded nothing");
-    assert!(
-        all.len() < 300,
-        "{} series after {CONNS} connections",
-        all.len()
-    );
+    let total: usize = sets.values().map(|s| s.len()).sum();
     eprintln!(
-        "{} series in all, {connect_series} of connect attempts, {dropped} folds",
+        "{total} label sets ({} lines) in all, {connect_series} of connect attempts, {dropped} folds",
         all.len()
     );
     t.stop();
@@ -231,16 +253,16 @@ fn series_stay_under_the_cap_with_10000_client_ports() {
 /// Exact: the records the metrics counted are the records the log holds
 /// plus those it dropped.
 #[test]
-fn a_stalled_log_drops_counted_records_while_metrics_answer() {
+fn agent_stalled_log_drops_counted_records_while_metrics_answer() {
     require_root();
     let ns = NetNs::new("stall");
     ns.many_connections();
     let port = unique_port();
     let addr = listen_addr();
     let mut t = agent(&ns, addr, &["--output-queue", "64K"], true);
-    // About 9 records of 300 bytes a connection: far more than the pipe
-    // (64K) and the queue (64K) hold.
-    workload(&ns, port, 3000, 0, 1);
+    // About 9 records of 300 bytes a connection: 2.7 MB, far more than
+    // the pipe (64K) and the queue (64K) hold.
+    workload(&ns, port, 1000, 0, 1);
     let mut body = String::new();
     let dropped = wait_until(Duration::from_secs(20), || {
         body = metrics(addr);
@@ -263,7 +285,8 @@ fn a_stalled_log_drops_counted_records_while_metrics_answer() {
     // (Not all 20 exactly: the kernel may skip events while another BPF
     // program runs on that CPU, and says so; the accounting below is
     // exact regardless.)
-    t.wait_for("the second burst", Duration::from_secs(20), |r| {
+    // (A debug build on a loaded machine takes a while to catch up.)
+    t.wait_for("the second burst", Duration::from_secs(60), |r| {
         of_type(r, "connect").iter().any(|c| c["rport"] == p2)
     });
     // Everything of both bursts is through once their sockets are gone

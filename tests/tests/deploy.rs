@@ -31,7 +31,7 @@ fn passes(mut cmd: Command) -> String {
 /// The unit in deploy/ passes `systemd-analyze verify` (with ExecStart
 /// pointed at the binary under test: verify insists it exists).
 #[test]
-fn the_systemd_unit_verifies() {
+fn agent_deploy_systemd_unit_verifies() {
     let unit = deploy("tcptrace-agent.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(text.contains("ExecStart=/usr/local/bin/tcptrace agent"));
@@ -57,7 +57,7 @@ fn the_systemd_unit_verifies() {
 }
 
 #[test]
-fn the_prometheus_samples_check() {
+fn agent_deploy_prometheus_samples_check() {
     let mut c = Command::new("promtool");
     c.args(["check", "config", "scrape.yml"])
         .current_dir(deploy("prometheus"));
@@ -66,7 +66,7 @@ fn the_prometheus_samples_check() {
 }
 
 #[test]
-fn the_rsyslog_sample_validates() {
+fn agent_deploy_rsyslog_sample_validates() {
     // The system's rsyslog.conf sets the work directory; so does this.
     let dir = TempDir::new("rsyslog-check");
     let conf = dir.path().join("rsyslog.conf");
