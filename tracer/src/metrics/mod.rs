@@ -23,6 +23,7 @@ use prometheus_client::{
 
 use crate::{
     engine::flows::Rtt,
+    event::TcpState,
     record::Start,
     sinks::{format::errno_name, tap::Tap},
     views::records::{Reason, Rec},
@@ -64,6 +65,10 @@ pub struct Metrics {
     /// Records counted, and when and at what count the rate was last set.
     events: u64,
     rate_from: (Instant, u64),
+    /// The hottest series, looked up once: a storm makes half a million
+    /// transitions a second.
+    transition_of: foldhash::HashMap<(TcpState, TcpState), Counter>,
+    records_of: foldhash::HashMap<&'static str, Counter>,
     rtt_seen: foldhash::HashMap<u64, [u32; tracer_common::RTT_SLOTS]>,
 }
 
@@ -105,6 +110,8 @@ impl Metrics {
             rss: Gauge::default(),
             events: 0,
             rate_from: (Instant::now(), 0),
+            transition_of: foldhash::HashMap::default(),
+            records_of: foldhash::HashMap::default(),
             rtt_seen: foldhash::HashMap::default(),
         };
         let build = Family::<Labels, Gauge>::default();
@@ -225,8 +232,14 @@ impl Tap for Metrics {
         };
         match *rec {
             Rec::State { old, new, .. } => {
-                let ls = vec![l("old", old.name()), l("new", new.name())];
-                self.transitions.get_or_create(&ls).inc();
+                let fam = &self.transitions;
+                self.transition_of
+                    .entry((old, new))
+                    .or_insert_with(|| {
+                        let ls = vec![l("old", old.name()), l("new", new.name())];
+                        fam.get_or_create_owned(&ls)
+                    })
+                    .inc();
             }
             Rec::Retrans {
                 ref flow,
@@ -280,8 +293,11 @@ impl Tap for Metrics {
         }
         if rec.counts() {
             self.events += 1;
-            self.records
-                .get_or_create(&vec![l("type", rec.type_name())])
+            let fam = &self.records;
+            let ty = rec.type_name();
+            self.records_of
+                .entry(ty)
+                .or_insert_with(|| fam.get_or_create_owned(&vec![l("type", ty)]))
                 .inc();
         }
     }
