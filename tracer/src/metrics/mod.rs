@@ -218,7 +218,9 @@ impl Metrics {
 
 impl Tap for Metrics {
     fn start(&mut self, start: &Start) {
-        for h in &start.hooks {
+        // Programs attached; the BTF offsets the plan also lists are not
+        // hooks.
+        for h in start.hooks.iter().filter(|h| !h.starts_with("BTF")) {
             self.hooks.get_or_create(&vec![l("hook", h.clone())]).set(1);
         }
     }
