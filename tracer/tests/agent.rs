@@ -129,6 +129,9 @@ fn the_log_is_what_the_four_views_give_and_the_metrics_add_up() {
         assert!(l.contains("port=\"other\""), "{l}");
     }
     assert!(body.contains("tcptrace_build_info{version="));
+    // The recording's hook plan: its programs, not its BTF offsets.
+    assert!(body.contains("tcptrace_hook_attached{hook=\"sock:inet_sock_set_state\"} 1"));
+    assert!(!body.contains("hook=\"BTF"));
 }
 
 #[test]
