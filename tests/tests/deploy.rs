@@ -1,6 +1,7 @@
 //! The files of deploy/, checked by the tools that will read them: the
 //! systemd unit by `systemd-analyze verify`, the Prometheus scrape job and
-//! alerting rules by `promtool`, the rsyslog snippet by `rsyslogd -N1`.
+//! alerting rules by `promtool`, the rsyslog snippet by `rsyslogd -N1`;
+//! and the unit's capability set, by running the agent under it.
 //! (Vector and Fluent Bit are not in Debian 12: their samples are not
 //! checked here.)
 
@@ -82,4 +83,45 @@ fn agent_deploy_rsyslog_sample_validates() {
     let mut c = Command::new("rsyslogd");
     c.arg("-N1").arg("-f").arg(&conf);
     passes(c);
+}
+
+/// The agent runs under exactly the unit's capability bounding set and
+/// no_new_privs (as systemd would start it): it attaches and serves
+/// `/metrics`.
+#[test]
+fn agent_deploy_capability_set_runs_the_agent() {
+    tests::require_root();
+    let text = std::fs::read_to_string(deploy("tcptrace-agent.service")).unwrap();
+    let caps: Vec<String> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit sets CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", tests::unique_port())
+        .parse()
+        .unwrap();
+    let child = Command::new("setpriv")
+        .arg(format!("--bounding-set=-all,{}", caps.join(",")))
+        .args(["--inh-caps=-all", "--no-new-privs"])
+        .arg(tests::tracer::binary())
+        .args(["agent", "--duration", "3", "--listen", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    // The server answers from start-up; the hooks show once attached.
+    let attached = "tcptrace_hook_attached{hook=\"sock:inet_sock_set_state\"} 1";
+    let mut body = None;
+    tests::wait_until(std::time::Duration::from_secs(10), || {
+        body = tests::scrape::http_get(addr, "/metrics").ok();
+        body.as_ref().is_some_and(|(_, b)| b.contains(attached))
+    });
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "under {caps:?}: {stderr}");
+    let (status, body) = body.unwrap_or_else(|| panic!("no /metrics: {stderr}"));
+    assert_eq!(status, 200);
+    assert!(body.contains(attached), "{body}");
 }
