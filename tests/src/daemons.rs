@@ -110,7 +110,8 @@ impl Prometheus {
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--log.level=warn"),
         );
-        let ready = wait_until(Duration::from_secs(30), || {
+        // Seconds on the host; under emulation (the kernel VMs) much longer.
+        let ready = wait_until(Duration::from_secs(120), || {
             daemon.alive() && http_get(addr, "/-/ready").is_ok_and(|(s, _)| s == 200)
         });
         assert!(

@@ -106,18 +106,22 @@ fn agent_deploy_capability_set_runs_the_agent() {
         .arg(format!("--bounding-set=-all,{}", caps.join(",")))
         .args(["--inh-caps=-all", "--no-new-privs"])
         .arg(tests::tracer::binary())
-        .args(["agent", "--duration", "3", "--listen", &addr.to_string()])
+        .args(["agent", "--listen", &addr.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("setpriv (util-linux)");
-    // The server answers from start-up; the hooks show once attached.
+    // The server answers from start-up; the hooks show once attached
+    // (seconds on the host, longer under emulation in the kernel VMs).
     let attached = "tcptrace_hook_attached{hook=\"sock:inet_sock_set_state\"} 1";
     let mut body = None;
-    tests::wait_until(std::time::Duration::from_secs(10), || {
+    tests::wait_until(std::time::Duration::from_secs(60), || {
         body = tests::scrape::http_get(addr, "/metrics").ok();
         body.as_ref().is_some_and(|(_, b)| b.contains(attached))
     });
+    // setpriv execs tcptrace: the child is the agent.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "under {caps:?}: {stderr}");
