@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run headless until stopped: a JSON log and Prometheus metrics.
+    #[command(after_help = crate::agent::EXAMPLES)]
+    Agent(Box<crate::agent::AgentArgs>),
     /// Man pages and shell completions (`cargo xtask install` uses it).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
@@ -553,7 +556,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 /// A size in bytes with an optional unit (`K`, `M`, `G`, binary).
-fn bytes(s: &str) -> Option<u64> {
+pub(crate) fn bytes(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),

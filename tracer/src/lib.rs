@@ -10,7 +10,9 @@
 //! typed records, and the output of [`sinks`] renders them (text, JSON
 //! Lines, a recording) and owns the clock, `--count` and lost records.
 //! The kernel's own TCP [`counters`] enter through the same door.
+//! [`agent`] taps that output into Prometheus [`metrics`].
 
+pub mod agent;
 pub mod btf;
 pub mod cli;
 pub mod counters;
@@ -22,6 +24,7 @@ pub mod hooks;
 pub mod keys;
 pub mod live;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod procnet;
 pub mod record;

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub connect: hooks::connect::Choice,
     /// Keys pressed on `top`'s screen, pushed as they come.
     pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+    /// Raised on SIGHUP instead of stopping (the agent's log reopens).
+    pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct Source {
@@ -173,7 +175,10 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             r = src.ring.readable_mut() => { r?.clear_ready(); }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = sighup.recv() => match &opts.reopen {
+                Some(r) => r.store(true, std::sync::atomic::Ordering::Relaxed),
+                None => break,
+            },
             Some(k) = next_key(&mut keys) => {
                 p.push(Input::Key(k));
                 if p.done() {

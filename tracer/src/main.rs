@@ -66,6 +66,7 @@ fn run(command: Command) -> Result<bool> {
                     connect: a.run.connect_choice(),
                     what,
                     keys: keys(mode)?,
+                    reopen: None,
                 },
             )?;
         }
@@ -90,6 +91,7 @@ fn run(command: Command) -> Result<bool> {
                     connect: r.run.connect_choice(),
                     what: "TCP events for a recording",
                     keys: None,
+                    reopen: None,
                 },
             )?;
         }
@@ -101,6 +103,7 @@ fn run(command: Command) -> Result<bool> {
             replay::run(&file, p, keys(mode)?)?;
         }
         Command::Check { json } => return check::run(json),
+        Command::Agent(a) => tracer::agent::run(&a)?,
         Command::Generate(g) => tracer::generate::run(&g)?,
         // No eBPF: only the kernel's counters.
         Command::Stat(s) => {

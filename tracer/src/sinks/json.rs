@@ -116,7 +116,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         Rec::Top(t) => top(b, clock, t),
         Rec::Stat(s) => counters::stat_json(b, clock, s),
         Rec::Summary(s) => counters::summary_json(b, clock, s),
-        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) | Rec::Census { .. } => {}
     }
 }
 

@@ -15,8 +15,10 @@ pub mod json;
 pub mod lost;
 pub mod put;
 pub mod recording;
+pub mod rotate;
 pub mod screen;
 pub mod stderr;
+pub mod tap;
 pub mod text;
 pub mod time;
 pub mod top_table;
@@ -54,6 +56,8 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Default bytes of output waiting for a slow reader: about 60 000
 /// records, a few seconds of a busy host; more is dropped and counted.
 pub const QUEUE_BYTES: usize = 4 << 20;
+/// The name of the rendered output in per-sink metrics.
+const SINK: &str = "log";
 
 /// How records are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +87,10 @@ pub struct OutputSpec {
     pub count: Option<u64>,
     /// How text shows times (`--time`).
     pub time: time::TimeMode,
+    /// Start a new file past this many bytes (`--rotate-size`), keeping
+    /// this many old ones, and reopen the file when `reopen` is raised
+    /// (SIGHUP).
+    pub rotate: Option<rotate::Policy>,
 }
 
 impl OutputSpec {
@@ -95,6 +103,7 @@ impl OutputSpec {
             queue_bytes: QUEUE_BYTES,
             count: None,
             time: time::TimeMode::Utc,
+            rotate: None,
         }
     }
 }
@@ -130,6 +139,10 @@ pub struct Output {
     screen_lost: u64,
     /// The user asked to stop (`q`).
     quit: bool,
+    /// Who else sees every record (the agent's metrics), and which record
+    /// types are rendered.
+    tap: Option<Box<dyn tap::Tap>>,
+    types: tap::Types,
 }
 
 impl Output {
@@ -142,6 +155,10 @@ impl Output {
                 let mut out = Self::to_writer(spec, io::stdout())?;
                 out.writer.watch(libc::STDOUT_FILENO);
                 Ok(out)
+            }
+            Some(p) if spec.rotate.is_some() => {
+                let policy = spec.rotate.clone().expect("checked");
+                Self::to_writer(spec, rotate::RotatingFile::open(p, policy)?)
             }
             Some(p) => {
                 let mut o = OpenOptions::new();
@@ -198,7 +215,17 @@ impl Output {
             screen,
             screen_lost: 0,
             quit: false,
+            tap: None,
+            types: tap::Types::default(),
         })
+    }
+
+    /// Hands every record and lost count to `tap` as well, and renders
+    /// only the record `types`.
+    pub fn with_tap(mut self, tap: Box<dyn tap::Tap>, types: tap::Types) -> Self {
+        self.tap = Some(tap);
+        self.types = types;
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -218,6 +245,9 @@ impl Output {
             .then(|| self.text_clock.day(start.ts_ns))
             .flatten();
         self.now_ns = start.ts_ns;
+        if let Some(t) = &mut self.tap {
+            t.start(start);
+        }
         self.columns = columns;
         match self.mode {
             Mode::Text => self.text_header(),
@@ -252,12 +282,18 @@ impl Output {
     /// `n` events or records from `source` never reached us.
     pub fn lost(&mut self, source: &str, n: u64) {
         self.lost.add(source, n);
+        if let Some(t) = &mut self.tap {
+            t.lost(source, n);
+        }
     }
 
     /// Time passes: hands over what is formatted, unless that was done
     /// less than 10 ms (`FLUSH_EVERY`) ago.
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        if let Some(t) = &mut self.tap {
+            t.tick();
+        }
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.last_flush = std::time::Instant::now();
             self.flush(false);
@@ -326,9 +362,12 @@ impl Output {
         match sent {
             Ok(()) => self.lost.said(said),
             Err(Refused::Full(b)) => {
-                self.lost.add(lost::OUTPUT, b.records);
+                self.lost(lost::OUTPUT, b.records);
                 if let Some(s) = &mut self.screen {
                     s.invalidate();
+                }
+                if let Some(t) = &mut self.tap {
+                    t.dropped(SINK, b.records);
                 }
                 if self.buf.capacity() < BATCH_BYTES {
                     let mut v = b.bytes;
@@ -369,6 +408,20 @@ impl Output {
 
 impl Emit for Output {
     fn emit(&mut self, rec: &Rec<'_>) {
+        if let Some(t) = &mut self.tap {
+            t.record(rec);
+        }
+        // Only recordings carry input events and RTT snapshots; the
+        // census is for the tap alone.
+        let renders = match self.mode {
+            Mode::Recording { .. } => true,
+            Mode::Text | Mode::Json | Mode::Screen => {
+                !matches!(rec, Rec::Census { .. } | Rec::Rtt { .. } | Rec::Event(_))
+            }
+        };
+        if !renders || !self.types.keeps(rec) {
+            return;
+        }
         if self.quit || (self.limit.is_some_and(|n| self.written >= n) && !rec.after_count()) {
             return;
         }

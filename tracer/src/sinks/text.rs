@@ -131,7 +131,7 @@ pub fn render(b: &mut Vec<u8>, clock: &TextClock, rec: &Rec<'_>, netns: bool) {
         Rec::Top(t) => top(b, clock, t),
         Rec::Stat(s) => counters::stat_text(b, clock, s),
         Rec::Summary(s) => counters::summary_text(b, s),
-        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) => {}
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) | Rec::Census { .. } => {}
     }
 }
 

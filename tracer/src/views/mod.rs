@@ -1,6 +1,7 @@
 //! Views: what each subcommand makes of the annotated event stream and of
 //! the engine's state.
 
+pub mod agent;
 pub mod check;
 pub mod connect;
 pub mod hist;

@@ -214,7 +214,8 @@ pub enum Rec<'a> {
     Summary(&'a RetransSummary),
     /// An input event as it came, for a recording.
     Event(&'a Event),
-    /// A socket's RTT histogram as read from the kernel, for a recording.
+    /// A socket's RTT histogram as read from the kernel, for a recording
+    /// or the metrics.
     Rtt {
         ts_ns: u64,
         sock: u64,
@@ -222,13 +223,21 @@ pub enum Rec<'a> {
     },
     /// Sockets from before the run, for a recording.
     Seeds(&'a crate::pipeline::Seeds),
+    /// Live sockets per state, for the metrics (no line of its own).
+    Census {
+        ts_ns: u64,
+        states: &'a [(TcpState, u64)],
+    },
 }
 
 impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. } | Self::Seeds(_) | Self::Summary(_))
+        !matches!(
+            self,
+            Self::Rtt { .. } | Self::Seeds(_) | Self::Summary(_) | Self::Census { .. }
+        )
     }
 
     /// When what a per-flow record says happened.
@@ -246,6 +255,24 @@ impl Rec<'_> {
     /// summary of the records that were).
     pub fn after_count(&self) -> bool {
         matches!(self, Self::Summary(_))
+    }
+
+    /// The record's `type` in JSON Lines.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::State { .. } => "state",
+            Self::Retrans { .. } => "retrans",
+            Self::Connect(_) => "connect",
+            Self::Reset { .. } => "reset",
+            Self::Hist(_) => "hist",
+            Self::Top(_) => "top",
+            Self::Event(_) => "event",
+            Self::Rtt { .. } => "rtt",
+            Self::Census { .. } => "census",
+            Self::Stat(_) => "stat",
+            Self::Summary(_) => "summary",
+            Self::Seeds(_) => "seeds",
+        }
     }
 
     /// The network namespace of a per-flow record.

@@ -30,22 +30,29 @@ impl View for Resets {
     }
 
     fn on_event(&mut self, a: &Annotated, cx: &Context, out: &mut dyn Emit) {
-        let (direction, state, reason) = match a.event.kind {
-            EventKind::ResetSent { state, reason } => (
-                Direction::Sent,
-                state.or(a.state),
-                reason.map(|r| cx.reset_reason(r).map_or(Reason::Code(r), Reason::Named)),
-            ),
-            EventKind::ResetRecv => (Direction::Received, a.state, None),
-            _ => return,
-        };
-        out.emit(&Rec::Reset {
-            flow: FlowRef::of(a),
-            direction,
-            state,
-            reason,
-        });
+        if let Some(r) = record(a, cx) {
+            out.emit(&r);
+        }
     }
+}
+
+/// The record of a reset event (`None` for other events).
+pub(super) fn record<'a>(a: &'a Annotated, cx: &'a Context) -> Option<Rec<'a>> {
+    let (direction, state, reason) = match a.event.kind {
+        EventKind::ResetSent { state, reason } => (
+            Direction::Sent,
+            state.or(a.state),
+            reason.map(|r| cx.reset_reason(r).map_or(Reason::Code(r), Reason::Named)),
+        ),
+        EventKind::ResetRecv => (Direction::Received, a.state, None),
+        _ => return None,
+    };
+    Some(Rec::Reset {
+        flow: FlowRef::of(a),
+        direction,
+        state,
+        reason,
+    })
 }
 
 #[cfg(test)]
