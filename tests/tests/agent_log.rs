@@ -107,10 +107,9 @@ fn agent_rsyslog_forwards_every_record_once_through_rotation() {
     }
     let total: u32 = written.values().sum();
     assert!(rotated >= 1, "no rotation in {total} records");
-    assert!(
-        written.values().all(|&n| n == 1),
-        "the agent wrote a line twice"
-    );
+    // Two records can be the same line: two RSTs a listener sends in one
+    // microsecond carry the same tuple and time. So every line must arrive
+    // exactly as many times as it was written.
     let mut arrived = BTreeMap::new();
     let complete = wait_until(Duration::from_secs(30), || {
         arrived.clear();
@@ -124,9 +123,12 @@ fn agent_rsyslog_forwards_every_record_once_through_rotation() {
     }
     let missing: Vec<&String> = written
         .keys()
-        .filter(|l| !arrived.contains_key(*l))
+        .filter(|l| arrived.get(*l) < written.get(*l))
         .collect();
-    let twice: Vec<(&String, &u32)> = arrived.iter().filter(|(_, n)| **n > 1).collect();
+    let twice: Vec<(&String, &u32)> = arrived
+        .iter()
+        .filter(|(l, n)| written.get(*l).is_some_and(|w| **n > *w))
+        .collect();
     let strays: Vec<&String> = arrived
         .keys()
         .filter(|l| !written.contains_key(*l))
