@@ -6,13 +6,14 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     time::Duration,
 };
 
 use serde_json::Value;
-use tests::{NetNs, Tracer, require_root, tracer::of_type, unique_port, wait_until};
+use tests::{
+    NetNs, Tracer, load::bulk_transfers, require_root, tracer::of_type, unique_port, wait_until,
+};
 
 /// tcptrace's JSON key of a kernel counter, and the name the kernel
 /// (`Group:Name`) and nstat (`GroupName`) give it.
@@ -48,32 +49,13 @@ struct Work {
 fn workload(ns: &NetNs, port: u16, conns: u64, bytes: usize, refused: u64) -> Work {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let closed: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = ns.spawn("tt-server", move || {
-        let l = TcpListener::bind(addr).unwrap();
-        ready_tx.send(()).unwrap();
-        let mut total = 0;
-        for _ in 0..conns {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).unwrap();
-            total += buf.len();
-        }
-        total
-    });
-    ready_rx.recv().unwrap();
+    bulk_transfers(ns, addr, conns as usize, bytes);
     ns.run("tt-client", move || {
-        for _ in 0..conns {
-            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(30)).unwrap();
-            c.write_all(&vec![7u8; bytes]).unwrap();
-        }
         for _ in 0..refused {
             let e = TcpStream::connect_timeout(&closed, Duration::from_secs(5)).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
         }
     });
-    assert_eq!(server.join().unwrap(), conns as usize * bytes);
     assert!(
         wait_until(Duration::from_secs(60), || {
             let out = ns.sh(&["ss", "-Htan"]);

@@ -13,8 +13,6 @@
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use crate::views::top::SortBy;
-
 /// What a key asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -87,6 +85,27 @@ pub fn read_terminal() -> std::io::Result<UnboundedReceiver<Key>> {
             }
         })?;
     Ok(rx)
+}
+
+/// Sort order of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// Most retransmits first.
+    Retrans,
+    /// Slowest handshake first (flows without one last).
+    Latency,
+    /// Oldest first.
+    Age,
+}
+
+impl SortBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Retrans => "retrans",
+            Self::Latency => "latency",
+            Self::Age => "age",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod procnet;
 pub mod record;
 pub mod replay;
 pub mod sinks;
+pub mod stderr;
 pub mod tracefs;
 pub mod views;
 pub mod wire;

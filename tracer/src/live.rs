@@ -26,8 +26,7 @@ use crate::{
     pipeline::{Input, Pipeline, Seeds},
     procnet,
     record::{Start, lost},
-    sinks::stderr,
-    wire,
+    stderr, wire,
 };
 
 /// How often the ring is drained while events flow and nothing forces a

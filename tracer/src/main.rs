@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            tracer::sinks::stderr::say(format_args!("error: {e:#}"));
+            tracer::stderr::say(format_args!("error: {e:#}"));
             ExitCode::from(1)
         }
     }

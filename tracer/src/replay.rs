@@ -159,7 +159,7 @@ fn is_text(line: &[u8]) -> bool {
 
 /// Says that the recording's last record is incomplete.
 fn truncated(n: u64) {
-    crate::sinks::stderr::say(format_args!(
+    crate::stderr::say(format_args!(
         "warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
     ));
 }

@@ -17,7 +17,6 @@ pub mod put;
 pub mod recording;
 pub mod rotate;
 pub mod screen;
-pub mod stderr;
 pub mod tap;
 pub mod text;
 pub mod time;

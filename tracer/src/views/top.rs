@@ -26,26 +26,9 @@ use crate::{
     keys::Key,
 };
 
-/// Sort order of the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SortBy {
-    /// Most retransmits first.
-    Retrans,
-    /// Slowest handshake first (flows without one last).
-    Latency,
-    /// Oldest first.
-    Age,
-}
-
-impl SortBy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Retrans => "retrans",
-            Self::Latency => "latency",
-            Self::Age => "age",
-        }
-    }
-}
+/// Sort order of the table (defined with the keys that pick it, so a
+/// source that reads keys needs no view).
+pub use crate::keys::SortBy;
 
 pub struct Top {
     pub sort: SortBy,
