@@ -250,8 +250,14 @@ fn retrans_summary_and_top_rates_agree_with_nstat() {
     let (retrans, out) = (d("TcpRetransSegs"), d("TcpOutSegs"));
     assert!(retrans > 0, "8 % loss retransmitted nothing");
     let recs = rt.stop();
-    // One refresh in the run, then the last one at the end.
-    top.wait_for("a refresh", Duration::from_secs(10), |r| !r.is_empty());
+    // Two refreshes with rates (a counter reading before each), however
+    // fast the workload was, then the last one at the end.
+    top.wait_for("two refreshes with rates", Duration::from_secs(10), |r| {
+        r.iter()
+            .filter(|t| t["type"] == "top" && t.get("rates").is_some())
+            .count()
+            >= 2
+    });
     let tops = top.stop();
     let summary = of_type(&recs, "summary");
     assert_eq!(summary.len(), 1, "{recs:?}");
