@@ -117,6 +117,13 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         },
         decode_errors: 0,
     };
+    // Handlers first: whoever sees the start ("watching", or the agent's
+    // metrics saying the hooks are attached) may signal us at once.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // A hangup (the terminal or ssh session went away) ends the run like
+    // SIGTERM, flushing what was captured, rather than killing it.
+    let mut sighup = signal(SignalKind::hangup())?;
     p.push(Input::Start(Start {
         clock: Clock::now(),
         ts_ns: Clock::monotonic_now(),
@@ -151,12 +158,6 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let mut seeding = Some(Seeding::start(netns)?);
     let mut hold_until: Option<Instant> = None;
     let mut held = Vec::new();
-    // Handlers first: whoever reads "watching" may signal us at once.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    // A hangup (the terminal or ssh session went away) ends the run like
-    // SIGTERM, flushing what was captured, rather than killing it.
-    let mut sighup = signal(SignalKind::hangup())?;
     stderr::say(format_args!(
         "watching {} (hooks: {}); {} to stop",
         opts.what,
