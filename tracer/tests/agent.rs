@@ -3,10 +3,7 @@
 //! golden files), `--events` keeps only the types asked for, and the
 //! metrics it taps add up to the records.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    sync::{Arc, Mutex},
-};
+use std::collections::{BTreeMap, HashSet};
 
 use prometheus_client::{encoding::prometheus_text, registry::Registry};
 use tracer::{
@@ -18,19 +15,9 @@ use tracer::{
     views::agent::Agent,
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+mod common;
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{FIXTURES, Sink};
 
 /// The agent over the fixture: its log and its registry.
 fn agent(types: Types) -> (String, Registry) {

@@ -6,10 +6,7 @@
 //! tracer --test golden` rewrites the files; review the diff and say so in
 //! the commit.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::path::Path;
 
 use clap::Parser as _;
 use tracer::{
@@ -19,19 +16,9 @@ use tracer::{
     sinks::Output,
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+mod common;
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{FIXTURES, Sink};
 
 /// `tcptrace replay <fixture> ARGS...`, as the binary would run it with
 /// standard output not a terminal.
