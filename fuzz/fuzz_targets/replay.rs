@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let view: Box<dyn View> = match pick % 7 {
         0 => Box::new(States),
-        1 => Box::new(Retrans),
+        1 => Box::new(Retrans::default()),
         2 => Box::new(Resets),
         3 => Box::new(Connect::default()),
         4 => Box::new(Hist::new(Metric::Handshake, pick & 8 != 0, Some(1_000_000))),
