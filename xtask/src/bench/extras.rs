@@ -119,7 +119,14 @@ pub struct Replay {
     pub encoding: &'static str,
     pub events: u64,
     pub secs: f64,
+    /// Instructions per event under callgrind, net of start-up (for the
+    /// views in [`CALLGRIND_VIEWS`]).
+    pub instr_per_event: Option<f64>,
 }
+
+/// Views measured under callgrind too: a line per event, and the engine
+/// path.
+const CALLGRIND_VIEWS: &[&str] = &["states", "top"];
 
 /// First byte of a binary event frame, and its length (tracer's
 /// `record::frame`).
@@ -187,11 +194,23 @@ pub fn replay(b: &mut Bench, count: u64) -> Result<Vec<Replay>> {
             if !st.success() {
                 bail!("tcptrace replay {view} of the {encoding} recording failed with {st}");
             }
+            let secs = start.elapsed().as_secs_f64();
+            let instr_per_event = if CALLGRIND_VIEWS.contains(&view) {
+                Some(super::callgrind::per_event(
+                    &b.tools.tcptrace,
+                    std::path::Path::new(&file),
+                    view,
+                    events,
+                )?)
+            } else {
+                None
+            };
             out.push(Replay {
                 view,
                 encoding,
                 events,
-                secs: start.elapsed().as_secs_f64(),
+                secs,
+                instr_per_event,
             });
         }
         let _ = std::fs::remove_file(&file);

@@ -161,6 +161,8 @@ pub fn ensure_tools() -> Result<PathBuf> {
         ("ip", "iproute2"),
         // Compiles the floor peer (bench/peers/floor.bpf.c).
         ("clang", "clang"),
+        // Counts replay's instructions (callgrind).
+        ("valgrind", "valgrind"),
     ]
     .into_iter()
     .filter(|(bin, _)| !have(bin))

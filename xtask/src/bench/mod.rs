@@ -10,12 +10,14 @@
 //! - `worker`: the workload generators (`xtask bench-worker`);
 //! - `tracers`: a configuration as a child process, its CPU, RSS and counts;
 //! - `extras`: calibration of expected events, start-up, replay;
+//! - `callgrind`: replay's instructions per event (repeatable under load);
 //! - `flows`: memory with 100 000 live flows;
 //! - `host`: /proc, tools, the machine, namespaces (the tests' own);
 //! - `kstats`, `floor`: the kernel's own cost of each configuration's BPF
 //!   programs (`bpf_stats`), and the floor peer it is compared with;
 //! - `report`, `kcost`: medians, goals, markdown and JSON.
 
+mod callgrind;
 mod configs;
 mod extras;
 pub mod floor;
