@@ -22,6 +22,10 @@ pub enum Kind {
     /// `-L`/`-D` must both match, so it runs unfiltered and only lines with
     /// the workload's port are counted).
     Tcpstates,
+    /// The floor: `bench/peers/floor.bpf.c` (reserve and submit a
+    /// fixed-size record per state transition, no field read, no filter),
+    /// loaded by `xtask bench-worker floor`.
+    Floor,
 }
 
 /// What a configuration's output lines are, which says what they are
@@ -59,7 +63,7 @@ const fn c(name: &'static str, kind: Kind, watch: Watch, under: u8) -> Config {
     }
 }
 
-use Kind::{Bpftrace, Tcpstates, Tcptrace};
+use Kind::{Bpftrace, Floor, Tcpstates, Tcptrace};
 use Watch::{Retrans, States, Summary};
 
 /// Every configuration, in report order.
@@ -77,6 +81,7 @@ pub const CONFIGS: &[Config] = &[
     c("bpftrace retrans count",  Bpftrace("retrans-count.bt"),         Retrans, LOSS),
     c("bpftrace retrans printf", Bpftrace("retrans-printf.bt"),        Retrans, LOSS),
     c("libbpf-tools tcpstates",  Tcpstates,                            States,  STORM | STEADY | IDLE),
+    c("floor reserve+submit",    Floor,                                Summary, STORM),
 ];
 
 /// The configuration called `name`.

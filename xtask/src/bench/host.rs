@@ -159,6 +159,8 @@ pub fn ensure_tools() -> Result<PathBuf> {
         ("nft", "nftables"),
         ("ethtool", "ethtool"),
         ("ip", "iproute2"),
+        // Compiles the floor peer (bench/peers/floor.bpf.c).
+        ("clang", "clang"),
     ]
     .into_iter()
     .filter(|(bin, _)| !have(bin))

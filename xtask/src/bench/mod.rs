@@ -12,12 +12,17 @@
 //! - `extras`: calibration of expected events, start-up, replay;
 //! - `flows`: memory with 100 000 live flows;
 //! - `host`: /proc, tools, the machine, namespaces (the tests' own);
-//! - `report`: medians, goals, markdown and JSON.
+//! - `kstats`, `floor`: the kernel's own cost of each configuration's BPF
+//!   programs (`bpf_stats`), and the floor peer it is compared with;
+//! - `report`, `kcost`: medians, goals, markdown and JSON.
 
 mod configs;
 mod extras;
+pub mod floor;
 mod flows;
 pub mod host;
+mod kcost;
+mod kstats;
 mod report;
 mod tracers;
 pub mod worker;
@@ -100,10 +105,16 @@ pub fn run(opts: Opts, root: &Path, tcptrace: PathBuf) -> Result<()> {
     harness::netns::remove_stale();
     let tcpstates = host::ensure_tools()?;
     host::ensure_tracefs();
+    let peers = root.join("bench/peers");
+    let floor = floor::build(&peers, &root.join("target/bench"))?;
+    // On for the whole run; the kernel turns it off when we exit.
+    let _stats = kstats::enable()?;
     let mut b = Bench::new(Tools {
         tcptrace,
         tcpstates,
-        peers: root.join("bench/peers"),
+        peers,
+        xtask: std::env::current_exe()?,
+        floor,
     })?;
     let z = sizes(opts.quick);
     let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 }).max(1);

@@ -11,6 +11,7 @@ use super::{
     extras::{Calibration, Replay, Startup},
     flows::FlowsMem,
     host::Machine,
+    kcost,
     workloads::Run,
 };
 
@@ -282,6 +283,7 @@ pub fn goals(r: &Results) -> Vec<Goal> {
             met: Some(m <= 300.0),
         });
     }
+    g.extend(kcost::goals(r.runs));
     // The engine path: views that print a summary, not a line per event.
     let engine_views = ["top", "hist", "connect"];
     let rate = |x: &&Replay| x.events as f64 / x.secs;
@@ -417,6 +419,7 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
             floor.join(", ")
         );
     }
+    kcost::markdown(r.runs, &mut s);
     let mut workloads: Vec<&str> = Vec::new();
     for x in r.summaries {
         if x.workload != "idle" && !workloads.contains(&x.workload.as_str()) {
@@ -616,6 +619,10 @@ pub fn raw_json(r: &Results) -> serde_json::Value {
             "rss_kb": x.sample.rss_kb,
             "ready_ms": x.sample.ready_ms,
             "killed": x.sample.killed,
+            "kernel": x.sample.kernel.map(|k| json!({
+                "run_time_ns": k.run_ns, "run_cnt": k.runs,
+                "recursion_misses": k.misses, "programs": k.progs,
+            })),
             "foreign_tracers": x.foreign,
         })).collect::<Vec<_>>(),
         "startup": r.startup.iter().map(|x| json!({

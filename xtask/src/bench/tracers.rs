@@ -18,6 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     configs::{Config, Kind, Watch},
     host,
+    kstats::{self, KernelCost, Snapshot},
 };
 
 /// Where the programs under test are.
@@ -26,6 +27,10 @@ pub struct Tools {
     pub tcpstates: PathBuf,
     /// `bench/peers`.
     pub peers: PathBuf,
+    /// This binary (`bench-worker floor` loads the floor).
+    pub xtask: PathBuf,
+    /// The compiled floor program.
+    pub floor: PathBuf,
 }
 
 /// A started configuration.
@@ -42,6 +47,7 @@ pub struct Running {
     attached_at: Instant,
     cpu_at_ready: u64,
     switches_at_ready: u64,
+    progs_at_ready: Snapshot,
 }
 
 /// What a configuration did during one run.
@@ -69,6 +75,8 @@ pub struct Sample {
     pub ready_ms: f64,
     /// It ignored SIGINT for 20 s and was killed (its count may be short).
     pub killed: bool,
+    /// What its BPF programs cost the kernel over the sampled span.
+    pub kernel: Option<KernelCost>,
 }
 
 impl Sample {
@@ -115,6 +123,11 @@ impl Running {
                 c
             }
             Kind::Tcpstates => Command::new(&tools.tcpstates),
+            Kind::Floor => {
+                let mut c = Command::new(&tools.xtask);
+                c.args(["bench-worker", "floor", "--obj"]).arg(&tools.floor);
+                c
+            }
         };
         let tag = cfg.name.replace([' ', '-'], "_");
         let out = PathBuf::from(format!("/dev/shm/ttbench-{}-{tag}.out", std::process::id()));
@@ -136,6 +149,7 @@ impl Running {
             attached_at: started,
             cpu_at_ready: 0,
             switches_at_ready: 0,
+            progs_at_ready: Snapshot::new(),
         };
         let deadline = started + Duration::from_secs(30);
         let mut announced: Option<Instant> = None;
@@ -151,6 +165,7 @@ impl Running {
         r.ready_after = r.attached_at - started;
         r.cpu_at_ready = host::cpu_ns(r.child.id());
         r.switches_at_ready = host::switches(r.child.id());
+        r.progs_at_ready = kstats::snapshot(r.child.id());
         Ok(Some(r))
     }
 
@@ -161,6 +176,7 @@ impl Running {
             Kind::None => true,
             // Printed once every program is attached.
             Kind::Tcptrace(_) => text(&self.err).contains("tcptrace: watching"),
+            Kind::Floor => text(&self.err).contains("floor: attached"),
             // bpftrace prints "Attaching N probes..." *before* attaching,
             // after opening one perf buffer per CPU; each attached
             // tracepoint then adds a perf event fd.
@@ -229,6 +245,10 @@ impl Running {
             rss_peak_kb: host::status_kb(pid, "VmHWM:"),
             rss_kb: host::status_kb(pid, "VmRSS:"),
             ready_ms: self.ready_after.as_secs_f64() * 1e3,
+            kernel: Some(kstats::delta(
+                &self.progs_at_ready,
+                &kstats::snapshot(pid),
+            )),
             ..Sample::default()
         };
         let _ = nix::sys::signal::kill(
@@ -297,7 +317,7 @@ impl Running {
             }
         }
         match self.cfg.kind {
-            Kind::None => {}
+            Kind::None | Kind::Floor => {}
             Kind::Tcptrace(args) if args.contains(&"--json") => {
                 for l in lines {
                     if l.starts_with("{\"type\":\"lost\"") {

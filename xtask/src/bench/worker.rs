@@ -74,6 +74,12 @@ pub enum Work {
         #[arg(long)]
         secs: f64,
     },
+    /// Loads and attaches the floor program (`bench/peers/floor.bpf.c`,
+    /// compiled), drains its ring until killed.
+    Floor {
+        #[arg(long)]
+        obj: std::path::PathBuf,
+    },
 }
 
 fn enter(ns: &str) -> Result<()> {
@@ -109,6 +115,7 @@ pub fn run(w: Work) -> Result<()> {
             net,
             secs,
         } => hold(&ns, port, conns, net, secs)?,
+        Work::Floor { obj } => return super::floor::run(&obj),
     };
     println!("{v}");
     Ok(())
