@@ -26,6 +26,7 @@ mod reset;
 mod retrans;
 mod rtt;
 mod sockaddr;
+mod span;
 mod state;
 
 #[cfg(not(test))]

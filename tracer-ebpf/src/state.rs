@@ -12,10 +12,11 @@ use crate::global::Global;
 use crate::{
     connect,
     emit::{
-        Outcome, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_event,
-        opt_field, submit, want, wanted_state,
+        Outcome, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, done, field, flow_fields,
+        opt_field, set_task, submit, want, wanted_state,
     },
     netns, rtt,
+    span::Span,
 };
 
 #[unsafe(no_mangle)]
@@ -28,6 +29,8 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 
 fn try_state(ctx: &TracePointContext) -> Outcome {
     let off = STATE_TP.load();
+    // One copy of the record instead of a helper call per field.
+    let ctx = &Span::read(ctx);
     // Also fires for SCTP and MPTCP sockets.
     if let Some(proto) = opt_field::<u16>(ctx, off.protocol)? {
         want(proto == IPPROTO_TCP)?;
@@ -39,7 +42,13 @@ fn try_state(ctx: &TracePointContext) -> Outcome {
     // socket into ESTABLISHED and CLOSE, whatever the view's mask.
     let rtt_track = rtt::by_tuple() && (state == TCP_ESTABLISHED || state == TCP_CLOSE);
     want(listener || rtt_track || wanted_state(state))?;
-    let mut ev = flow_event(ctx, &off, kind::STATE, hook::STATE, listener)?;
+    let mut ev = flow_fields(ctx, &off, kind::STATE, hook::STATE, listener)?;
+    // The task is the socket's owner only inside connect() (CLOSE ->
+    // SYN_SENT) and listen(); elsewhere it is whoever the CPU was running
+    // (softirq, the peer), which user space ignores: not read at all.
+    if (old_state == TCP_CLOSE && state == TCP_SYN_SENT) || state == TCP_LISTEN {
+        set_task(&mut ev);
+    }
     let skaddr = field::<u64>(ctx, off.skaddr)?;
     if state == TCP_SYN_SENT {
         // In process context of connect(): tell a pending connect its socket.
