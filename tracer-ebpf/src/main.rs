@@ -28,6 +28,7 @@ mod rtt;
 mod sockaddr;
 mod span;
 mod state;
+mod state_btf;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -55,6 +55,7 @@ fn run(command: Command) -> Result<bool> {
                     duration: a.run.duration,
                     ring_bytes: a.run.ring_size,
                     connect: a.run.connect_choice(),
+                    state: a.run.state_choice(),
                     what,
                 },
             )?;
@@ -78,6 +79,7 @@ fn run(command: Command) -> Result<bool> {
                     duration: r.run.duration,
                     ring_bytes: r.run.ring_size,
                     connect: r.run.connect_choice(),
+                    state: r.run.state_choice(),
                     what: "TCP events for a recording",
                 },
             )?;
