@@ -60,7 +60,9 @@ pub fn of_btf_sock(sk: *const u8) -> Result<u32, Skip> {
     }
     // SAFETY: see above; `sk` is the tracepoint's `struct sock *`.
     let net = unsafe {
-        core::ptr::read_volatile(sk.add((off.sk_net & KERNEL_OFFSET_MASK) as usize) as *const *const u8)
+        core::ptr::read_volatile(
+            sk.add((off.sk_net & KERNEL_OFFSET_MASK) as usize) as *const *const u8
+        )
     };
     if net.is_null() {
         return Err(Skip::Unreadable);

@@ -22,9 +22,9 @@ use tracer_common::{ABSENT, hook, names};
 
 use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
-pub use state_hook::StateHook;
 pub use globals::{kernel_filter, netns_offsets};
 use globals::{own_pid_namespace, skb_segs_offset, syscall_offsets};
+pub use state_hook::StateHook;
 pub use table::{Attach, HOOKS, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000

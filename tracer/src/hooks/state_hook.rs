@@ -178,7 +178,11 @@ mod tests {
         let o = sock_offsets(&btf).unwrap();
         // struct sock_common starts with the address pair, then the ports,
         // then the family; IPv6 addresses follow later in it.
-        assert_eq!((o.daddr, o.saddr, o.dport, o.family), (0, 4, 12, 16), "{o:?}");
+        assert_eq!(
+            (o.daddr, o.saddr, o.dport, o.family),
+            (0, 4, 12, 16),
+            "{o:?}"
+        );
         assert!(o.saddr_v6 > o.family && o.daddr_v6 > o.family, "{o:?}");
         assert!(o.protocol > 100 && o.sport > o.protocol, "{o:?}");
     }
@@ -187,7 +191,9 @@ mod tests {
     fn the_kernel_crate_has_the_btf_program() {
         let src = include_str!("../../../tracer-ebpf/src/state_btf.rs");
         assert!(src.contains(&format!("pub fn {BTF_PROGRAM}(")));
-        assert!(src.contains(&format!("#[btf_tracepoint(function = \"{BTF_TRACEPOINT}\")]")));
+        assert!(src.contains(&format!(
+            "#[btf_tracepoint(function = \"{BTF_TRACEPOINT}\")]"
+        )));
         assert!(src.contains("static SOCK_OFF: Global<SockOffsets>"));
     }
 }

@@ -9,11 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::{
-    Ebpf,
-    maps::RingBuf,
-    programs::TracePoint,
-};
+use aya::{Ebpf, maps::RingBuf, programs::TracePoint};
 
 /// Compiles the floor program into `out_dir`; returns the object's path.
 pub fn build(peers: &Path, out_dir: &Path) -> Result<PathBuf> {

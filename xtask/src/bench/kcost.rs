@@ -76,7 +76,8 @@ pub fn costs(runs: &[Run]) -> Vec<Cost> {
 }
 
 fn of<'a>(c: &'a [Cost], workload: &str, config: &str) -> Option<&'a Cost> {
-    c.iter().find(|x| x.workload == workload && x.config == config)
+    c.iter()
+        .find(|x| x.workload == workload && x.config == config)
 }
 
 /// `x` over the same workload's `peer`, as "N.NNx".

@@ -245,10 +245,7 @@ impl Running {
             rss_peak_kb: host::status_kb(pid, "VmHWM:"),
             rss_kb: host::status_kb(pid, "VmRSS:"),
             ready_ms: self.ready_after.as_secs_f64() * 1e3,
-            kernel: Some(kstats::delta(
-                &self.progs_at_ready,
-                &kstats::snapshot(pid),
-            )),
+            kernel: Some(kstats::delta(&self.progs_at_ready, &kstats::snapshot(pid))),
             ..Sample::default()
         };
         let _ = nix::sys::signal::kill(
