@@ -190,11 +190,11 @@ impl Probe {
         }
         let sock_off = match (&btf, state) {
             (_, state_hook::Choice::Only(StateHook::Tracepoint)) => Err("not wanted".into()),
-            (Ok(btf), _) => state_hook::sock_offsets(btf),
+            (Ok(btf), _) => state_hook::prepare(btf),
             (Err(e), _) => Err(e.clone()),
         };
-        if let Ok(off) = &sock_off {
-            loader.override_global(names::SOCK_OFF, off, true);
+        if let Ok(s) = &sock_off {
+            loader.override_global(names::SOCK_OFF, &s.offsets, true);
         }
         let netns_off = btf.and_then(|btf| netns_offsets(&btf));
         if let Ok(off) = &netns_off {

@@ -77,6 +77,25 @@ impl Choice {
     }
 }
 
+/// What the BTF program needs from the kernel's BTF.
+#[derive(Clone, Copy, Debug)]
+pub struct BtfState {
+    pub offsets: SockOffsets,
+    /// The id of the tracepoint's `btf_trace_inet_sock_set_state` type.
+    attach_id: u32,
+}
+
+/// Reads [`BtfState`] from the kernel's BTF.
+pub fn prepare(btf: &Btf) -> Result<BtfState, String> {
+    let name = format!("btf_trace_{BTF_TRACEPOINT}");
+    Ok(BtfState {
+        offsets: sock_offsets(btf)?,
+        attach_id: btf
+            .typedef_id(&name)
+            .ok_or_else(|| format!("BTF has no {name}"))?,
+    })
+}
+
 /// Where the BTF program finds the record's fields in a `struct sock`,
 /// from kernel BTF (see [`SockOffsets`]); every one is needed.
 pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
@@ -102,8 +121,49 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
     })
 }
 
-fn attach_btf(bpf: &mut Ebpf) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading the kernel's BTF")?;
+/// BTF that holds, at `id`, a typedef called `name`, and before it
+/// placeholders: all aya reads to load a BTF tracepoint program is the id
+/// of `btf_trace_<tracepoint>`, and parsing the kernel's whole BTF with aya
+/// takes long (seconds in an emulated VM) and many megabytes; the
+/// project's own parser found the id.
+fn btf_with_typedef_at(id: u32, name: &str) -> Vec<u8> {
+    const KIND_FWD: u32 = 7;
+    const KIND_TYPEDEF: u32 = 8;
+    let mut types = Vec::with_capacity(12 * id as usize);
+    for _ in 1..id {
+        types.extend(
+            [0u32, KIND_FWD << 24, 0]
+                .iter()
+                .flat_map(|w| w.to_le_bytes()),
+        );
+    }
+    types.extend(
+        [1u32, KIND_TYPEDEF << 24, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes()),
+    );
+    let strings = [b"\0", name.as_bytes(), b"\0"].concat();
+    let mut out = Vec::with_capacity(24 + types.len() + strings.len());
+    out.extend(0xeb9fu16.to_le_bytes());
+    out.extend([1u8, 0]);
+    for w in [
+        24u32,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strings.len() as u32,
+    ] {
+        out.extend(w.to_le_bytes());
+    }
+    out.extend(types);
+    out.extend(strings);
+    out
+}
+
+fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
+    let raw = btf_with_typedef_at(state.attach_id, &format!("btf_trace_{BTF_TRACEPOINT}"));
+    let btf = AyaBtf::parse(&raw, aya::Endianness::default())
+        .context("building the tracepoint's BTF type")?;
     let prog: &mut BtfTracePoint = bpf
         .program_mut(BTF_PROGRAM)
         .with_context(|| format!("the object has no program {BTF_PROGRAM}"))?
@@ -119,14 +179,14 @@ fn attach_btf(bpf: &mut Ebpf) -> Result<()> {
 pub fn attach(
     bpf: &mut Ebpf,
     row: &Hook,
-    offsets: &Result<SockOffsets, String>,
+    offsets: &Result<BtfState, String>,
     choice: Choice,
 ) -> Result<(StateHook, Vec<HookStatus>)> {
     let mut tried = Vec::new();
     let mut chosen = None;
     if choice.tries(StateHook::Btf) {
         let r = match offsets {
-            Ok(_) => attach_btf(bpf).map_err(|e| format!("{e:#}")),
+            Ok(state) => attach_btf(bpf, state).map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.clone()),
         };
         if r.is_ok() {
@@ -175,7 +235,7 @@ mod tests {
     #[test]
     fn sock_offsets_of_this_kernel() {
         let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
-        let o = sock_offsets(&btf).unwrap();
+        let o = prepare(&btf).unwrap().offsets;
         // struct sock_common starts with the address pair, then the ports,
         // then the family; IPv6 addresses follow later in it.
         assert_eq!(
@@ -185,6 +245,17 @@ mod tests {
         );
         assert!(o.saddr_v6 > o.family && o.daddr_v6 > o.family, "{o:?}");
         assert!(o.protocol > 100 && o.sport > o.protocol, "{o:?}");
+    }
+
+    #[test]
+    fn the_stub_btf_holds_the_typedef_at_its_id() {
+        let raw = btf_with_typedef_at(5, "btf_trace_x");
+        let btf = AyaBtf::parse(&raw, aya::Endianness::default()).unwrap();
+        assert_eq!(
+            btf.id_by_type_name_kind("btf_trace_x", aya_obj::btf::BtfKind::Typedef),
+            Ok(5)
+        );
+        assert_eq!(Btf::parse(raw).unwrap().typedef_id("btf_trace_x"), Some(5));
     }
 
     #[test]
