@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tracer::{
+    event::TcpState,
     filter::Filter,
     pipeline::Pipeline,
     replay::replay_into,
@@ -16,7 +17,7 @@ use tracer::{
         resets::Resets,
         retrans::Retrans,
         states::States,
-        top::{SortBy, Top},
+        top::{GroupBy, SortBy, Top},
     },
 };
 
@@ -26,12 +27,21 @@ fuzz_target!(|data: &[u8]| {
     };
     let view: Box<dyn View> = match pick % 7 {
         0 => Box::new(States),
-        1 => Box::new(Retrans),
+        1 => Box::new(Retrans::default()),
         2 => Box::new(Resets),
         3 => Box::new(Connect::default()),
         4 => Box::new(Hist::new(Metric::Handshake, pick & 8 != 0, Some(1_000_000))),
         5 => Box::new(Hist::new(Metric::Rtt, pick & 8 != 0, None)),
-        _ => Box::new(Top::new(SortBy::Retrans, 1_000_000, 25, false, true)),
+        _ => {
+            let mut top = Top::new(SortBy::Retrans, 1_000_000, 25, false, true);
+            // The roll-ups and the state filter too.
+            top.group = [None, Some(GroupBy::Owner), Some(GroupBy::Remote), Some(GroupBy::Port)]
+                [usize::from(pick >> 5) % 4];
+            if pick & 128 != 0 {
+                top.states = vec![TcpState::Established, TcpState::CloseWait];
+            }
+            Box::new(top)
+        }
     };
     let mode = if pick & 16 != 0 {
         Mode::Text

@@ -61,3 +61,19 @@ pub fn child_starts_with_peer() -> Option<bool> {
 pub fn no_socket_resets_traced() -> bool {
     tracepoint_has("tcp", "tcp_send_reset", "reason")
 }
+
+/// Whether tcptrace tells retransmit kinds apart (`rto`, `fast`, `tlp`
+/// instead of `data`) here: it reads the socket's congestion state at
+/// offsets from the kernel's BTF, which Debian's 6.1 and 6.12 and the
+/// host's 6.18 all have (same layout: `icsk_ca_state` a 5-bit bitfield,
+/// `icsk_pending` two bytes on). Without `/sys/kernel/btf/vmlinux` every
+/// data retransmit is `data`.
+pub fn retrans_kinds_known() -> bool {
+    Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
+/// Whether `tcp_retransmit_skb` also fires for attempts that failed
+/// (Linux 6.17+, which added its `err` field); before, they are not seen.
+pub fn failed_retransmits_traced() -> bool {
+    tracepoint_has("tcp", "tcp_retransmit_skb", "err")
+}

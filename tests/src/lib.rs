@@ -2,14 +2,20 @@
 //! namespaces that clean up after themselves (shared with `cargo xtask
 //! bench`), code run inside them on named threads, nftables rules, the
 //! kernel's own counters, the BPF objects a process holds, and the real
-//! `tcptrace` binary run as a child whose output is watched and collected.
+//! `tcptrace` binary run as a child whose output is watched and collected,
+//! and real components it feeds (Prometheus, rsyslog) with a scraper's
+//! view of `/metrics`.
 //!
 //! Every test needs root (BPF and namespaces). Without it a test fails with
 //! a sentence saying so: it never passes silently.
 
 pub mod bpf;
+pub mod daemons;
 pub mod kernel;
+pub mod load;
 pub mod netns;
+pub mod scrape;
+pub mod tmux;
 pub mod tracer;
 
 pub use netns::NetNs;

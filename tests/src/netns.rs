@@ -138,18 +138,52 @@ impl NetNs {
     /// A counter from the namespace's `/proc/net/snmp` or `/proc/net/netstat`
     /// (e.g. `("Tcp", "RetransSegs")`, `("TcpExt", "TCPSynRetrans")`).
     pub fn counter(&self, group: &str, name: &str) -> u64 {
-        for file in ["/proc/net/snmp", "/proc/net/netstat"] {
-            let out = self.sh(&["cat", file]);
-            let text = String::from_utf8_lossy(&out.stdout);
-            let prefix = format!("{group}:");
-            let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
-            if let (Some(h), Some(v)) = (lines.next(), lines.next())
-                && let Some(i) = h.split_whitespace().position(|x| x == name)
-            {
-                return v.split_whitespace().nth(i).unwrap().parse().unwrap();
+        *self
+            .counters()
+            .get(&format!("{group}:{name}"))
+            .unwrap_or_else(|| {
+                panic!("no counter {group}:{name} in the namespace's /proc/net/snmp or netstat")
+            })
+    }
+
+    /// Every counter of the namespace's `/proc/net/snmp` and
+    /// `/proc/net/netstat`, read at once, as `Group:Name` (`Tcp:OutSegs`,
+    /// `TcpExt:TCPTimeouts`); what `nstat` reads, parsed here on its own.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let out = self.sh(&["cat", "/proc/net/snmp", "/proc/net/netstat"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut all = BTreeMap::new();
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            let mut n = names.split_whitespace();
+            let mut v = values.split_whitespace();
+            let (Some(group), Some(_)) = (n.next(), v.next()) else {
+                continue;
+            };
+            for (name, value) in n.zip(v) {
+                if let Ok(value) = value.parse() {
+                    all.insert(format!("{group}{name}"), value);
+                }
             }
         }
-        panic!("no counter {group}:{name} in the namespace's /proc/net/snmp or netstat")
+        all
+    }
+
+    /// `nstat -asz` in the namespace: every counter, absolute, by nstat's
+    /// name (`TcpRetransSegs`, `TcpExtTCPFastRetrans`), without touching
+    /// nstat's history.
+    pub fn nstat(&self) -> BTreeMap<String, u64> {
+        let out = self.sh(&["nstat", "-asz"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let name = w.next()?;
+                let value = w.next()?.parse().ok()?;
+                Some((name.to_string(), value))
+            })
+            .collect()
     }
 
     /// Runs `f` on a new thread named `thread` (its comm, as tcptrace will

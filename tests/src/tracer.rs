@@ -398,6 +398,24 @@ pub fn of_type<'a>(records: &'a [Value], ty: &str) -> Vec<&'a Value> {
 }
 
 /// The sum of the `count` of every `lost` record, and of those from `source`.
+/// Retransmit attempts that failed after the kernel had counted them
+/// (Linux 6.17+ traces failures): `__tcp_retransmit_skb` adds to
+/// `RetransSegs` (and `TCPSynRetrans`) before it transmits, so an error
+/// from the transmit itself is counted there though nothing left; only
+/// `EBUSY` (still queued on the host), `EAGAIN` (zero window) and `ENOMEM`
+/// come back before the count. tcptrace says these records' segments are
+/// 0, so a sum check allows up to two segments for each.
+pub fn failed_after_count(records: &[Value]) -> u64 {
+    of_type(records, "retrans")
+        .into_iter()
+        .filter(|r| {
+            r.get("failed")
+                .and_then(Value::as_str)
+                .is_some_and(|e| !matches!(e, "EBUSY" | "EAGAIN" | "ENOMEM"))
+        })
+        .count() as u64
+}
+
 pub fn lost(records: &[Value], source: &str) -> (u64, u64) {
     let mut all = 0;
     let mut from = 0;

@@ -48,7 +48,15 @@ fn check_reports_the_hook_plan() {
             .unwrap();
         assert_eq!(h["ok"], false);
         assert!(!h["error"].as_str().unwrap().is_empty());
+        // Refused, and the plan falls back: not a failure.
+        assert_eq!(h["mark"], "fallback", "{h}");
     }
+    let short = ["fexit", "kprobe", "syscalls"][chosen];
+    let verdict = v["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with(&format!("tracing works: plan {short} connect, ")),
+        "{verdict}"
+    );
     // This host has neither kprobes nor a loadable fexit (HOST.md).
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     if !kprobes {
@@ -89,6 +97,16 @@ fn check_reports_the_hook_plan() {
     assert!(status.success());
     assert!(text.contains("plan") && text.contains("connect:"), "{text}");
     assert!(text.contains("state transitions: "), "{text}");
+    // Every hook of the plan attached here: no FAIL, and one verdict line
+    // last, counting them all.
+    assert!(!text.contains("FAIL"), "{text}");
+    let last = text.lines().last().unwrap();
+    let hooks_ok = last
+        .strip_prefix(&format!("tracing works: plan {short} connect, "))
+        .and_then(|rest| rest.strip_suffix(" hooks"))
+        .and_then(|n| n.split_once(" of "))
+        .unwrap_or_else(|| panic!("not a verdict: {last}\n{text}"));
+    assert_eq!(hooks_ok.0, hooks_ok.1, "{text}");
 }
 
 #[test]

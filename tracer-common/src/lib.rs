@@ -99,7 +99,8 @@ pub struct WireEvent {
     /// RetransSegs), 0 when unknown; 1 for a SYN-ACK.
     pub segs: u16,
     /// CONNECT_ERROR, SOCK_ERROR: the error, a positive errno (the
-    /// kernel's are below 4096).
+    /// kernel's are below 4096). RETRANS: 0, or the error of a failed
+    /// attempt (`err` of `tcp_retransmit_skb`, Linux 6.17+), positive.
     pub errno: u16,
     /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
     /// [`NO_REASON`] when the kernel has none (before 6.10).
@@ -115,12 +116,71 @@ pub struct WireEvent {
     /// The socket's TCP state when the event fired (STATE: the state it
     /// entered; RETRANS, RESET_SENT: its state then, 0 when unknown).
     pub state: u8,
-    /// Explicit padding; always zero.
-    pub _pad: u8,
+    /// RETRANS from `tcp_retransmit_skb`: the socket's congestion state
+    /// when it fired, packed as [`cong`] says; 0 when unknown, and for
+    /// every other kind.
+    pub cong: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<WireEvent>() == 88);
 const _: () = assert!(core::mem::align_of::<WireEvent>() == 8);
+
+/// [`WireEvent::cong`]: the socket's congestion-avoidance state
+/// (`inet_csk(sk)->icsk_ca_state`, `enum tcp_ca_state`) and whether the
+/// tail-loss-probe timer is the one pending (`icsk_pending`), packed in a
+/// byte.
+pub mod cong {
+    /// Set when the rest was read (the byte is 0 otherwise).
+    pub const KNOWN: u8 = 0x80;
+    /// `icsk_pending == ICSK_TIME_LOSS_PROBE`: the retransmit is sent from
+    /// the loss-probe timer (`tcp_send_loss_probe`) unless the state says
+    /// otherwise.
+    pub const LOSS_PROBE: u8 = 0x40;
+    /// Mask of the `enum tcp_ca_state` value.
+    pub const STATE: u8 = 0x07;
+    /// `enum tcp_ca_state` (include/net/tcp.h, unchanged since 2.6).
+    pub const OPEN: u8 = 0;
+    pub const DISORDER: u8 = 1;
+    pub const CWR: u8 = 2;
+    pub const RECOVERY: u8 = 3;
+    pub const LOSS: u8 = 4;
+    /// match-define: include/net/inet_connection_sock.h
+    /// `#define ICSK_TIME_LOSS_PROBE 5` (since 4.10; 3.10-4.9 had it too).
+    pub const ICSK_TIME_LOSS_PROBE: u8 = 5;
+}
+
+/// Where the retransmit program finds a socket's congestion state, from
+/// the kernel's BTF: a 4-byte read at `sk + at` holds `icsk_ca_state` (a
+/// bitfield of `ca_bits` bits from bit `ca_shift`) and `icsk_pending` (a
+/// byte from bit `pending_shift`). `at` is [`NO_OFFSET`] when unknown;
+/// retransmits then carry `cong` 0 (kind `data`). User space checks that
+/// both fit the read; the program keeps the state's low three bits
+/// ([`cong::STATE`]), all that its five values use.
+///
+/// match-struct: struct inet_connection_sock { ... __u8 icsk_ca_state:5,
+///   icsk_ca_initialized:1, ...; __u8 icsk_retransmits; __u8 icsk_pending; ... }
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CongOffsets {
+    pub at: u32,
+    pub ca_shift: u8,
+    pub ca_bits: u8,
+    pub pending_shift: u8,
+    pub _pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<CongOffsets>() == 8);
+
+impl CongOffsets {
+    /// Nothing known: retransmits carry no congestion state.
+    pub const ABSENT: Self = Self {
+        at: NO_OFFSET,
+        ca_shift: 0,
+        ca_bits: 0,
+        pending_shift: 0,
+        _pad: 0,
+    };
+}
 
 /// Marks a tracepoint field that this kernel's format file does not have.
 pub const ABSENT: u16 = u16::MAX;
@@ -450,6 +510,7 @@ pub mod names {
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
     pub const NETNS_OFF: &str = "NETNS_OFF";
     pub const SOCK_OFF: &str = "SOCK_OFF";
+    pub const CONG_OFF: &str = "CONG_OFF";
     pub const PIDNS: &str = "PIDNS";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
     pub const RECV_RESET_TP: &str = "RECV_RESET_TP";
@@ -474,6 +535,8 @@ mod pod {
     unsafe impl aya::Pod for super::PidNs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CongOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RttHist {}
 }

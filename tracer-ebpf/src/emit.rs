@@ -170,7 +170,7 @@ pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
         family: 0,
         old_state: 0,
         state: 0,
-        _pad: 0,
+        cong: 0,
     }
 }
 

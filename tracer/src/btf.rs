@@ -51,6 +51,8 @@ struct Member {
     type_id: u32,
     /// Offset in bits (bitfield sizes masked off).
     bit_offset: u32,
+    /// Bits of a bitfield member; 0 for an ordinary member.
+    bitfield_size: u32,
 }
 
 impl Btf {
@@ -131,6 +133,7 @@ impl Btf {
                 name_off: word(3 + 3 * i),
                 type_id: word(3 + 3 * i + 1),
                 bit_offset: if kind_flag { off & 0x00ff_ffff } else { off },
+                bitfield_size: if kind_flag { off >> 24 } else { 0 },
             }
         });
         Some((word(0), members))
@@ -163,18 +166,27 @@ impl Btf {
     /// the unnamed struct behind `possible_net_t`). `None` if any step is
     /// unknown to this kernel.
     pub fn member_path_offset(&self, ty: &str, path: &[&str]) -> Option<u32> {
+        let (bits, _) = self.member_bits(ty, path)?;
+        (bits % 8 == 0).then_some(bits / 8)
+    }
+
+    /// Bit offset, from the start of the struct or union named `ty`, of
+    /// the member reached through `path` (as [`Self::member_path_offset`]),
+    /// and its width if it is a bitfield (0 if not).
+    pub fn member_bits(&self, ty: &str, path: &[&str]) -> Option<(u32, u32)> {
         let mut id = (1..self.types.len()).find(|&id| {
             self.composite(id).is_some_and(|(name_off, mut members)| {
                 self.name(name_off) == ty.as_bytes() && members.next().is_some()
             })
         })?;
-        let mut bits = 0;
+        let (mut bits, mut width) = (0, 0);
         for member in path {
-            let (at, type_id) = self.find(id, member.as_bytes(), 0)?;
+            let (m, at) = self.find(id, member.as_bytes(), 0)?;
             bits += at;
-            id = self.resolve(type_id as usize);
+            width = m.bitfield_size;
+            id = self.resolve(m.type_id as usize);
         }
-        (bits % 8 == 0).then_some(bits / 8)
+        Some((bits, width))
     }
 
     /// The type behind typedefs and qualifiers.
@@ -194,13 +206,13 @@ impl Btf {
         id
     }
 
-    /// Bit offset and type of `member` in composite `id`.
-    fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<(u32, u32)> {
+    /// `member` of composite `id` and its bit offset there.
+    fn find(&self, id: usize, member: &[u8], base_bits: u32) -> Option<(Member, u32)> {
         let (_, members) = self.composite(id)?;
         let members: Vec<Member> = members.collect();
         for m in &members {
             if self.name(m.name_off) == member {
-                return Some((base_bits + m.bit_offset, m.type_id));
+                return Some((*m, base_bits + m.bit_offset));
             }
         }
         // Anonymous members (C11 anonymous structs and unions).
@@ -340,6 +352,24 @@ mod tests {
         let cb = b.member_offset("sk_buff", "cb").expect("sk_buff.cb");
         assert!(cb > 0 && cb < 256, "{cb}");
         assert_eq!(b.member_offset("tcp_skb_cb", "tcp_gso_segs"), Some(8));
+    }
+
+    #[test]
+    fn bitfields_have_their_width() {
+        let b = Btf::parse(sample()).unwrap();
+        // `outer` is encoded with kind_flag, its members without a width.
+        assert_eq!(b.member_bits("outer", &["y"]), Some((128, 0)));
+        assert_eq!(b.member_bits("top", &["o", "y"]), Some((160, 0)));
+        let b = Btf::from_sys_fs().expect("this project's machines have /sys/kernel/btf/vmlinux");
+        let (ca, w) = b
+            .member_bits("inet_connection_sock", &["icsk_ca_state"])
+            .expect("icsk_ca_state");
+        assert_eq!(w, 5, "icsk_ca_state is a 5-bit bitfield");
+        let (pending, w) = b
+            .member_bits("inet_connection_sock", &["icsk_pending"])
+            .expect("icsk_pending");
+        assert_eq!(w, 0);
+        assert!(pending > ca && pending - ca < 32, "{ca} {pending}");
     }
 
     #[test]

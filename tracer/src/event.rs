@@ -125,6 +125,31 @@ impl Tuple {
                 && Tuple { netns: 0, ..*self } == Tuple { netns: 0, ..*other })
     }
 
+    /// The flow as IPv4 when it is an IPv4 connection on an IPv6 socket
+    /// (a dual-stack `[::]` listener's accepted sockets, a v6 socket
+    /// connecting to `::ffff:a.b.c.d`): both addresses v4-mapped (or one
+    /// of them unspecified). Filters and output take flows this way, so
+    /// `-4` shows them and addresses read `a.b.c.d`; the engine keeps the
+    /// kernel's form, which its listeners are filed under.
+    pub fn unmapped(&self) -> Tuple {
+        let (IpAddr::V6(l), IpAddr::V6(r)) = (self.laddr, self.raddr) else {
+            return *self;
+        };
+        let v4 = |a: Ipv6Addr| {
+            a.to_ipv4_mapped()
+                .or_else(|| a.is_unspecified().then_some(Ipv4Addr::UNSPECIFIED))
+        };
+        match (v4(l), v4(r)) {
+            (Some(l4), Some(r4)) if !(l.is_unspecified() && r.is_unspecified()) => Tuple {
+                family: Family::V4,
+                laddr: IpAddr::V4(l4),
+                raddr: IpAddr::V4(r4),
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+
     pub fn unspecified(family: Family) -> IpAddr {
         match family {
             Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -199,25 +224,55 @@ pub struct Owner {
     pub comm: Comm,
 }
 
-/// What kind of segment was sent again.
+/// What kind of segment was sent again, and why. Told apart by the
+/// socket's congestion state when the kernel retransmitted (see
+/// [`crate::wire`]); `Data` only where that could not be read (a
+/// recording made before tcptrace read it, a kernel whose BTF lacks it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RetransKind {
-    /// Data or FIN on an open connection.
+    /// Data or FIN on an open connection, why unknown.
     Data,
     /// The client's SYN.
     Syn,
     /// The server's SYN-ACK.
     SynAck,
+    /// Data or FIN sent in the Loss state: the retransmission timer fired
+    /// (the peer or the path was silent for a whole RTO), and the
+    /// slow-start retransmits that follow it.
+    Rto,
+    /// Data or FIN sent in fast recovery (Recovery, Disorder, CWR): loss
+    /// told by duplicate ACKs or SACKs while the connection keeps going.
+    Fast,
+    /// A tail-loss probe: the last segment sent again because the tail of
+    /// the flight went unacknowledged for about two RTTs.
+    Tlp,
 }
 
 impl RetransKind {
+    pub const ALL: [RetransKind; 6] = [
+        Self::Data,
+        Self::Syn,
+        Self::SynAck,
+        Self::Rto,
+        Self::Fast,
+        Self::Tlp,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Data => "data",
             Self::Syn => "syn",
             Self::SynAck => "synack",
+            Self::Rto => "rto",
+            Self::Fast => "fast",
+            Self::Tlp => "tlp",
         }
+    }
+
+    /// The kind named `name` (as [`Self::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -230,10 +285,15 @@ pub enum EventKind {
     /// A segment was retransmitted while the socket was in `state`. `segs`
     /// is how many segments the retransmitted buffer held (what the kernel
     /// adds to RetransSegs); `None` when this kernel did not let us read it.
+    /// `failed` is the error (positive errno) of an attempt that sent
+    /// nothing (Linux 6.17+: EBUSY, EAGAIN, EHOSTUNREACH, ENOMEM...); such
+    /// an attempt is no retransmitted segment.
     Retrans {
         state: TcpState,
         kind: RetransKind,
         segs: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<i32>,
     },
     /// `connect()` failed with this errno (positive); the tuple's remote side
     /// is the destination asked for, its local side unknown.
@@ -322,5 +382,45 @@ impl Clock {
     /// Wall-clock nanoseconds since the epoch.
     pub fn wall_ns(&self, mono_ns: u64) -> u64 {
         (mono_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(l: &str, r: &str) -> Tuple {
+        Tuple {
+            family: Family::V6,
+            laddr: l.parse().unwrap(),
+            lport: 8080,
+            raddr: r.parse().unwrap(),
+            rport: 40000,
+            netns: 7,
+        }
+    }
+
+    #[test]
+    fn v4_mapped_flows_are_ipv4() {
+        let u = t("::ffff:127.0.0.1", "::ffff:10.0.0.2").unmapped();
+        assert_eq!(u.family, Family::V4);
+        assert_eq!(
+            (u.laddr.to_string(), u.raddr.to_string(), u.lport, u.netns),
+            ("127.0.0.1".into(), "10.0.0.2".into(), 8080, 7)
+        );
+        // A v6 socket connecting to a v4-mapped address, before its bind.
+        let u = t("::", "::ffff:10.0.0.2").unmapped();
+        assert_eq!(
+            (u.family, u.laddr.to_string()),
+            (Family::V4, "0.0.0.0".into())
+        );
+        // A dual-stack listener, and real IPv6, stay IPv6.
+        for (l, r) in [
+            ("::", "::"),
+            ("::1", "::1"),
+            ("::ffff:1.2.3.4", "2001:db8::1"),
+        ] {
+            assert_eq!(t(l, r).unmapped(), t(l, r), "{l} {r}");
+        }
     }
 }

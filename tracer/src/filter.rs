@@ -1,24 +1,28 @@
-//! The user's filters (`--pid`, `--port`, `--lport`, `--rport`, `-4`/`-6`,
-//! `--netns`), applied exactly in user space by the pipeline (once, with
-//! one rule). The kernel's coarser pre-filter is derived from it in
+//! The user's filters (`--pid`, `--comm`, `--port`, `--lport`, `--rport`,
+//! `-4`/`-6`, `--netns`), applied exactly in user space by the pipeline
+//! (once, with one rule). Pids and ports are lists: any of them matches. The kernel's coarser pre-filter is derived from it in
 //! [`crate::hooks::kernel_filter`]. A namespace given as a path or a
-//! process is resolved to its inode here ([`resolve_netns`]).
+//! process is resolved to its inode here ([`resolve_netns`]), or opened
+//! for reading its counters ([`open_netns`]).
 
 use std::{fs::File, os::unix::fs::MetadataExt as _, path::Path};
 
 use crate::{
     engine::{Annotated, flows::Flow},
-    event::{Family, Owner, Tuple},
+    event::{Comm, Family, Owner, Tuple},
 };
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Owner process id.
-    pub pid: Option<u32>,
-    /// Local or remote port.
-    pub port: Option<u16>,
-    pub lport: Option<u16>,
-    pub rport: Option<u16>,
+    /// Owner process ids (any; empty: any owner).
+    pub pids: Vec<u32>,
+    /// The owner's command name, exactly (as `/proc/PID/comm` shows it).
+    pub comm: Option<Comm>,
+    /// Local or remote ports (any; empty: any port).
+    pub ports: Vec<u16>,
+    pub lports: Vec<u16>,
+    pub rports: Vec<u16>,
+    /// IPv4 or IPv6; a v4-mapped flow on an IPv6 socket is IPv4.
     pub family: Option<Family>,
     /// Network namespace, by inode.
     pub netns: Option<u32>,
@@ -42,28 +46,27 @@ impl Filter {
     /// never `--lport`.
     pub fn matches_flow(&self, t: &Tuple, owner: Option<&Owner>) -> bool {
         let lport_known = t.lport != 0;
-        if let Some(pid) = self.pid
-            && owner.map(|o| o.pid) != Some(pid)
+        // An empty list lets everything through; else one of it must match.
+        let any =
+            |list: &[u16], ok: &dyn Fn(u16) -> bool| list.is_empty() || list.iter().any(|&p| ok(p));
+        if !(self.pids.is_empty() || owner.is_some_and(|o| self.pids.contains(&o.pid))) {
+            return false;
+        }
+        if let Some(c) = &self.comm
+            && owner.map(|o| o.comm) != Some(*c)
         {
             return false;
         }
-        if let Some(p) = self.port
-            && !(t.rport == p || (lport_known && t.lport == p))
+        if !any(&self.ports, &|p| {
+            t.rport == p || (lport_known && t.lport == p)
+        }) || !any(&self.lports, &|p| lport_known && t.lport == p)
+            || !any(&self.rports, &|p| t.rport == p)
         {
             return false;
         }
-        if let Some(p) = self.lport
-            && !(lport_known && t.lport == p)
-        {
-            return false;
-        }
-        if let Some(p) = self.rport
-            && t.rport != p
-        {
-            return false;
-        }
+        // An IPv4 connection on an IPv6 socket is IPv4 (`Tuple::unmapped`).
         if let Some(f) = self.family
-            && t.family != f
+            && t.unmapped().family != f
         {
             return false;
         }
@@ -114,6 +117,65 @@ pub fn netns_of_pid(pid: u32) -> Result<u32, String> {
 /// The namespace whose nsfs file is at `path`, checked to be a network
 /// namespace.
 fn netns_of_path(path: &Path) -> Result<u32, String> {
+    open_netns_path(path).map(|(_, inode)| inode)
+}
+
+/// A network namespace named as `--netns` takes it, opened (to enter it
+/// with `setns`, or to keep it from going away), and its inode. An inode
+/// is looked for among the namespaces `ip netns` names (`/run/netns`) and
+/// those of every thread (`/proc/PID/task/TID/ns/net`); one that none of
+/// them is in cannot be opened.
+pub fn open_netns(arg: &str) -> Result<(File, u32), String> {
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit()) {
+        // Says what is wrong with the number, if anything.
+        let inode = resolve_netns(arg)?;
+        if arg.parse::<u64>().is_ok_and(|n| n <= PID_MAX_LIMIT) {
+            return open_netns_path(Path::new(&format!("/proc/{arg}/ns/net")));
+        }
+        return open_netns_inode(inode);
+    }
+    open_netns_path(Path::new(arg))
+}
+
+/// The network namespace `inode`, opened through a file that names it.
+pub fn open_netns_inode(inode: u32) -> Result<(File, u32), String> {
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let tasks = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .flat_map(|p| {
+            std::fs::read_dir(p.path().join("task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|t| t.path().join("ns/net"))
+        });
+    for path in named.chain(tasks) {
+        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == u64::from(inode))
+            && let Ok(found) = open_netns_path(&path)
+            && found.1 == inode
+        {
+            return Ok(found);
+        }
+    }
+    Err(format!(
+        "no process is in network namespace {inode} and /run/netns does not name it; give it as a path or a process id"
+    ))
+}
+
+/// [`netns_of_path`], with the file opened.
+fn open_netns_path(path: &Path) -> Result<(File, u32), String> {
     let shown = path.display();
     let f = File::open(path).map_err(|e| {
         format!(
@@ -133,7 +195,7 @@ fn netns_of_path(path: &Path) -> Result<u32, String> {
         ));
     }
     let m = f.metadata().map_err(|e| format!("'{shown}': {e}"))?;
-    Ok(m.ino() as u32)
+    Ok((f, m.ino() as u32))
 }
 
 #[cfg(test)]
@@ -150,13 +212,14 @@ mod tests {
             event: state(1, 1, tuple(lport, rport), owner(1, "x"), Close, SynSent),
             owner: pid.map(|p| owner(p, "x")),
             prev_state_ns: None,
+            state: None,
         }
     }
 
     #[test]
     fn ports_and_pids() {
         let f = Filter {
-            port: Some(80),
+            ports: vec![80],
             ..Filter::default()
         };
         assert!(f.matches(&ann(80, 5000, None)));
@@ -164,15 +227,15 @@ mod tests {
         assert!(!f.matches(&ann(5000, 81, None)));
 
         let f = Filter {
-            lport: Some(80),
+            lports: vec![80],
             ..Filter::default()
         };
         assert!(f.matches(&ann(80, 5000, None)));
         assert!(!f.matches(&ann(5000, 80, None)));
 
         let f = Filter {
-            rport: Some(80),
-            pid: Some(7),
+            rports: vec![80],
+            pids: vec![7],
             ..Filter::default()
         };
         assert!(f.matches(&ann(5000, 80, Some(7))));
@@ -181,6 +244,56 @@ mod tests {
             !f.matches(&ann(5000, 80, None)),
             "unknown owner never matches a pid"
         );
+    }
+
+    #[test]
+    fn lists_of_ports_and_pids_and_a_comm() {
+        let f = Filter {
+            ports: vec![80, 443],
+            pids: vec![7, 9],
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(80, 5000, Some(7))));
+        assert!(f.matches(&ann(5000, 443, Some(9))));
+        assert!(!f.matches(&ann(5000, 444, Some(9))));
+        assert!(!f.matches(&ann(80, 5000, Some(8))));
+        let f = Filter {
+            lports: vec![22, 80],
+            rports: vec![5000, 5001],
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(80, 5001, None)));
+        assert!(!f.matches(&ann(81, 5001, None)));
+        assert!(!f.matches(&ann(80, 5002, None)));
+        // --comm: the owner's name, exactly.
+        let f = Filter {
+            comm: Some(Comm::from_bytes(b"x")),
+            ..Filter::default()
+        };
+        assert!(f.matches(&ann(1, 2, Some(1))));
+        let f = Filter {
+            comm: Some(Comm::from_bytes(b"xy")),
+            ..Filter::default()
+        };
+        assert!(!f.matches(&ann(1, 2, Some(1))), "not a prefix match");
+        assert!(!f.matches(&ann(1, 2, None)), "unknown owner never matches");
+    }
+
+    #[test]
+    fn v4_mapped_flows_are_ipv4() {
+        let mut a = ann(8080, 40000, None);
+        a.event.tuple.family = Family::V6;
+        a.event.tuple.laddr = "::ffff:127.0.0.1".parse().unwrap();
+        a.event.tuple.raddr = "::ffff:127.0.0.1".parse().unwrap();
+        let only = |family| Filter {
+            family: Some(family),
+            ..Filter::default()
+        };
+        assert!(only(Family::V4).matches(&a));
+        assert!(!only(Family::V6).matches(&a));
+        a.event.tuple.raddr = "::1".parse().unwrap();
+        a.event.tuple.laddr = "::1".parse().unwrap();
+        assert!(!only(Family::V4).matches(&a));
     }
 
     #[test]

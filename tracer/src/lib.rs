@@ -9,21 +9,28 @@
 //! [`filter`] is applied once, a view of [`views`] says what happened as
 //! typed records, and the output of [`sinks`] renders them (text, JSON
 //! Lines, a recording) and owns the clock, `--count` and lost records.
+//! The kernel's own TCP [`counters`] enter through the same door.
+//! [`agent`] taps that output into Prometheus [`metrics`].
 
+pub mod agent;
 pub mod btf;
 pub mod cli;
+pub mod counters;
 pub mod engine;
 pub mod event;
 pub mod filter;
 pub mod generate;
 pub mod hooks;
+pub mod keys;
 pub mod live;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod procnet;
 pub mod record;
 pub mod replay;
 pub mod sinks;
+pub mod stderr;
 pub mod tracefs;
 pub mod views;
 pub mod wire;

@@ -2,9 +2,9 @@
 //! the kernel's ring buffer in batches on a short timer (the programs
 //! submit without waking us; a wakeup comes only when the ring is
 //! filling), decodes, and pushes inputs through the [`Pipeline`]'s one
-//! door: the start, events, RTT snapshots, `/proc` seeds, lost counts and
-//! ticks. Stops on SIGINT/SIGTERM, `--duration`, `--count` or a closed
-//! output pipe.
+//! door: the start, events, RTT snapshots, `/proc` seeds, lost counts,
+//! the kernel's counters (for views that show rates) and ticks. Stops on
+//! SIGINT/SIGTERM, `--duration`, `--count` or a closed output pipe.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::{
 use tracer_common::RttHist;
 
 use crate::{
+    counters,
     engine::flows::Rtt,
     event::{Clock, Event},
     hooks::{self, Probe},
@@ -25,7 +26,7 @@ use crate::{
     pipeline::{Input, Pipeline, Seeds},
     procnet,
     record::{Start, lost},
-    wire,
+    stderr, wire,
 };
 
 /// How often the ring is drained while events flow and nothing forces a
@@ -44,7 +45,7 @@ const SEED_HOLD: Duration = Duration::from_millis(150);
 const HOLD_MAX: usize = 200_000;
 
 /// Options for a live run.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Size of the kernel's ring buffer (default [`hooks::RING_BYTES`]).
@@ -55,6 +56,10 @@ pub struct RunOptions {
     pub connect: hooks::connect::Choice,
     /// Which state hook to attach (`--state-hook`).
     pub state: hooks::state_hook::Choice,
+    /// Keys pressed on `top`'s screen, pushed as they come.
+    pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+    /// Raised on SIGHUP instead of stopping (the agent's log reopens).
+    pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct Source {
@@ -79,7 +84,7 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
     rt.block_on(run_async(p, opts))
 }
 
-async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
+async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let wants = p.wants();
     let mut probe = Probe::load(
         p.filter(),
@@ -115,6 +120,13 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         },
         decode_errors: 0,
     };
+    // Handlers first: whoever sees the start ("watching", or the agent's
+    // metrics saying the hooks are attached) may signal us at once.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // A hangup (the terminal or ssh session went away) ends the run like
+    // SIGTERM, flushing what was captured, rather than killing it.
+    let mut sighup = signal(SignalKind::hangup())?;
     p.push(Input::Start(Start {
         clock: Clock::now(),
         ts_ns: Clock::monotonic_now(),
@@ -131,6 +143,9 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
         connect_plan: probe.report.connect.map(|c| c.name().to_string()),
         reset_reasons: probe.report.reset_reasons.clone(),
     }));
+    // The namespace's own counters, for views that show rates.
+    let counters = counters::source::for_live(&p);
+    counters::source::push(counters.as_ref(), &mut p);
     // Sockets from before start-up are read from /proc beside the ring
     // reader. Events are held until the seeds are in, so that the first
     // ones (say, a connection accepted by a listener from before start-up)
@@ -141,22 +156,18 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     // machine (a VM under emulation) /proc takes longer than SEED_HOLD to
     // read, and the first events come later too.
     if let Some(w) = hooks::privileges::seeding_warning() {
-        eprintln!("tcptrace: warning: {w}");
+        stderr::say(format_args!("warning: {w}"));
     }
     let mut seeding = Some(Seeding::start(netns)?);
     let mut hold_until: Option<Instant> = None;
     let mut held = Vec::new();
-    // Handlers first: whoever reads "watching" may signal us at once.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    // A hangup (the terminal or ssh session went away) ends the run like
-    // SIGTERM, flushing what was captured, rather than killing it.
-    let mut sighup = signal(SignalKind::hangup())?;
-    eprintln!(
-        "tcptrace: watching {} (hooks: {}); Ctrl-C to stop",
+    stderr::say(format_args!(
+        "watching {} (hooks: {}); {} to stop",
         opts.what,
-        probe.report.summary()
-    );
+        probe.report.summary(),
+        if opts.keys.is_some() { "q" } else { "Ctrl-C" }
+    ));
+    let mut keys = opts.keys.take();
 
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
@@ -167,7 +178,17 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             r = src.ring.readable_mut() => { r?.clear_ready(); }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            _ = sighup.recv() => match &opts.reopen {
+                Some(r) => r.store(true, std::sync::atomic::Ordering::Relaxed),
+                None => break,
+            },
+            Some(k) = next_key(&mut keys) => {
+                p.push(Input::Key(k));
+                if p.done() {
+                    break;
+                }
+                continue;
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {
@@ -199,6 +220,7 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
             slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
+            counters::source::push(counters.as_ref(), &mut p);
         }
         p.push(Input::Tick(Clock::monotonic_now()));
         if p.done() {
@@ -219,15 +241,26 @@ async fn run_async(mut p: Pipeline, opts: RunOptions) -> Result<()> {
     }
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);
+    counters::source::push(counters.as_ref(), &mut p);
     if src.decode_errors > 0 {
-        eprintln!(
-            "tcptrace: warning: {} kernel records could not be decoded",
+        stderr::say(format_args!(
+            "warning: {} kernel records could not be decoded",
             src.decode_errors
-        );
+        ));
     }
     p.push(Input::End(Clock::monotonic_now()));
     drop(probe);
     p.finish()
+}
+
+/// The next key pressed, if keys are read (never, otherwise).
+async fn next_key(
+    keys: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+) -> Option<crate::keys::Key> {
+    match keys {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `/proc` seeding on a thread of its own.

@@ -9,12 +9,14 @@ use anyhow::Result;
 use clap::Parser as _;
 use tracer::{
     cli::{Cli, Command},
+    counters::{self, source::StatOptions},
+    filter::Filter,
     hooks::Wants,
     live::{self, RunOptions},
     pipeline::Pipeline,
     replay,
     sinks::{Mode, OutputSpec},
-    views::{check, record::Record},
+    views::{check, record::Record, stat::Stat},
 };
 
 fn main() -> ExitCode {
@@ -32,23 +34,30 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("tcptrace: error: {e:#}");
+            tracer::stderr::say(format_args!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
 }
 
-fn mode(json: bool) -> Mode {
-    if json { Mode::Json } else { Mode::Text }
+/// Keys from the terminal, when `top` is drawn on it (the output has put
+/// it in raw mode by now).
+fn keys(mode: Mode) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<tracer::keys::Key>>> {
+    Ok(match mode {
+        Mode::Screen => Some(tracer::keys::read_terminal()?),
+        _ => None,
+    })
 }
 
 /// Runs a command; `Ok(false)` is a failure already explained.
 fn run(command: Command) -> Result<bool> {
     match command {
         Command::View(v) => {
-            let (view, what) = v.view(std::io::stdout().is_terminal());
+            let terminal = std::io::stdout().is_terminal();
+            let (view, what) = v.view(terminal);
             let a = v.common();
-            let p = Pipeline::new(view, a.filter.filter(), &a.run.output(mode(a.json)))?;
+            let mode = v.mode(terminal);
+            let p = Pipeline::new(view, a.filter.filter(), &v.output(terminal))?;
             live::run(
                 p,
                 RunOptions {
@@ -57,6 +66,8 @@ fn run(command: Command) -> Result<bool> {
                     connect: a.run.connect_choice(),
                     state: a.run.state_choice(),
                     what,
+                    keys: keys(mode)?,
+                    reopen: None,
                 },
             )?;
         }
@@ -81,17 +92,37 @@ fn run(command: Command) -> Result<bool> {
                     connect: r.run.connect_choice(),
                     state: r.run.state_choice(),
                     what: "TCP events for a recording",
+                    keys: None,
+                    reopen: None,
                 },
             )?;
         }
         Command::Replay { file, view } => {
-            let (v, _) = view.view(std::io::stdout().is_terminal());
-            let a = view.common();
-            let p = Pipeline::new(v, a.filter.filter(), &a.run.output(mode(a.json)))?;
-            replay::run(&file, p)?;
+            let terminal = std::io::stdout().is_terminal();
+            let (v, _) = view.view(terminal);
+            let mode = view.mode(terminal);
+            let p = Pipeline::new(v, view.common().filter.filter(), &view.output(terminal))?;
+            replay::run(&file, p, keys(mode)?)?;
         }
         Command::Check { json } => return check::run(json),
+        Command::Agent(a) => tracer::agent::run(&a)?,
         Command::Generate(g) => tracer::generate::run(&g)?,
+        // No eBPF: only the kernel's counters.
+        Command::Stat(s) => {
+            let spec = OutputSpec {
+                count: s.count(),
+                ..OutputSpec::stdout(if s.json { Mode::Json } else { Mode::Text })
+            };
+            let p = Pipeline::new(Box::new(Stat::default()), Filter::default(), &spec)?;
+            counters::source::run(
+                p,
+                StatOptions {
+                    interval: s.interval(),
+                    duration: s.duration,
+                    netns: s.netns.clone(),
+                },
+            )?;
+        }
     }
     Ok(true)
 }

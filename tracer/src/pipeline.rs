@@ -7,10 +7,12 @@
 use anyhow::Result;
 
 use crate::{
+    counters::Counters,
     engine::{Engine, flows::Rtt},
     event::{Event, Owner, TcpState, Tuple},
     filter::Filter,
     hooks::Wants,
+    keys::Key,
     record::Start,
     sinks::{Output, OutputSpec},
     views::{Context, View},
@@ -37,10 +39,16 @@ pub enum Input {
     },
     /// Sockets that existed before the run.
     Seeds(Box<Seeds>),
+    /// A reading of the kernel's TCP counters (live only; boxed: the
+    /// door's other inputs are small).
+    Counters(Box<Counters>),
     /// Time passes (the kernel's monotonic clock, or event time in replay).
     Tick(u64),
     /// No more input.
     End(u64),
+    /// A key pressed on `top`'s screen (see [`crate::keys`] for why keys
+    /// are inputs): `q` ends the run, others go to the view.
+    Key(Key),
 }
 
 /// Sockets that existed before the run, read from `/proc`.
@@ -94,6 +102,12 @@ impl Pipeline {
         self.view.wants()
     }
 
+    /// Whether the view reads the kernel's counters, and with a census
+    /// per state: the source then pushes [`Input::Counters`].
+    pub fn wants_counters(&self) -> Option<bool> {
+        self.view.counters()
+    }
+
     /// The user's filter (the kernel's pre-filter is derived from it).
     pub fn filter(&self) -> &Filter {
         &self.cx.filter
@@ -132,11 +146,23 @@ impl Pipeline {
                 // Only what the filter lets through is ever shown; listeners
                 // are kept for the owners of the sockets they will accept.
                 let filter = &self.cx.filter;
-                let wanted = seeds.into_iter().filter(|(t, s, o)| {
-                    *s == TcpState::Listen || filter.matches_flow(t, o.as_ref())
-                });
-                self.engine.seed_late(wanted, &coming, now_ns);
+                let wanted = Seeds {
+                    seeds: seeds
+                        .into_iter()
+                        .filter(|(t, s, o)| {
+                            *s == TcpState::Listen || filter.matches_flow(t, o.as_ref())
+                        })
+                        .collect(),
+                    coming,
+                    now_ns,
+                };
+                // A recording keeps them, so replay knows old listeners.
+                self.view.on_seeds(&wanted, &mut self.out);
+                self.engine.seed_late(wanted.seeds, &wanted.coming, now_ns);
             }
+            // Also once `--count` is reached: a summary at the end covers
+            // the whole run.
+            Input::Counters(c) => self.view.on_counters(&c, &mut self.out),
             Input::Tick(now) => {
                 self.engine.advance(now);
                 self.outcomes();
@@ -145,6 +171,13 @@ impl Pipeline {
                         .on_tick(&self.engine, now, &self.cx, &mut self.out);
                 }
                 self.out.tick(now);
+            }
+            Input::Key(Key::Quit) => self.out.quit(),
+            Input::Key(k) => {
+                if !self.out.done() {
+                    self.view.on_key(k, &self.engine, &self.cx, &mut self.out);
+                    self.out.tick(self.engine.now_ns());
+                }
             }
             Input::End(now) => {
                 self.engine.advance(now);

@@ -23,7 +23,13 @@ const TICK_NS: u64 = 10_000_000;
 const MAX_LINE: u64 = 1 << 20;
 
 /// Replays `path` (`-` for standard input) through `p`, then closes it.
-pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
+/// With `keys` (`top` on a terminal) the last table stays up after the
+/// recording's end, taking keys, until `q`.
+pub fn run(
+    path: &Path,
+    mut p: Pipeline,
+    keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
+) -> Result<()> {
     let input: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
@@ -31,6 +37,12 @@ pub fn run(path: &Path, mut p: Pipeline) -> Result<()> {
     };
     // A damaged recording still shows what came before the damage.
     let replayed = replay_into(BufReader::new(input), &mut p);
+    if let Some(mut keys) = keys {
+        while !p.done() {
+            let Some(k) = keys.blocking_recv() else { break };
+            p.push(Input::Key(k));
+        }
+    }
     let closed = p.finish();
     replayed.with_context(|| format!("replaying {}", path.display()))?;
     closed
@@ -120,6 +132,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
                 source: l.source,
                 count: l.count,
             }),
+            Line::Seeds(s) => p.push(Input::Seeds(Box::new(s.seeds()))),
             Line::Header(_) => bail!("record {n}: a second header"),
         }
     }
@@ -146,9 +159,9 @@ fn is_text(line: &[u8]) -> bool {
 
 /// Says that the recording's last record is incomplete.
 fn truncated(n: u64) {
-    eprintln!(
-        "tcptrace: warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
-    );
+    crate::stderr::say(format_args!(
+        "warning: the recording ends in the middle of record {n} (was the recorder killed?); replayed what came before"
+    ));
 }
 
 #[cfg(test)]
@@ -190,7 +203,7 @@ mod tests {
 
     fn port(p: u16) -> Filter {
         Filter {
-            port: Some(p),
+            ports: vec![p],
             ..Filter::default()
         }
     }
@@ -201,13 +214,13 @@ mod tests {
         let refused: Vec<_> = recs.iter().filter(|r| r["rport"] == 7999).collect();
         assert_eq!(refused.len(), 1, "{recs:#?}");
         assert_eq!(refused[0]["error"], "ECONNREFUSED");
-        assert!(refused[0]["latency_us"].is_null());
+        assert!(refused[0]["handshake_us"].is_null());
         assert_eq!(refused[0]["comm"], "python3");
         let ok: Vec<_> = recs.iter().filter(|r| r["rport"] == 7998).collect();
         assert_eq!(ok.len(), 6);
         assert!(
             ok.iter()
-                .all(|r| r["error"].is_null() && r["latency_us"].is_u64())
+                .all(|r| r["error"].is_null() && r["handshake_us"].is_u64())
         );
         // The same wall-clock times as live: the recording's clock is used.
         assert!(
@@ -237,7 +250,10 @@ mod tests {
         );
 
         let hist = replay(Hist::new(Metric::Handshake, false, None), Filter::default());
-        let d = hist.iter().find(|r| r["key"] == "127.0.0.1:7998").unwrap();
+        let d = hist
+            .iter()
+            .find(|r| r["raddr"] == "127.0.0.1" && r["rport"] == 7998)
+            .unwrap();
         assert_eq!(d["count"], 6);
 
         let rtt = replay(Hist::new(Metric::Rtt, false, None), port(7998));

@@ -1,12 +1,14 @@
 //! Decoding of kernel wire records into [`Event`]s: validation of kinds and
 //! states, address families (including IPv4 stored as v4-mapped IPv6 by
-//! kernels whose tracepoints lack `family`), and comm. Kinds are numbered
-//! as in the binary recording frames (`tracer_common::kind`).
+//! kernels whose tracepoints lack `family`), comm, and the kind of a
+//! retransmit from the socket's congestion state ([`retrans_kind`]).
+//! Kinds are numbered as in the binary recording frames
+//! (`tracer_common::kind`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
-use tracer_common::{AF_INET, AF_INET6, NO_REASON, WireEvent, hook, kind};
+use tracer_common::{AF_INET, AF_INET6, NO_REASON, WireEvent, cong, hook, kind};
 
 use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
 
@@ -43,18 +45,12 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
         },
         kind::RETRANS => {
             let st = state(w.state)?;
-            let kind = if w.hook == hook::RETRANSMIT_SYNACK {
-                RetransKind::SynAck
-            } else if st == TcpState::SynSent {
-                RetransKind::Syn
-            } else {
-                RetransKind::Data
-            };
             EventKind::Retrans {
                 state: st,
-                kind,
+                kind: retrans_kind(w.hook, st, w.cong),
                 // 0: unknown.
                 segs: (w.segs > 0).then_some(w.segs),
+                failed: (w.errno != 0).then_some(i32::from(w.errno)),
             }
         }
         kind::CONNECT_ERROR => EventKind::ConnectError {
@@ -87,6 +83,37 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
         },
         kind,
     })
+}
+
+/// Why a buffer was sent again, from the program that saw it, the TCP
+/// state and the congestion state ([`cong`]) when the kernel sent it:
+///
+/// - a SYN-ACK (`tcp_retransmit_synack`), or a SYN (SYN_SENT);
+/// - Loss state: `rto`. The retransmission timer puts the socket there
+///   (`tcp_enter_loss`) before it resends the head, and the slow-start
+///   retransmits that follow (TcpExt TCPSlowStartRetrans) stay in it;
+/// - Open or CWR with the loss-probe timer pending: `tlp`.
+///   `tcp_send_loss_probe` runs from that timer, only in those states,
+///   and clears `icsk_pending` only after the probe is sent;
+/// - any other state (Recovery, Disorder, CWR, Open): `fast`, as the
+///   kernel counts them in TCPFastRetrans (every retransmit outside Loss
+///   that `tcp_xmit_retransmit_queue` sends);
+/// - congestion state unknown: `data`.
+pub fn retrans_kind(hook: u8, state: TcpState, c: u8) -> RetransKind {
+    if hook == hook::RETRANSMIT_SYNACK {
+        return RetransKind::SynAck;
+    }
+    if state == TcpState::SynSent {
+        return RetransKind::Syn;
+    }
+    if c & cong::KNOWN == 0 {
+        return RetransKind::Data;
+    }
+    match c & cong::STATE {
+        cong::LOSS => RetransKind::Rto,
+        cong::OPEN | cong::CWR if c & cong::LOSS_PROBE != 0 => RetransKind::Tlp,
+        _ => RetransKind::Fast,
+    }
 }
 
 fn addresses(w: &WireEvent) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
@@ -141,7 +168,7 @@ mod tests {
             family,
             old_state: 7,
             state: 2,
-            _pad: 0,
+            cong: 0,
         }
     }
 
@@ -193,6 +220,7 @@ mod tests {
                 kind: RetransKind::Data,
                 state: TcpState::Established,
                 segs: None,
+                failed: None,
             }
         ));
 
@@ -224,6 +252,67 @@ mod tests {
                 kind: RetransKind::SynAck,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn retransmit_kind_from_the_congestion_state() {
+        let kind_of = |state: u8, c: u8| {
+            let mut w = record(kind::RETRANS, 2);
+            w.state = state;
+            w.cong = c;
+            match decode(&w).unwrap().kind {
+                EventKind::Retrans { kind, .. } => kind,
+                k => panic!("{k:?}"),
+            }
+        };
+        let known = cong::KNOWN;
+        let probe = cong::KNOWN | cong::LOSS_PROBE;
+        assert_eq!(kind_of(1, 0), RetransKind::Data, "unknown");
+        assert_eq!(kind_of(1, known | cong::LOSS), RetransKind::Rto);
+        assert_eq!(kind_of(4, probe | cong::LOSS), RetransKind::Rto);
+        assert_eq!(kind_of(1, known | cong::RECOVERY), RetransKind::Fast);
+        assert_eq!(kind_of(1, probe | cong::RECOVERY), RetransKind::Fast);
+        assert_eq!(kind_of(1, known | cong::DISORDER), RetransKind::Fast);
+        assert_eq!(kind_of(1, known | cong::CWR), RetransKind::Fast);
+        assert_eq!(kind_of(1, known | cong::OPEN), RetransKind::Fast);
+        assert_eq!(kind_of(1, probe | cong::OPEN), RetransKind::Tlp);
+        assert_eq!(kind_of(8, probe | cong::CWR), RetransKind::Tlp);
+        // SYN_SENT: a SYN whatever the congestion state (Loss, after the
+        // SYN's RTO).
+        assert_eq!(kind_of(2, known | cong::LOSS), RetransKind::Syn);
+        let mut w = synack();
+        w.cong = known | cong::LOSS;
+        assert!(matches!(
+            decode(&w).unwrap().kind,
+            EventKind::Retrans {
+                kind: RetransKind::SynAck,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn failed_retransmits_carry_their_error() {
+        // As 6.17+ sends a failed attempt: err -16 (EBUSY) made positive.
+        let mut w = record(kind::RETRANS, 2);
+        w.state = 1;
+        w.segs = 1;
+        w.errno = 16;
+        w.cong = cong::KNOWN | cong::RECOVERY;
+        assert_eq!(
+            decode(&w).unwrap().kind,
+            EventKind::Retrans {
+                state: TcpState::Established,
+                kind: RetransKind::Fast,
+                segs: Some(1),
+                failed: Some(16),
+            }
+        );
+        w.errno = 0;
+        assert!(matches!(
+            decode(&w).unwrap().kind,
+            EventKind::Retrans { failed: None, .. }
         ));
     }
 

@@ -1,33 +1,24 @@
 //! Every view over the committed recording, text and JSON, gives exactly
 //! the bytes in `fixtures/golden/` (made before the pipeline was redesigned
 //! around one door and typed records; see its README). Root-free.
+//!
+//! After an intended change of output, `GOLDEN_UPDATE=1 cargo test -p
+//! tracer --test golden` rewrites the files; review the diff and say so in
+//! the commit.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::path::Path;
 
 use clap::Parser as _;
 use tracer::{
     cli::{Cli, Command},
     pipeline::Pipeline,
     replay::replay_into,
-    sinks::{Mode, Output},
+    sinks::Output,
 };
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+mod common;
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{FIXTURES, Sink};
 
 /// `tcptrace replay <fixture> ARGS...`, as the binary would run it with
 /// standard output not a terminal.
@@ -41,7 +32,7 @@ fn replay(args: &str) -> String {
     };
     let (v, _) = view.view(false);
     let a = view.common();
-    let spec = a.run.output(if a.json { Mode::Json } else { Mode::Text });
+    let spec = view.output(false);
     let sink = Sink::default();
     let out = Output::to_writer(&spec, sink.clone()).unwrap();
     let mut p = Pipeline::with_output(v, a.filter.filter(), out);
@@ -58,13 +49,17 @@ fn every_view_replays_byte_for_byte_as_before() {
     let mut checked = 0;
     for line in list.lines().filter(|l| !l.trim().is_empty()) {
         let (name, args) = line.split_once(':').unwrap();
-        let want = std::fs::read_to_string(dir.join(format!("{name}.out"))).unwrap();
+        let path = dir.join(format!("{name}.out"));
         let got = replay(args);
+        if std::env::var_os("GOLDEN_UPDATE").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
         assert!(
             got == want,
             "tcptrace replay loopback.jsonl {args}\n--- want\n{want}\n--- got\n{got}"
         );
         checked += 1;
     }
-    assert_eq!(checked, 20);
+    assert_eq!(checked, 22);
 }

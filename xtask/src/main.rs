@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what the build and the tests need (idempotent): rust-src for
-    /// nightly, bpf-linker 0.10.1, and Debian packages (nftables, iproute2, ethtool).
+    /// nightly, bpf-linker 0.10.1, and Debian packages (nftables, iproute2, ethtool, util-linux, tmux).
     Setup,
     /// Build tcptrace with its kernel programs.
     Build {
@@ -224,6 +224,15 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]);
+    check(c)?;
+    // The fuzz targets are their own workspace (nightly only): checked here
+    // so that an API change breaks the lint in minutes, not the fuzz run at
+    // the end of a 40-minute CI.
+    let mut c = Command::new("rustup");
+    c.current_dir(root_dir().join("fuzz"));
+    c.args(["run", "nightly", "cargo", "check", "--bins", "--quiet"]);
+    c.env_remove("RUSTC").env_remove("RUSTUP_TOOLCHAIN");
+    c.env("AYA_BUILD_SKIP", "1");
     check(c)?;
     // The kernel crate only builds for the BPF target.
     let mut c = Command::new("rustup");

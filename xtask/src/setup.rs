@@ -9,8 +9,19 @@ use crate::check;
 /// bpf-linker 0.11+ wants a system LLVM that Debian 12 lacks; 0.10.1 uses
 /// the Rust toolchain's own libLLVM.
 const BPF_LINKER: &str = "0.10.1";
-/// Debian packages the integration tests use.
-const PACKAGES: [&str; 4] = ["nftables", "iproute2", "ethtool", "util-linux"];
+/// Debian packages the integration tests use: tmux (`top` in a real
+/// terminal); `prometheus` (prometheus and promtool), `rsyslog` and
+/// `systemd` (systemd-analyze), the real components the agent tests start.
+const PACKAGES: [&str; 8] = [
+    "nftables",
+    "iproute2",
+    "ethtool",
+    "util-linux",
+    "tmux",
+    "prometheus",
+    "rsyslog",
+    "systemd",
+];
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;

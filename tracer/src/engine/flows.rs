@@ -25,37 +25,65 @@ impl Role {
     }
 }
 
-/// Retransmissions of one flow, by kind.
+/// Retransmissions of one flow, by kind, and failed attempts apart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetransCounts {
-    pub data: u64,
-    pub syn: u64,
-    pub synack: u64,
+    /// Retransmits of each kind, in [`RetransKind::ALL`]'s order.
+    by_kind: [u64; RetransKind::ALL.len()],
     /// Segments, as the kernel counts RetransSegs.
     pub segs: u64,
+    /// Attempts that sent nothing (Linux 6.17+): no retransmits.
+    pub failed: u64,
 }
 
 impl RetransCounts {
     const NONE: Self = Self {
-        data: 0,
-        syn: 0,
-        synack: 0,
+        by_kind: [0; RetransKind::ALL.len()],
         segs: 0,
+        failed: 0,
     };
-}
 
-impl RetransCounts {
-    pub fn add(&mut self, kind: RetransKind, segs: Option<u16>) {
-        match kind {
-            RetransKind::Data => self.data += 1,
-            RetransKind::Syn => self.syn += 1,
-            RetransKind::SynAck => self.synack += 1,
+    fn slot(kind: RetransKind) -> usize {
+        RetransKind::ALL
+            .iter()
+            .position(|&k| k == kind)
+            .expect("every kind is in ALL")
+    }
+
+    /// Counts one retransmit, or a failed attempt if `failed`.
+    pub fn add(&mut self, kind: RetransKind, segs: Option<u16>, failed: bool) {
+        if failed {
+            self.failed += 1;
+            return;
         }
+        self.by_kind[Self::slot(kind)] += 1;
         self.segs += u64::from(segs.unwrap_or(1));
     }
 
+    /// Retransmits of `kind`.
+    pub fn of(&self, kind: RetransKind) -> u64 {
+        self.by_kind[Self::slot(kind)]
+    }
+
+    /// The kinds seen, with their counts, in [`RetransKind::ALL`]'s order.
+    pub fn by_kind(&self) -> impl Iterator<Item = (RetransKind, u64)> + '_ {
+        RetransKind::ALL
+            .into_iter()
+            .map(|k| (k, self.of(k)))
+            .filter(|&(_, n)| n > 0)
+    }
+
     pub fn total(&self) -> u64 {
-        self.data + self.syn + self.synack
+        self.by_kind.iter().sum()
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.by_kind.iter_mut().zip(other.by_kind) {
+            *a += b;
+        }
+        self.segs += other.segs;
+        self.failed += other.failed;
     }
 }
 

@@ -62,6 +62,9 @@ pub struct Annotated {
     /// For a state change: how long the socket spent in the previous state,
     /// when the engine saw it enter that state.
     pub prev_state_ns: Option<u64>,
+    /// The socket's state as the engine knew it when the event came
+    /// (before a state change applied), if it knew the socket.
+    pub state: Option<TcpState>,
 }
 
 /// See the module documentation.
@@ -110,9 +113,22 @@ impl Engine {
     /// Takes one event and returns it annotated.
     pub fn process(&mut self, ev: &Event) -> Annotated {
         self.now_ns = self.now_ns.max(ev.ts_ns);
-        let known = match self.flows.get(&ev.sock) {
+        let flow = match self.flows.get(&ev.sock) {
+            Some(f) => Some(f),
+            None if ev.sock == 0 => None,
+            None => self.seeded.get(&ev.tuple),
+        };
+        let state = flow.map(|f| f.state);
+        let known = match flow {
             Some(f) => f.owner,
-            None => self.seeded.get(&ev.tuple).and_then(|f| f.owner),
+            // What the kernel says of a socket just after it closed (a
+            // client's SO_LINGER 0 abort goes to CLOSE, then sends its RST)
+            // is still its owner's; a state change is a new socket's life.
+            None if !matches!(ev.kind, EventKind::State { .. }) && ev.sock != 0 => self
+                .retirement
+                .recent(ev.sock)
+                .and_then(|i| self.retirement.closed(i).owner),
+            None => None,
         };
         let owner = self.owners.observe(ev, known);
         let mut prev_state_ns = None;
@@ -121,7 +137,12 @@ impl Engine {
                 *self.matrix.entry((old, new)).or_default() += 1;
                 prev_state_ns = self.on_state(ev, old, new, owner);
             }
-            EventKind::Retrans { kind, segs, state } => {
+            EventKind::Retrans {
+                kind,
+                segs,
+                state,
+                failed,
+            } => {
                 let f = match kind {
                     // The socket is the listener; the connection is a
                     // request socket, not a flow.
@@ -129,7 +150,7 @@ impl Engine {
                     _ => Some(self.event_flow(ev, state, owner)),
                 };
                 if let Some(f) = f {
-                    f.extra_mut().retrans.add(kind, segs);
+                    f.extra_mut().retrans.add(kind, segs, failed.is_some());
                 }
             }
             EventKind::ResetSent { state, .. } => {
@@ -159,6 +180,7 @@ impl Engine {
             event: *ev,
             owner,
             prev_state_ns,
+            state,
         }
     }
 

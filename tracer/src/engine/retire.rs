@@ -65,6 +65,10 @@ impl Retirement {
             .find(|&i| self.closed[i].sock == sock)
     }
 
+    pub fn closed(&self, i: usize) -> &Flow {
+        &self.closed[i]
+    }
+
     pub fn closed_at(&mut self, i: usize) -> &mut Flow {
         &mut self.closed[i]
     }

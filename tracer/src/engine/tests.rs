@@ -68,6 +68,7 @@ pub fn retrans(
             state: st,
             kind,
             segs: Some(1),
+            failed: None,
         },
     }
 }

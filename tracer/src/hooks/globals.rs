@@ -4,7 +4,9 @@
 //! kernel struct members they follow (from BTF, bounds-checked here before
 //! load), plus the syscall plan's tracepoint offsets.
 
-use tracer_common::{KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets};
+use tracer_common::{
+    CongOffsets, KERNEL_OFFSET_MASK, KernelFilter, NetnsOffsets, SKB_OFFSET_MASK, TpOffsets,
+};
 
 use super::{Attach, ConnectPlan, Hook, Wants};
 use crate::{btf::Btf, event::Family, filter::Filter, tracefs};
@@ -15,19 +17,23 @@ use crate::{btf::Btf, event::Family, filter::Filter, tracefs};
 /// can be attributed), with only the transitions the view needs.
 pub fn kernel_filter(filter: &Filter, wants: &Wants) -> KernelFilter {
     let mut k = KernelFilter::ANY;
+    // IPv4 connections also come on IPv6 sockets (v4-mapped, a dual-stack
+    // `[::]` listener's): `-4` cannot be decided by the socket's family.
     k.family = match filter.family {
-        None => 0,
-        Some(Family::V4) => tracer_common::AF_INET,
+        None | Some(Family::V4) => 0,
         Some(Family::V6) => tracer_common::AF_INET6,
     };
-    for p in [filter.port, filter.lport, filter.rport]
+    let mut ports: Vec<u16> = [&filter.ports, &filter.lports, &filter.rports]
         .into_iter()
         .flatten()
-    {
-        if !k.ports[..k.nports as usize].contains(&p) {
-            k.ports[k.nports as usize] = p;
-            k.nports += 1;
-        }
+        .copied()
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    // More ports than the kernel's list holds: any port passes there.
+    if ports.len() <= k.ports.len() {
+        k.ports[..ports.len()].copy_from_slice(&ports);
+        k.nports = ports.len() as u16;
     }
     k.state_mask = wants.state_mask();
     k
@@ -95,6 +101,44 @@ pub fn netns_offsets(btf: &Btf) -> Result<NetnsOffsets, String> {
     Ok(o)
 }
 
+/// Where the retransmit program reads a socket's congestion state, from
+/// kernel BTF: `inet_connection_sock.icsk_ca_state` (a bitfield) and
+/// `icsk_pending`, both inside one 4-byte read.
+pub fn cong_offsets(btf: &Btf) -> Result<CongOffsets, String> {
+    let bits = |m: &str| {
+        btf.member_bits("inet_connection_sock", &[m])
+            .ok_or_else(|| format!("BTF has no inet_connection_sock.{m}"))
+    };
+    let (ca, ca_bits) = bits("icsk_ca_state")?;
+    let (pending, _) = bits("icsk_pending")?;
+    cong_layout(ca, ca_bits, pending)
+}
+
+/// [`CongOffsets`] for `icsk_ca_state` at bit `ca` (`ca_bits` wide, 0 if
+/// not a bitfield: a byte) and `icsk_pending` at bit `pending`.
+fn cong_layout(ca: u32, ca_bits: u32, pending: u32) -> Result<CongOffsets, String> {
+    let at = ca / 8;
+    let ca_bits = if ca_bits == 0 { 8 } else { ca_bits };
+    let (ca_shift, pending_shift) = (ca - at * 8, pending.wrapping_sub(at * 8));
+    if !pending.is_multiple_of(8)
+        || pending < at * 8
+        || pending_shift + 8 > 32
+        || ca_shift + ca_bits > 32
+    {
+        return Err(format!(
+            "icsk_ca_state (bit {ca}) and icsk_pending (bit {pending}) are not within 4 bytes"
+        ));
+    }
+    checked_kernel_offset(at, "inet_connection_sock", &["icsk_ca_state"])?;
+    Ok(CongOffsets {
+        at,
+        ca_shift: ca_shift as u8,
+        ca_bits: ca_bits as u8,
+        pending_shift: pending_shift as u8,
+        _pad: 0,
+    })
+}
+
 /// `off` if an 8-byte read there stays within [`KERNEL_OFFSET_MASK`].
 fn checked_kernel_offset(off: u32, ty: &str, path: &[&str]) -> Result<u32, String> {
     if off + 8 > KERNEL_OFFSET_MASK + 1 {
@@ -154,11 +198,35 @@ mod tests {
     }
 
     #[test]
+    fn congestion_state_offsets() {
+        let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
+        let o = cong_offsets(&btf).unwrap();
+        // 6.1 to 6.18: the bitfield starts a byte, icsk_pending two bytes on.
+        assert_eq!(
+            (o.ca_shift, o.ca_bits, o.pending_shift),
+            (0, 5, 16),
+            "{o:?}"
+        );
+        assert_eq!(
+            cong_layout(8 * 100 + 3, 5, 8 * 102),
+            Ok(CongOffsets {
+                at: 100,
+                ca_shift: 3,
+                ca_bits: 5,
+                pending_shift: 16,
+                _pad: 0
+            })
+        );
+        assert!(cong_layout(800, 5, 800 + 64).is_err());
+        assert!(cong_layout(800, 5, 700).is_err());
+    }
+
+    #[test]
     fn kernel_prefilter_from_the_filter_and_the_wants() {
         let f = Filter {
-            port: Some(80),
-            lport: Some(80),
-            rport: Some(443),
+            ports: vec![80],
+            lports: vec![80],
+            rports: vec![443],
             family: Some(Family::V6),
             ..Filter::default()
         };
@@ -166,6 +234,14 @@ mod tests {
         assert_eq!(k.nports, 2);
         assert_eq!(&k.ports[..2], &[80, 443]);
         assert_eq!(k.family, tracer_common::AF_INET6);
+        // IPv4 may come on IPv6 sockets; more ports than fit pass all.
+        let f = Filter {
+            ports: vec![1, 2, 3, 4, 5],
+            family: Some(Family::V4),
+            ..Filter::default()
+        };
+        let k = kernel_filter(&f, &Wants::FLOWS);
+        assert_eq!((k.family, k.nports), (0, 0));
         assert_eq!(
             kernel_filter(&Filter::default(), &Wants::FLOWS),
             KernelFilter::ANY

@@ -22,8 +22,8 @@ use tracer_common::{ABSENT, hook, names};
 
 use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
+use globals::{cong_offsets, own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use globals::{kernel_filter, netns_offsets};
-use globals::{own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use state_hook::StateHook;
 pub use table::{Attach, HOOKS, Hook, Need};
 
@@ -196,6 +196,14 @@ impl Probe {
         if let Ok(s) = &sock_off {
             loader.override_global(names::SOCK_OFF, &s.offsets, true);
         }
+        let cong_off = match (&btf, wants.retrans) {
+            (Ok(btf), true) => cong_offsets(btf),
+            (Err(e), true) => Err(e.clone()),
+            (_, false) => Err("not wanted".into()),
+        };
+        if let Ok(off) = &cong_off {
+            loader.override_global(names::CONG_OFF, off, true);
+        }
         let netns_off = btf.and_then(|btf| netns_offsets(&btf));
         if let Ok(off) = &netns_off {
             loader.override_global(names::NETNS_OFF, off, true);
@@ -250,6 +258,13 @@ impl Probe {
                     Err(_) => "BTF: TCP_SKB_CB(skb)->tcp_gso_segs".into(),
                 },
                 result: segs_off.map(drop),
+            });
+            report.hooks.push(HookStatus {
+                hook: match &cong_off {
+                    Ok(o) => format!("BTF: congestion state (retransmit kinds) at sk+{}", o.at),
+                    Err(_) => "BTF: congestion state (retransmit kinds)".into(),
+                },
+                result: cong_off.map(drop),
             });
         }
         for hook in Hook::wanted(&wants) {

@@ -13,13 +13,13 @@
 //! | 1 | 1 | kind: 1 state, 2 retrans, 3 reset sent, 4 reset received, 5 socket error, 6 connect error (`tracer_common::kind`, which the kernel's records share) |
 //! | 2 | 1 | family: 4 or 6 |
 //! | 3 | 1 | `a`: old state; retransmit state; reset state (0 = none) |
-//! | 4 | 1 | `b`: new state; retransmit kind (0 data, 1 SYN, 2 SYN-ACK) |
-//! | 5 | 1 | flags: bit 0 segs present, bit 1 reason present |
+//! | 4 | 1 | `b`: new state; retransmit kind (0 data, 1 SYN, 2 SYN-ACK, 3 RTO, 4 fast, 5 TLP) |
+//! | 5 | 1 | flags: bit 0 segs present, bit 1 reason present, bit 2 retransmit failed (errno at 16) |
 //! | 6 | 2 | local port |
 //! | 8 | 2 | remote port |
 //! | 10 | 2 | segs |
 //! | 12 | 4 | task pid |
-//! | 16 | 4 | errno, or reset reason |
+//! | 16 | 4 | errno (also of a failed retransmit), or reset reason |
 //! | 20 | 8 | timestamp, CLOCK_MONOTONIC ns |
 //! | 28 | 8 | socket |
 //! | 36 | 16 | local address (IPv4 in the first 4 bytes) |
@@ -75,21 +75,15 @@ pub fn encode(out: &mut Vec<u8>, ev: &Event) {
             state,
             kind: k,
             segs,
-        } => {
-            let k = match k {
-                RetransKind::Data => 0,
-                RetransKind::Syn => 1,
-                RetransKind::SynAck => 2,
-            };
-            (
-                kind::RETRANS,
-                state as u8,
-                k,
-                u8::from(segs.is_some()),
-                segs.unwrap_or(0),
-                0,
-            )
-        }
+            failed,
+        } => (
+            kind::RETRANS,
+            state as u8,
+            retrans_kind_byte(k),
+            u8::from(segs.is_some()) | u8::from(failed.is_some()) << 2,
+            segs.unwrap_or(0),
+            failed.unwrap_or(0),
+        ),
         EventKind::ResetSent { state, reason } => (
             kind::RESET_SENT,
             state.map_or(0, |s| s as u8),
@@ -123,6 +117,18 @@ pub fn encode(out: &mut Vec<u8>, ev: &Event) {
     f[68..84].copy_from_slice(ev.task.comm.raw());
     f[84..88].copy_from_slice(&t.netns.to_le_bytes());
     out.extend_from_slice(&f);
+}
+
+/// The retransmit kind's byte on disk: values are added, never renumbered.
+fn retrans_kind_byte(k: RetransKind) -> u8 {
+    match k {
+        RetransKind::Data => 0,
+        RetransKind::Syn => 1,
+        RetransKind::SynAck => 2,
+        RetransKind::Rto => 3,
+        RetransKind::Fast => 4,
+        RetransKind::Tlp => 5,
+    }
 }
 
 fn addr_bytes(a: IpAddr) -> [u8; 16] {
@@ -169,13 +175,12 @@ pub fn decode(f: &[u8]) -> Result<Event, FrameError> {
         },
         kind::RETRANS => EventKind::Retrans {
             state: state(a)?,
-            kind: match b {
-                0 => RetransKind::Data,
-                1 => RetransKind::Syn,
-                2 => RetransKind::SynAck,
-                k => return Err(FrameError::RetransKind(k)),
-            },
+            kind: RetransKind::ALL
+                .into_iter()
+                .find(|&k| retrans_kind_byte(k) == b)
+                .ok_or(FrameError::RetransKind(b))?,
             segs: (flags & 1 != 0).then(|| u16_at(10)),
+            failed: (flags & 4 != 0).then_some(val as i32),
         },
         kind::RESET_SENT => EventKind::ResetSent {
             state: if a == 0 { None } else { Some(state(a)?) },
@@ -234,11 +239,15 @@ mod tests {
             SynSent,
         );
         round_trip(base);
-        for k in [RetransKind::Data, RetransKind::Syn, RetransKind::SynAck] {
+        for k in RetransKind::ALL {
             let mut r = retrans(1, 2, tuple(3, 4), owner(5, "a"), FinWait1, k);
             round_trip(r);
             if let EventKind::Retrans { segs, .. } = &mut r.kind {
                 *segs = None;
+            }
+            round_trip(r);
+            if let EventKind::Retrans { failed, .. } = &mut r.kind {
+                *failed = Some(16);
             }
             round_trip(r);
         }
@@ -335,6 +344,35 @@ mod tests {
             encode(&mut v, &Event { kind, ..base });
             assert_eq!(v[1], byte, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn retransmit_kind_bytes_stay_put() {
+        let bytes: Vec<u8> = RetransKind::ALL.map(retrans_kind_byte).to_vec();
+        assert_eq!(bytes, [0, 1, 2, 3, 4, 5]);
+        let ev = retrans(
+            1,
+            2,
+            tuple(3, 4),
+            owner(5, "a"),
+            TcpState::Established,
+            RetransKind::Data,
+        );
+        let mut v = Vec::new();
+        encode(&mut v, &ev);
+        v[4] = 6;
+        assert_eq!(decode(&v), Err(FrameError::RetransKind(6)));
+        // A frame of before failed attempts: flag bit 2 clear, no error.
+        v[4] = 4;
+        v[5] = 1;
+        assert!(matches!(
+            decode(&v).unwrap().kind,
+            EventKind::Retrans {
+                kind: RetransKind::Fast,
+                failed: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! {"type":"event","ts_ns":..,"sock":..,"tuple":{..},"task":{..},"event":"state","old":"CLOSE","new":"SYN_SENT"}
 //! {"type":"rtt","ts_ns":..,"sock":..,"slots":[..],"count":..,"sum_us":..,"last_us":..}
 //! {"type":"lost","ts":"..","count":3,"source":"kernel"}
+//! {"type":"seeds","ts_ns":..,"seeds":[{"tuple":{..},"state":"LISTEN","owner":{..}}],"coming":[..]}
 //! ```
+//!
+//! A `seeds` line holds the sockets that existed before the recording
+//! started (read from `/proc`), where the live run took them in, so that
+//! replay knows the owners of old listeners as live did.
 
 pub mod frame;
 
@@ -18,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     engine::flows::Rtt,
-    event::{Clock, Event},
+    event::{Clock, Event, Owner, TcpState, Tuple},
+    pipeline::Seeds,
 };
 
 /// Version of this format: every record a JSON line.
@@ -139,6 +145,57 @@ pub struct LostLine {
     pub source: String,
 }
 
+/// One socket from before the recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedLine {
+    pub tuple: Tuple,
+    pub state: TcpState,
+    pub owner: Option<Owner>,
+}
+
+/// The sockets from before the recording, as the pipeline took them in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedsLine {
+    pub ts_ns: u64,
+    pub seeds: Vec<SeedLine>,
+    /// Tuples of events recorded after this line that the seeds must not
+    /// overrule (read before `/proc` was, pushed after).
+    pub coming: Vec<Tuple>,
+}
+
+impl SeedsLine {
+    pub fn new(s: &Seeds) -> Self {
+        let mut coming: Vec<Tuple> = s.coming.iter().copied().collect();
+        // The same recording for the same seeds, whatever the hash order.
+        coming.sort_by_key(|t| (t.netns, t.laddr, t.lport, t.raddr, t.rport));
+        Self {
+            ts_ns: s.now_ns,
+            seeds: s
+                .seeds
+                .iter()
+                .map(|&(tuple, state, owner)| SeedLine {
+                    tuple,
+                    state,
+                    owner,
+                })
+                .collect(),
+            coming,
+        }
+    }
+
+    pub fn seeds(self) -> Seeds {
+        Seeds {
+            seeds: self
+                .seeds
+                .into_iter()
+                .map(|s| (s.tuple, s.state, s.owner))
+                .collect(),
+            coming: self.coming.into_iter().collect(),
+            now_ns: self.ts_ns,
+        }
+    }
+}
+
 /// One line of a recording.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -147,6 +204,7 @@ pub enum Line {
     Event(Event),
     Rtt(RttLine),
     Lost(LostLine),
+    Seeds(SeedsLine),
 }
 
 #[cfg(test)]

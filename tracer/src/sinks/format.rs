@@ -3,7 +3,7 @@
 
 use std::{io::Write, net::IpAddr};
 
-use super::put;
+use super::{put, time::TextClock};
 pub use crate::event::Clock;
 use crate::event::{Family, Owner, Tuple};
 
@@ -62,6 +62,7 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 /// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
 /// "laddr":..,"lport":..,"raddr":..,"rport":..,"netns":..,`.
 pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
+    let t = &t.unmapped();
     out.extend_from_slice(b"\"ts\":\"");
     clock.put_rfc3339(out, ts_ns);
     out.extend_from_slice(b"\",");
@@ -94,38 +95,40 @@ pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
     }
 }
 
+/// Widths of the flow columns of text output, for headers and rows alike
+/// (each column is followed by one space).
+pub mod width {
+    pub const PID: usize = 7;
+    pub const COMM: usize = 15;
+    /// `4` or `6` and a space: the header says `IP`.
+    pub const IP: usize = 2;
+    /// `addr:port`, an IPv4 one at most (IPv6 ones push what follows).
+    pub const ADDR: usize = 23;
+    pub const NETNS: usize = 10;
+}
+
 /// The time, owner and flow columns of a text line, and the namespace
-/// column with `netns` (see [`TEXT_NETNS_HEADER`]).
+/// column with `netns` (see [`text_netns_header`]).
 pub fn text_flow(
     out: &mut Vec<u8>,
-    clock: &Clock,
+    clock: &TextClock,
     ts_ns: u64,
     t: &Tuple,
     owner: Option<&Owner>,
     netns: bool,
 ) {
-    clock.put_time_of_day(out, ts_ns);
+    clock.put(out, ts_ns);
     out.push(b' ');
+    text_owner(out, owner);
+    let t = t.unmapped();
     let at = out.len();
-    match owner {
-        Some(o) => put::int(out, o.pid),
-        None => out.push(b'-'),
-    }
-    put::pad_left(out, at, 7);
-    out.push(b' ');
-    let at = out.len();
-    match owner {
-        Some(o) => super::escape::text(out, o.comm.bytes(), 16),
-        None => out.push(b'-'),
-    }
-    put::pad_right_chars(out, at, 15);
-    out.push(b' ');
     out.push(ip_version(t.family) as u8);
+    put::pad_right(out, at, width::IP);
     out.push(b' ');
     for (addr, port) in [(t.laddr, t.lport), (t.raddr, t.rport)] {
         let at = out.len();
         put::endpoint(out, addr, port);
-        put::pad_right(out, at, 23);
+        put::pad_right(out, at, width::ADDR);
         out.push(b' ');
     }
     if netns {
@@ -134,24 +137,56 @@ pub fn text_flow(
     }
 }
 
-/// A namespace's inode in a 10-character column, `-` when unknown.
+/// The PID and COMM columns (`-` when the owner is unknown), each
+/// followed by a space.
+pub fn text_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
+    let at = out.len();
+    match owner {
+        Some(o) => put::int(out, o.pid),
+        None => out.push(b'-'),
+    }
+    put::pad_left(out, at, width::PID);
+    out.push(b' ');
+    let at = out.len();
+    match owner {
+        Some(o) => super::escape::text(out, o.comm.bytes(), 16),
+        None => out.push(b'-'),
+    }
+    put::pad_right_chars(out, at, width::COMM);
+    out.push(b' ');
+}
+
+/// A namespace's inode in its column, `-` when unknown.
 pub fn put_netns(out: &mut Vec<u8>, netns: u32) {
     let at = out.len();
     match netns {
         0 => out.push(b'-'),
         n => put::int(out, n),
     }
-    put::pad_right(out, at, 10);
+    put::pad_right(out, at, width::NETNS);
 }
 
-/// The column that follows [`TEXT_FLOW_HEADER`] once records from more
+/// The column that follows the flow columns once records from more
 /// than one network namespace have been shown (the output prints the
 /// header again with it at that point, and every later line has it).
-pub const TEXT_NETNS_HEADER: &str = "NETNS      ";
+pub fn text_netns_header() -> String {
+    format!("{:<w$} ", "NETNS", w = width::NETNS)
+}
 
-/// The header matching [`text_flow`].
-pub const TEXT_FLOW_HEADER: &str =
-    "TIME(UTC)           PID COMM            IP LOCAL                   REMOTE                  ";
+/// The header of the owner and flow columns, without the time: `PID COMM
+/// IP LOCAL REMOTE `, as [`text_owner`] and [`text_flow`] fill them.
+pub fn text_owner_flow_header() -> String {
+    use width::*;
+    format!(
+        "{:>PID$} {:<COMM$} {:<IP$} {:<ADDR$} {:<ADDR$} ",
+        "PID", "COMM", "IP", "LOCAL", "REMOTE"
+    )
+}
+
+/// The header matching [`text_flow`], with the time column `clock` shows.
+pub fn text_flow_header(clock: &TextClock) -> String {
+    format!("{} {}", clock.header(), text_owner_flow_header())
+}
 
 /// The kernel's name of an errno (`ECONNREFUSED`), or `errno N`.
 pub fn errno_name(n: i32) -> String {

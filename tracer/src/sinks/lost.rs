@@ -72,7 +72,7 @@ impl Ledger {
                 other => format!("{n} ({})", escape::to_string(other.as_bytes(), 32)),
             })
             .collect();
-        eprintln!("tcptrace: warning: lost {}", parts.join("; "));
+        crate::stderr::say(format_args!("warning: lost {}", parts.join("; ")));
     }
 }
 

@@ -8,15 +8,23 @@
 //! ([`lost`]), never silently dropped. A write error ends the run with
 //! a sentence.
 
+pub mod counters;
 pub mod escape;
 pub mod format;
 pub mod json;
 pub mod lost;
 pub mod put;
 pub mod recording;
+pub mod rotate;
+pub mod screen;
+pub mod tap;
 pub mod text;
+pub mod time;
+pub mod top_table;
 pub mod writer;
 
+#[cfg(test)]
+mod aligned;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +55,8 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Default bytes of output waiting for a slow reader: about 60 000
 /// records, a few seconds of a busy host; more is dropped and counted.
 pub const QUEUE_BYTES: usize = 4 << 20;
+/// The name of the rendered output in per-sink metrics.
+const SINK: &str = "log";
 
 /// How records are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +68,8 @@ pub enum Mode {
     Recording {
         binary: bool,
     },
+    /// `top` drawn on the terminal that standard output is ([`screen`]).
+    Screen,
 }
 
 /// Where and how a run's records go.
@@ -72,6 +84,12 @@ pub struct OutputSpec {
     pub queue_bytes: usize,
     /// Stop after this many records (`--count`).
     pub count: Option<u64>,
+    /// How text shows times (`--time`).
+    pub time: time::TimeMode,
+    /// Start a new file past this many bytes (`--rotate-size`), keeping
+    /// this many old ones, and reopen the file when `reopen` is raised
+    /// (SIGHUP).
+    pub rotate: Option<rotate::Policy>,
 }
 
 impl OutputSpec {
@@ -83,6 +101,8 @@ impl OutputSpec {
             force: false,
             queue_bytes: QUEUE_BYTES,
             count: None,
+            time: time::TimeMode::Utc,
+            rotate: None,
         }
     }
 }
@@ -91,6 +111,11 @@ impl OutputSpec {
 pub struct Output {
     mode: Mode,
     clock: Clock,
+    /// The clock as text shows it (`--time`), and the day of the last
+    /// line that said a time (a date line comes when it changes).
+    time: time::TimeMode,
+    text_clock: time::TextClock,
+    day: Option<u64>,
     /// The batch being formatted, and how many records it holds.
     buf: Vec<u8>,
     in_buf: u64,
@@ -107,6 +132,16 @@ pub struct Output {
     /// The view's text columns, and the namespaces its records were in.
     columns: Columns,
     namespaces: text::Namespaces,
+    /// The terminal, in [`Mode::Screen`].
+    screen: Option<screen::Screen>,
+    /// Events said lost on the screen's footer so far.
+    screen_lost: u64,
+    /// The user asked to stop (`q`).
+    quit: bool,
+    /// Who else sees every record (the agent's metrics), and which record
+    /// types are rendered.
+    tap: Option<Box<dyn tap::Tap>>,
+    types: tap::Types,
 }
 
 impl Output {
@@ -119,6 +154,10 @@ impl Output {
                 let mut out = Self::to_writer(spec, io::stdout())?;
                 out.writer.watch(libc::STDOUT_FILENO);
                 Ok(out)
+            }
+            Some(p) if spec.rotate.is_some() => {
+                let policy = spec.rotate.clone().expect("checked");
+                Self::to_writer(spec, rotate::RotatingFile::open(p, policy)?)
             }
             Some(p) => {
                 let mut o = OpenOptions::new();
@@ -149,9 +188,18 @@ impl Output {
     pub fn to_writer(spec: &OutputSpec, w: impl Write + Send + 'static) -> Result<Self> {
         let writer = Writer::start(w, spec.queue_bytes, BATCH_BYTES)
             .context("starting the output thread")?;
+        let screen = match spec.mode {
+            Mode::Screen => {
+                Some(screen::Screen::open().context("putting the terminal in raw mode for `top`")?)
+            }
+            _ => None,
+        };
         Ok(Self {
             mode: spec.mode,
             clock: Clock::default(),
+            time: spec.time,
+            text_clock: time::TextClock::default(),
+            day: None,
             buf: writer.fresh(),
             in_buf: 0,
             written: 0,
@@ -163,7 +211,20 @@ impl Output {
             last_flush: std::time::Instant::now(),
             columns: Columns::None,
             namespaces: text::Namespaces::default(),
+            screen,
+            screen_lost: 0,
+            quit: false,
+            tap: None,
+            types: tap::Types::default(),
         })
+    }
+
+    /// Hands every record and lost count to `tap` as well, and renders
+    /// only the record `types`.
+    pub fn with_tap(mut self, tap: Box<dyn tap::Tap>, types: tap::Types) -> Self {
+        self.tap = Some(tap);
+        self.types = types;
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -172,35 +233,66 @@ impl Output {
 
     /// The run began: the clock to show times with; a text header or a
     /// recording's header line.
+    ///
+    /// The text header is written (not only queued) when this returns,
+    /// so that what is said on standard error next (the start-up
+    /// message) never lands inside it when both streams go to one place.
     pub fn start(&mut self, start: &Start, columns: Columns) {
         self.clock = start.clock;
+        self.text_clock = time::TextClock::new(start.clock, self.time, start.ts_ns);
+        self.day = (start.ts_ns != 0)
+            .then(|| self.text_clock.day(start.ts_ns))
+            .flatten();
         self.now_ns = start.ts_ns;
+        if let Some(t) = &mut self.tap {
+            t.start(start);
+        }
         self.columns = columns;
         match self.mode {
             Mode::Text => self.text_header(),
-            Mode::Json => {}
+            Mode::Json | Mode::Screen => {}
             Mode::Recording { binary } => recording::header(&mut self.buf, start, binary),
         }
         self.flush(true);
+        self.writer.sync();
     }
 
     /// The text column header, if the view has one.
     fn text_header(&mut self) {
-        if let Some(h) = text::header(self.columns, self.namespaces.many) {
+        if let Some(h) = text::header(self.columns, self.namespaces.many, &self.text_clock) {
             self.buf.extend_from_slice(h.trim_end().as_bytes());
             self.buf.push(b'\n');
         }
     }
 
+    /// Before a text line of the streaming views at `ts_ns`: a line with
+    /// the date when the day changed since the last one (or since the
+    /// start, when the run knows it).
+    fn date_line(&mut self, ts_ns: u64) {
+        let Some(day) = self.text_clock.day(ts_ns) else {
+            return;
+        };
+        if self.day.is_some_and(|d| d != day) {
+            self.text_clock.put_date_line(&mut self.buf, ts_ns);
+        }
+        self.day = Some(day);
+    }
+
     /// `n` events or records from `source` never reached us.
     pub fn lost(&mut self, source: &str, n: u64) {
         self.lost.add(source, n);
+        if let Some(t) = &mut self.tap {
+            t.lost(source, n);
+        }
     }
 
     /// Time passes: hands over what is formatted, unless that was done
     /// less than 10 ms (`FLUSH_EVERY`) ago.
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        if let Some(t) = &mut self.tap {
+            t.tick();
+        }
         if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.last_flush = std::time::Instant::now();
             self.flush(false);
@@ -208,9 +300,14 @@ impl Output {
         }
     }
 
-    /// `--count` reached, or the output has gone.
+    /// `--count` reached, the user quit, or the output has gone.
     pub fn done(&self) -> bool {
-        self.limit.is_some_and(|n| self.written >= n) || self.writer.stopped()
+        self.quit || self.limit.is_some_and(|n| self.written >= n) || self.writer.stopped()
+    }
+
+    /// The user asked to stop (the `q` key): nothing more is shown.
+    pub fn quit(&mut self) {
+        self.quit = true;
     }
 
     /// Whether the output has gone (closed pipe, write error).
@@ -221,14 +318,22 @@ impl Output {
     /// Hands the batch, headed by the lost counts not yet said, to the
     /// writer; waits for room if `wait`.
     fn flush(&mut self, wait: bool) {
-        if self.mode == Mode::Text {
-            self.lost.warn(wait);
+        match self.mode {
+            Mode::Text => self.lost.warn(wait),
+            // Said on the screen's footer from the next frame on.
+            Mode::Screen => {
+                self.screen_lost += self.lost.pending().iter().map(|(_, n)| n).sum::<u64>();
+                let n = self.lost.pending().len();
+                self.lost.said(n);
+            }
+            _ => {}
         }
         if self.buf.is_empty() && self.lost.is_empty() {
             return;
         }
         let mut said = 0;
-        let mut bytes = if self.mode != Mode::Text && !self.lost.is_empty() {
+        let mut bytes = if !matches!(self.mode, Mode::Text | Mode::Screen) && !self.lost.is_empty()
+        {
             let mut head = Vec::with_capacity(self.buf.len() + 256);
             for (source, n) in self.lost.pending() {
                 format::lost_json(&mut head, &self.clock, self.now_ns, *n, source);
@@ -246,6 +351,7 @@ impl Output {
         let b = Batch {
             bytes: std::mem::take(&mut bytes),
             records: std::mem::take(&mut self.in_buf),
+            written: None,
         };
         let sent = if wait {
             self.writer.send_blocking(b)
@@ -255,7 +361,13 @@ impl Output {
         match sent {
             Ok(()) => self.lost.said(said),
             Err(Refused::Full(b)) => {
-                self.lost.add(lost::OUTPUT, b.records);
+                self.lost(lost::OUTPUT, b.records);
+                if let Some(s) = &mut self.screen {
+                    s.invalidate();
+                }
+                if let Some(t) = &mut self.tap {
+                    t.dropped(SINK, b.records);
+                }
                 if self.buf.capacity() < BATCH_BYTES {
                     let mut v = b.bytes;
                     v.clear();
@@ -270,11 +382,20 @@ impl Output {
     /// Says what is left and waits for the writer. A closed pipe is not an
     /// error (`| head`); any other write error is, with what it cost.
     pub fn close(mut self) -> Result<()> {
+        if let Some(s) = &mut self.screen {
+            s.leave(&mut self.buf);
+        }
         self.flush(true);
         if self.mode == Mode::Text {
             self.lost.warn(true);
         }
+        let lost_on_screen = self.screen_lost;
         let (err, unwritten) = self.writer.finish();
+        // The shell's screen is back: say there what the footer said.
+        drop(self.screen.take());
+        if lost_on_screen > 0 {
+            eprintln!("tcptrace: {lost_on_screen} events were lost (see the footer)");
+        }
         match err {
             None => Ok(()),
             Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -286,7 +407,21 @@ impl Output {
 
 impl Emit for Output {
     fn emit(&mut self, rec: &Rec<'_>) {
-        if self.limit.is_some_and(|n| self.written >= n) {
+        if let Some(t) = &mut self.tap {
+            t.record(rec);
+        }
+        // Only recordings carry input events and RTT snapshots; the
+        // census is for the tap alone.
+        let renders = match self.mode {
+            Mode::Recording { .. } => true,
+            Mode::Text | Mode::Json | Mode::Screen => {
+                !matches!(rec, Rec::Census { .. } | Rec::Rtt { .. } | Rec::Event(_))
+            }
+        };
+        if !renders || !self.types.keeps(rec) {
+            return;
+        }
+        if self.quit || (self.limit.is_some_and(|n| self.written >= n) && !rec.after_count()) {
             return;
         }
         match self.mode {
@@ -294,9 +429,19 @@ impl Emit for Output {
                 if self.namespaces.see(rec.netns()) {
                     self.text_header();
                 }
-                text::render(&mut self.buf, &self.clock, rec, self.namespaces.many);
+                if self.columns != Columns::None
+                    && let Some(ts) = rec.ts_ns()
+                {
+                    self.date_line(ts);
+                }
+                text::render(&mut self.buf, &self.text_clock, rec, self.namespaces.many);
             }
             Mode::Json => json::render(&mut self.buf, &self.clock, rec),
+            Mode::Screen => {
+                if let (Some(s), Rec::Top(t)) = (&mut self.screen, rec) {
+                    s.draw(&mut self.buf, &self.clock, t, self.screen_lost);
+                }
+            }
             Mode::Recording { binary } => {
                 self.recorder
                     .render(&mut self.buf, &self.clock, rec, binary);
@@ -304,7 +449,8 @@ impl Emit for Output {
         }
         self.in_buf += 1;
         self.written += u64::from(rec.counts());
-        if self.buf.len() >= BATCH_FULL {
+        // A frame shows at once (a key was pressed, or a refresh is due).
+        if self.buf.len() >= BATCH_FULL || self.mode == Mode::Screen {
             self.flush(false);
         }
     }

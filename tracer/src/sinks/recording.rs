@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use super::format::{Clock, ClockFmt};
 use crate::{
-    record::{FORMAT, FORMAT_BINARY, Header, Line, RttLine, Start, frame},
+    record::{FORMAT, FORMAT_BINARY, Header, Line, RttLine, SeedsLine, Start, frame},
     views::records::Rec,
 };
 
@@ -70,6 +70,7 @@ impl Recorder {
             Rec::Rtt { ts_ns, sock, rtt } => {
                 line(b, &Line::Rtt(RttLine::new(ts_ns, self.sock(sock), rtt)));
             }
+            Rec::Seeds(s) => line(b, &Line::Seeds(SeedsLine::new(s))),
             _ => {}
         }
     }

@@ -58,6 +58,7 @@ fn json_schema_of_a_transition() {
         ),
         owner: Some(owner(42, "curl")),
         prev_state_ns: Some(1_500_000),
+        state: None,
     };
     let line = render(Mode::Json, |out| States.on_event(&a, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -106,6 +107,7 @@ fn unknown_owner_and_duration_are_null_and_dash() {
         event: state(1, 1, tuple(1, 2), owner(5, "x"), Close, SynSent),
         owner: None,
         prev_state_ns: None,
+        state: None,
     };
     let json = render(Mode::Json, |out| States.on_event(&a, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -128,8 +130,11 @@ fn json_schema_of_a_retransmit() {
         ),
         owner: Some(owner(42, "curl")),
         prev_state_ns: None,
+        state: None,
     };
-    let line = render(Mode::Json, |out| Retrans.on_event(&a, &context(), out));
+    let line = render(Mode::Json, |out| {
+        Retrans::default().on_event(&a, &context(), out)
+    });
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         keys(&v),
@@ -147,6 +152,55 @@ fn json_schema_of_a_retransmit() {
     assert_eq!((v["pid"].as_u64(), v["segs"].as_u64()), (Some(42), Some(1)));
 }
 
+/// A failed attempt (6.17+): in JSON with `"failed"` and 0 segments; in
+/// text only with `--failed`; `--kind` keeps the kinds asked for.
+#[test]
+fn failed_retransmits_and_the_kind_filter() {
+    let mut ev = retrans(
+        1,
+        1,
+        tuple(40000, 443),
+        owner(42, "curl"),
+        Established,
+        RetransKind::Fast,
+    );
+    let fast = Annotated {
+        event: ev,
+        owner: Some(owner(42, "curl")),
+        prev_state_ns: None,
+        state: None,
+    };
+    if let crate::event::EventKind::Retrans { failed, .. } = &mut ev.kind {
+        *failed = Some(16);
+    }
+    let busy = Annotated { event: ev, ..fast };
+    let all = |failed| Retrans::new(Vec::new(), failed);
+    let line = render(Mode::Json, |out| all(true).on_event(&busy, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["segs"].as_u64(), v["failed"].as_str()),
+        (Some("fast"), Some(0), Some("EBUSY"))
+    );
+    let line = render(Mode::Json, |out| all(true).on_event(&fast, &context(), out));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(v.get("failed").is_none(), "{line}");
+    assert_eq!(v["kind"], "fast");
+    assert_eq!(
+        render(Mode::Text, |out| all(false).on_event(
+            &busy,
+            &context(),
+            out
+        )),
+        ""
+    );
+    let text = render(Mode::Text, |out| all(true).on_event(&busy, &context(), out));
+    assert!(text.contains("fast   0 failed:EBUSY"), "{text}");
+    let only = |k| Retrans::new(vec![k, RetransKind::Tlp], false);
+    let shown = |k| render(Mode::Text, |out| only(k).on_event(&fast, &context(), out));
+    assert!(shown(RetransKind::Fast).contains("fast   1"));
+    assert_eq!(shown(RetransKind::Rto), "");
+}
+
 #[test]
 fn json_connect_success_and_failure() {
     let text = render(Mode::Json, |out| {
@@ -159,9 +213,9 @@ fn json_connect_success_and_failure() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["type"], "connect");
-    assert_eq!(lines[0]["latency_us"], 1500);
+    assert_eq!(lines[0]["handshake_us"], 1500);
     assert!(lines[0]["error"].is_null());
-    assert!(lines[1]["latency_us"].is_null());
+    assert!(lines[1]["handshake_us"].is_null());
     assert_eq!(lines[1]["error"], "ECONNREFUSED");
     assert_eq!(lines[1]["pid"], 7);
 }
@@ -182,6 +236,14 @@ fn top_census_and_sorted_flows_in_json() {
         Established,
         RetransKind::Data,
     ));
+    for kind in [RetransKind::Fast, RetransKind::Fast, RetransKind::Rto] {
+        e.process(&retrans(5_500, 2, tuple(2, 80), c, Established, kind));
+    }
+    let mut busy = retrans(5_600, 2, tuple(2, 80), c, Established, RetransKind::Fast);
+    if let crate::event::EventKind::Retrans { failed, .. } = &mut busy.kind {
+        *failed = Some(16);
+    }
+    e.process(&busy);
     e.process(&state(6_000, 3, tuple(3, 80), c, Established, CloseWait));
     let mut top = Top::new(SortBy::Retrans, 1_000_000_000, 10, false, false);
     let text = render(Mode::Json, |out| top.finish(&e, 10_000, &context(), out));
@@ -192,7 +254,22 @@ fn top_census_and_sorted_flows_in_json() {
     let flows = v["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 3);
     assert_eq!(flows[0]["lport"], 2, "most retransmits first");
-    assert_eq!(flows[0]["retrans"], 1);
+    assert_eq!(
+        flows[0]["retrans"], 4,
+        "the failed attempt is no retransmit"
+    );
+    assert_eq!(flows[0]["retrans_segs"], 4);
+    assert_eq!(
+        flows[0]["retrans_by_kind"],
+        serde_json::json!({"data": 1, "rto": 1, "fast": 2})
+    );
+    assert_eq!(flows[0]["retrans_failed"], 1);
+    let text = render(Mode::Text, |out| top.finish(&e, 10_000, &context(), out));
+    assert!(
+        text.contains("\nretransmits: data=1 rto=1 fast=2 failed=1\n"),
+        "{text}"
+    );
+    assert_eq!(flows[1]["retrans_by_kind"], serde_json::json!({}));
     assert_eq!(flows[0]["handshake_us"], 1);
     assert_eq!(flows[0]["role"], "client");
     assert_eq!(v["transitions"]["SYN_SENT->ESTABLISHED"], 2);
@@ -222,6 +299,7 @@ fn namespaces_in_json() {
         event: state(1, 1, listener(a), owner(1, "a"), Close, Listen),
         owner: Some(owner(1, "a")),
         prev_state_ns: None,
+        state: None,
     };
     let line = render(Mode::Json, |out| States.on_event(&ann, &context(), out));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -262,6 +340,7 @@ fn text_grows_a_netns_column_at_the_second_namespace() {
         ),
         owner: Some(owner(5, "x")),
         prev_state_ns: Some(1_000),
+        state: None,
     };
     let (mut out, got) = capture(Mode::Text, None);
     out.start(&start(), States.columns());
@@ -352,6 +431,7 @@ fn hostile_process_names_are_escaped_in_every_text_view() {
         event: ev,
         owner: Some(evil),
         prev_state_ns: None,
+        state: None,
     };
     let mut e = Engine::default();
     e.process(&state(1, 1, tuple(0, 80), evil, Close, SynSent));
@@ -410,6 +490,7 @@ fn a_stalled_reader_loses_nothing_silently() {
             event: state(i, i, tuple(1, 80), owner(1, "x"), SynSent, Established),
             owner: None,
             prev_state_ns: None,
+            state: None,
         };
         States.on_event(&a, &cx, &mut out);
         if i % 1000 == 0 {
@@ -467,6 +548,7 @@ fn write_errors_are_errors_and_a_closed_pipe_is_not() {
             event: state(1, 1, tuple(1, 80), owner(1, "x"), SynSent, Established),
             owner: None,
             prev_state_ns: None,
+            state: None,
         };
         States.on_event(&a, &context(), &mut out);
         // Time passes (ticks hand batches over at most every 10 ms).

@@ -10,26 +10,29 @@
 use std::io::Write;
 
 use super::{
-    escape,
+    counters, escape,
     format::{
-        Clock, ClockFmt, TEXT_FLOW_HEADER, TEXT_NETNS_HEADER, endpoint, errno_name, ip_version,
-        put_netns, text_flow,
+        endpoint, errno_name, ip_version, put_netns, text_flow, text_flow_header, text_netns_header,
     },
     put,
+    time::TextClock,
+    top_table,
 };
-use crate::views::records::{Columns, FlowRef, HistReport, Reason, Rec, TopReport};
+use crate::views::{
+    hist::group_name,
+    records::{Columns, FlowRef, HistReport, Metric, Reason, Rec, TopReport},
+};
 
 /// Reset reasons longer than this are cut (the kernel's longest is 30).
 const REASON_CHARS: usize = 48;
 
 /// The column header for a view's records, if it has one; with the NETNS
-/// column if `netns`.
-pub fn header(columns: Columns, netns: bool) -> Option<String> {
-    let flow = if netns {
-        format!("{TEXT_FLOW_HEADER}{TEXT_NETNS_HEADER}")
-    } else {
-        TEXT_FLOW_HEADER.to_string()
-    };
+/// column if `netns`, and the time column `clock` shows.
+pub fn header(columns: Columns, netns: bool, clock: &TextClock) -> Option<String> {
+    let mut flow = text_flow_header(clock);
+    if netns {
+        flow.push_str(&text_netns_header());
+    }
     Some(match columns {
         Columns::Retrans => format!("{flow}{:<12} {:<6} SEGS", "STATE", "KIND"),
         Columns::States => format!("{flow}{:>11}    {:<11} {:>10}", "OLD", "NEW", "PREV_MS"),
@@ -41,7 +44,7 @@ pub fn header(columns: Columns, netns: bool) -> Option<String> {
 
 /// Appends one record as text, with the NETNS column if `netns`.
 /// Recording-only records render nothing.
-pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
+pub fn render(b: &mut Vec<u8>, clock: &TextClock, rec: &Rec<'_>, netns: bool) {
     let flow = |b: &mut Vec<u8>, f: &FlowRef<'_>| {
         text_flow(b, clock, f.ts_ns, f.tuple, f.owner, netns);
     };
@@ -74,15 +77,21 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
             state,
             kind,
             segs,
+            failed,
         } => {
             flow(b, f);
             put::column(b, state.name(), 12);
             b.push(b' ');
             put::column(b, kind.name(), 6);
             b.push(b' ');
-            match segs {
-                Some(n) => put::int(b, n),
-                None => b.push(b'-'),
+            match (failed, segs) {
+                // Nothing sent: the error instead of a segment count.
+                (Some(e), _) => {
+                    b.extend_from_slice(b"0 failed:");
+                    b.extend_from_slice(errno_name(e).as_bytes());
+                }
+                (None, Some(n)) => put::int(b, n),
+                (None, None) => b.push(b'-'),
             }
             b.push(b'\n');
         }
@@ -120,7 +129,9 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>, netns: bool) {
         }
         Rec::Hist(h) => hist(b, h),
         Rec::Top(t) => top(b, clock, t),
-        Rec::Event(_) | Rec::Rtt { .. } => {}
+        Rec::Stat(s) => counters::stat_text(b, clock, s),
+        Rec::Summary(s) => counters::summary_text(b, s),
+        Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) | Rec::Census { .. } => {}
     }
 }
 
@@ -154,6 +165,14 @@ impl Namespaces {
 }
 
 fn hist(b: &mut Vec<u8>, h: &HistReport) {
+    if h.groups.is_empty() {
+        let what = match h.metric {
+            Metric::Handshake => "handshake latency",
+            Metric::Rtt => "RTT",
+        };
+        let _ = writeln!(b, "no {what} samples\n");
+        return;
+    }
     let netns = h.groups.iter().any(|g| g.netns != h.groups[0].netns);
     for g in &h.groups {
         let ms = |us: u64| us as f64 / 1000.0;
@@ -161,7 +180,7 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
             b,
             "{} {}{}: {} samples, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             if h.per_flow { "flow" } else { "destination" },
-            g.key,
+            group_name(g.local, g.remote),
             if netns {
                 format!(" (netns {})", g.netns)
             } else {
@@ -187,18 +206,38 @@ fn hist(b: &mut Vec<u8>, h: &HistReport) {
     }
 }
 
-fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
-    if t.redraw {
-        // Home and clear: the table redraws in place on a terminal.
-        b.extend_from_slice(b"\x1b[H\x1b[2J");
-    } else {
-        b.push(b'\n');
+/// `retransmits: rto=1 fast=3 ...` over the rows shown, when there are
+/// any (the per-flow split is in `--json`).
+fn retrans_kinds(b: &mut Vec<u8>, t: &TopReport) {
+    let mut sum = crate::engine::flows::RetransCounts::default();
+    for r in &t.rows {
+        sum.merge(&r.retrans_by_kind);
     }
-    let _ = write!(b, "{} sockets:", clock.time_of_day(t.ts_ns));
+    if sum.total() == 0 && sum.failed == 0 {
+        return;
+    }
+    b.extend_from_slice(b"retransmits:");
+    for (k, n) in sum.by_kind() {
+        let _ = write!(b, " {}={n}", k.name());
+    }
+    if sum.failed > 0 {
+        let _ = write!(b, " failed={}", sum.failed);
+    }
+    b.push(b'\n');
+}
+
+/// One `top` table, appended after the last (a terminal gets the screen
+/// sink instead: no escape codes here, ever).
+fn top(b: &mut Vec<u8>, clock: &TextClock, t: &TopReport) {
+    b.push(b'\n');
+    let _ = write!(b, "{} sockets:", clock.time(t.ts_ns).trim_start());
     for (s, n) in &t.census {
         let _ = write!(b, " {}={n}", s.name());
     }
     b.push(b'\n');
+    if let Some(r) = &t.rates {
+        counters::top_rates_text(b, r);
+    }
     // More than one namespace: its census line each, and a NETNS column.
     let netns = t.census_by_netns.len() > 1
         || t.rows
@@ -215,6 +254,15 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
             b.push(b'\n');
         }
     }
+    retrans_kinds(b, t);
+    if t.group.is_some() {
+        let (head, rows) = top_table::group_lines(t, GROUP_WIDTH);
+        for l in std::iter::once(head).chain(rows) {
+            let _ = writeln!(b, "{}", l.trim_end());
+        }
+        let _ = writeln!(b, "{}", top_table::footer(t, t.groups.len()));
+        return;
+    }
     let _ = writeln!(
         b,
         "{:>7} {:<15} IP {:<23} {:<23} {}{:<11} {:<8} {:>8} {:>5} {:>7} {:>9}{}",
@@ -222,7 +270,11 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         "COMM",
         "LOCAL",
         "REMOTE",
-        if netns { TEXT_NETNS_HEADER } else { "" },
+        if netns {
+            text_netns_header()
+        } else {
+            String::new()
+        },
         "STATE",
         "ROLE",
         "AGE(s)",
@@ -234,6 +286,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
     let ms =
         |ns: Option<u64>| ns.map_or_else(|| "-".to_string(), |n| format!("{:.3}", n as f64 / 1e6));
     for f in &t.rows {
+        let tuple = f.tuple.unmapped();
         let (pid, comm) = f.owner.map_or_else(
             || ("-".to_string(), "-".to_string()),
             |o| (o.pid.to_string(), escape::to_string(o.comm.bytes(), 16)),
@@ -241,9 +294,9 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         let _ = write!(
             b,
             "{pid:>7} {comm:<15} {}  {:<23} {:<23} ",
-            ip_version(f.tuple.family),
-            endpoint(f.tuple.laddr, f.tuple.lport),
-            endpoint(f.tuple.raddr, f.tuple.rport),
+            ip_version(tuple.family),
+            endpoint(tuple.laddr, tuple.lport),
+            endpoint(tuple.raddr, tuple.rport),
         );
         if netns {
             put_netns(b, f.tuple.netns);
@@ -265,4 +318,9 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         }
         b.push(b'\n');
     }
+    let _ = writeln!(b, "{}", top_table::footer(t, t.rows.len()));
 }
+
+/// Text output is not fitted to a terminal: a group row may be this wide
+/// (its states last).
+const GROUP_WIDTH: usize = 200;

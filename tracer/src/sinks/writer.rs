@@ -26,6 +26,8 @@ const SPARE_BATCHES: usize = 4;
 pub struct Batch {
     pub bytes: Vec<u8>,
     pub records: u64,
+    /// Told once the batch is written (or could not be): [`Writer::sync`].
+    pub written: Option<SyncSender<()>>,
 }
 
 #[derive(Default)]
@@ -84,6 +86,9 @@ impl Writer {
                         sh.unwritten.fetch_add(b.records, Ordering::Relaxed);
                     }
                     sh.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    if let Some(tx) = b.written.take() {
+                        let _ = tx.send(());
+                    }
                     if b.bytes.capacity() == batch_capacity {
                         b.bytes.clear();
                         // Enough spares already: let this one go.
@@ -172,6 +177,21 @@ impl Writer {
             self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
         }
         r
+    }
+
+    /// Waits until everything queued so far has been written (or writing
+    /// stopped).
+    pub fn sync(&self) {
+        let (tx, rx) = sync_channel(1);
+        let marker = Batch {
+            bytes: Vec::new(),
+            records: 0,
+            written: Some(tx),
+        };
+        if self.send(marker, true).is_ok() {
+            // Err: the thread is gone, and nothing more will be written.
+            let _ = rx.recv();
+        }
     }
 
     /// Whether writing has stopped (closed pipe, write error).

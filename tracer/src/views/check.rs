@@ -13,6 +13,7 @@ use std::{
 use anyhow::Result;
 use serde_json::json;
 
+use super::verdict::{mark, verdict};
 use crate::{
     filter::Filter,
     hooks::{Attach, ConnectPlan, HOOKS, Hook, Need, Probe, Report, Wants},
@@ -137,9 +138,16 @@ pub fn run(json_out: bool) -> Result<bool> {
         crate::hooks::connect::Choice::All,
         crate::hooks::state_hook::Choice::All,
     );
-    let ok = probe.is_ok();
     let exercised = probe.as_ref().map(|_| self_test());
     let unreadable = probe.as_ref().map(|p| p.unreadable_by_hook());
+    let (ok, verdict_line) = verdict(
+        probe.as_ref().ok().map(|p| &p.report),
+        probe.as_ref().err().map(|e| format!("{e:#}")).as_deref(),
+        match &unreadable {
+            Ok(Ok(by_hook)) => by_hook.iter().map(|(_, n)| n).sum(),
+            _ => 0,
+        },
+    );
 
     if json_out {
         let state_hook = probe
@@ -152,7 +160,7 @@ pub fn run(json_out: bool) -> Result<bool> {
                 p.report
                     .hooks
                     .iter()
-                    .map(|h| json!({"hook": h.hook, "ok": h.result.is_ok(), "error": h.result.as_ref().err()}))
+                    .map(|h| json!({"hook": h.hook, "ok": h.result.is_ok(), "mark": mark(&p.report, h).label(), "error": h.result.as_ref().err()}))
                     .collect::<Vec<_>>(),
                 p.report.connect.map(|c| c.name()),
                 connect_plans(&p.report)
@@ -193,6 +201,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             "core_ok": ok,
             "unreadable": unreadable,
             "error": error,
+            "verdict": verdict_line,
         });
         println!("{v}");
         return Ok(ok);
@@ -237,9 +246,10 @@ pub fn run(json_out: bool) -> Result<bool> {
     match &probe {
         Ok(p) => {
             for h in &p.report.hooks {
+                let m = mark(&p.report, h).label();
                 match &h.result {
-                    Ok(()) => println!("  ok    {}", h.hook),
-                    Err(e) => println!("  FAIL  {}: {e}", h.hook),
+                    Ok(()) => println!("  {m:<8} {}", h.hook),
+                    Err(e) => println!("  {m:<8} {}: {e}", h.hook),
                 }
             }
             println!("\nplan");
@@ -295,5 +305,6 @@ pub fn run(json_out: bool) -> Result<bool> {
             Err(e) => println!("  FAIL  reading the counters: {e:#}"),
         }
     }
+    println!("\n{verdict_line}");
     Ok(ok)
 }

@@ -1,6 +1,7 @@
 //! Views: what each subcommand makes of the annotated event stream and of
 //! the engine's state.
 
+pub mod agent;
 pub mod check;
 pub mod connect;
 pub mod hist;
@@ -8,8 +9,10 @@ pub mod record;
 pub mod records;
 pub mod resets;
 pub mod retrans;
+pub mod stat;
 pub mod states;
 pub mod top;
+pub mod verdict;
 
 use crate::{
     engine::{Annotated, Engine, flows::ConnectOutcome, flows::Rtt},
@@ -54,10 +57,30 @@ pub trait View {
     fn on_event(&mut self, _a: &Annotated, _cx: &Context, _out: &mut dyn Emit) {}
     /// One connection outcome that passed the filter.
     fn on_connect(&mut self, _o: &ConnectOutcome, _cx: &Context, _out: &mut dyn Emit) {}
+    /// Sockets from before the run (those the filter lets through, and
+    /// every listener), before the engine takes them in.
+    fn on_seeds(&mut self, _seeds: &crate::pipeline::Seeds, _out: &mut dyn Emit) {}
     /// A socket's RTT histogram as read from the kernel.
     fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
+    /// Whether the view reads the kernel's TCP counters (`Some`), and with
+    /// a census per state from the socket tables (`Some(true)`).
+    fn counters(&self) -> Option<bool> {
+        None
+    }
+    /// A reading of the kernel's counters (live only, about every second,
+    /// once at the start and once at the end).
+    fn on_counters(&mut self, _c: &crate::counters::Counters, _out: &mut dyn Emit) {}
     /// Time passes (about every 10 ms live; with event time in replay).
     fn on_tick(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
+    /// A key pressed on the screen (not `q`: the pipeline ends the run).
+    fn on_key(
+        &mut self,
+        _key: crate::keys::Key,
+        _engine: &Engine,
+        _cx: &Context,
+        _out: &mut dyn Emit,
+    ) {
+    }
     /// The end of input.
     fn finish(&mut self, _engine: &Engine, _now_ns: u64, _cx: &Context, _out: &mut dyn Emit) {}
 }

@@ -1,5 +1,5 @@
-//! `tcptrace record`: every input event that passes the filter, and every
-//! RTT snapshot, as they came; the recording sink writes them (with the
+//! `tcptrace record`: every input event that passes the filter, every
+//! RTT snapshot, and the sockets from before the run, as they came; the recording sink writes them (with the
 //! header and lost counts the pipeline hands it) in the recording format
 //! ([`crate::record`]).
 
@@ -26,11 +26,94 @@ impl View for Record {
         out.emit(&Rec::Event(&a.event));
     }
 
+    fn on_seeds(&mut self, seeds: &crate::pipeline::Seeds, out: &mut dyn Emit) {
+        out.emit(&Rec::Seeds(seeds));
+    }
+
     fn on_rtt(&mut self, sock: u64, now_ns: u64, rtt: &Rtt, out: &mut dyn Emit) {
         out.emit(&Rec::Rtt {
             ts_ns: now_ns,
             sock,
             rtt,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::tests::{owner, state, tuple},
+        event::{Clock, Family, TcpState::*, Tuple},
+        filter::Filter,
+        pipeline::{Input, Pipeline, Seeds},
+        record::Start,
+        replay::replay_into,
+        sinks::{Mode, testing::capture},
+        views::states::States,
+    };
+
+    /// A listener from before the recording started owns what it accepts
+    /// during it, in replay as it did live: the recording carries the seeds.
+    #[test]
+    fn replay_knows_the_owners_of_listeners_from_before() {
+        let server = owner(300, "server");
+        let listener = Tuple {
+            laddr: Tuple::unspecified(Family::V4),
+            raddr: Tuple::unspecified(Family::V4),
+            ..tuple(8080, 0)
+        };
+        let child = tuple(8080, 40000);
+        let inputs = [
+            Input::Start(Start {
+                clock: Clock::with_offset(1_795_348_800_000_000_000),
+                ts_ns: 1,
+                ..Start::default()
+            }),
+            Input::Seeds(Box::new(Seeds {
+                seeds: vec![(listener, Listen, Some(server))],
+                coming: Default::default(),
+                now_ns: 2,
+            })),
+            Input::Event(state(3, 7, child, owner(0, "swapper/0"), Listen, SynRecv)),
+            Input::Event(state(
+                4,
+                7,
+                child,
+                owner(55, "client"),
+                SynRecv,
+                Established,
+            )),
+            Input::End(5),
+        ];
+        let (out, recording) = capture(Mode::Recording { binary: false }, None);
+        let view = Record {
+            wants: Wants::FLOWS,
+        };
+        let mut p = Pipeline::with_output(Box::new(view), Filter::default(), out);
+        for i in inputs {
+            p.push(i);
+        }
+        p.finish().unwrap();
+        let recording = recording.text();
+        assert!(recording.contains("{\"type\":\"seeds\""), "{recording}");
+
+        let (out, got) = capture(Mode::Json, None);
+        let mut p = Pipeline::with_output(Box::new(States), Filter::default(), out);
+        replay_into(recording.as_bytes(), &mut p).unwrap();
+        p.finish().unwrap();
+        let lines: Vec<serde_json::Value> = got
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for l in &lines {
+            assert_eq!(
+                (&l["pid"], &l["comm"]),
+                (&300.into(), &"server".into()),
+                "{l}"
+            );
+        }
     }
 }

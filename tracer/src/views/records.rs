@@ -8,8 +8,10 @@
 //! nothing on the per-event path.
 
 use crate::{
-    engine::flows::{ConnectOutcome, Role, Rtt},
+    counters::{SockStat, rates::Rates},
+    engine::flows::{ConnectOutcome, RetransCounts, Role, Rtt},
     event::{Event, Owner, RetransKind, TcpState, Tuple},
+    views::top::{GroupBy, SortBy, TopGroup},
 };
 
 /// The flow a per-flow record is about: its time, tuple and owner.
@@ -50,8 +52,10 @@ pub enum Reason<'a> {
 /// A latency histogram of one destination or flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistGroup {
-    /// `addr:port`, or `local -> remote` per flow.
-    pub key: String,
+    /// The flow's local side (per flow); `None` per destination.
+    pub local: Option<std::net::SocketAddr>,
+    /// The destination.
+    pub remote: std::net::SocketAddr,
     /// The network namespace of the flows measured: the same destination
     /// seen from two namespaces is two groups.
     pub netns: u32,
@@ -86,7 +90,8 @@ pub struct HistReport {
     pub ts_ns: u64,
     pub metric: Metric,
     pub per_flow: bool,
-    /// Groups with at least one sample, in key order.
+    /// Groups with at least one sample, by namespace, then destination
+    /// (or flow) as text sorts it; none in a round without samples.
     pub groups: Vec<HistGroup>,
 }
 
@@ -102,6 +107,8 @@ pub struct TopRow {
     pub age_ms: Option<u64>,
     pub retrans: u64,
     pub retrans_segs: u64,
+    /// The retransmits by kind, and failed attempts.
+    pub retrans_by_kind: RetransCounts,
     pub resets_sent: u64,
     pub resets_recv: u64,
     pub handshake_ns: Option<u64>,
@@ -110,7 +117,7 @@ pub struct TopRow {
 }
 
 /// One refresh of `top`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopReport {
     pub ts_ns: u64,
     /// Live sockets per state.
@@ -122,8 +129,53 @@ pub struct TopReport {
     pub transitions: Vec<((TcpState, TcpState), u64)>,
     /// Show the RTT column (text).
     pub rtt: bool,
-    /// Redraw in place instead of appending (text on a terminal).
+    /// Drawn on a screen (text on a terminal) rather than appended.
     pub redraw: bool,
+    /// Flows the filters let through, before `states` and the limit cut
+    /// them (the footer's "of how many").
+    pub total_flows: u64,
+    /// Of those, the flows in `states`.
+    pub matching_flows: u64,
+    /// Only rows in these states (`--state`, the `s` key); empty: all.
+    pub states: Vec<TcpState>,
+    pub sort: SortBy,
+    /// Rows rolled up by this (`--group`, the `g` key), into `groups`
+    /// (sorted and cut to the limit like rows), of `total_groups`.
+    pub group: Option<GroupBy>,
+    pub groups: Vec<TopGroup>,
+    pub total_groups: u64,
+    /// The `p` key froze the table.
+    pub paused: bool,
+    /// The namespace's own counters since the last refresh (live only:
+    /// a recording has none, and then there is no rates line).
+    pub rates: Option<Rates>,
+}
+
+/// One interval of `tcptrace stat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatReport {
+    /// The counters' growth over the interval.
+    pub rates: Rates,
+    /// Connections ESTABLISHED or CLOSE_WAIT at its end.
+    pub curr_estab: Option<u64>,
+    pub sockstat: SockStat,
+    /// Sockets per state at its end.
+    pub census: Vec<(TcpState, u64)>,
+    /// Which interval this is (0 first): the text repeats its header
+    /// every so many.
+    pub seq: u64,
+}
+
+/// The end of a `retrans` run: what tcptrace showed beside what the
+/// namespace's counters say over the same run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetransSummary {
+    /// Retransmit records shown.
+    pub records: u64,
+    /// Segments in them (where known).
+    pub segs: u64,
+    /// The counters from start to end.
+    pub rates: Rates,
 }
 
 /// One record a view produced.
@@ -136,12 +188,14 @@ pub enum Rec<'a> {
         new: TcpState,
         prev_state_ns: Option<u64>,
     },
-    /// A retransmitted buffer.
+    /// A retransmitted buffer, or with `failed` (an errno) an attempt
+    /// that sent nothing.
     Retrans {
         flow: FlowRef<'a>,
         state: TcpState,
         kind: RetransKind,
         segs: Option<u16>,
+        failed: Option<i32>,
     },
     /// A connection attempt's outcome.
     Connect(&'a ConnectOutcome),
@@ -154,13 +208,25 @@ pub enum Rec<'a> {
     },
     Hist(&'a HistReport),
     Top(&'a TopReport),
+    /// One interval of the kernel's counters.
+    Stat(&'a StatReport),
+    /// The end of a `retrans` run (never counts towards `--count`).
+    Summary(&'a RetransSummary),
     /// An input event as it came, for a recording.
     Event(&'a Event),
-    /// A socket's RTT histogram as read from the kernel, for a recording.
+    /// A socket's RTT histogram as read from the kernel, for a recording
+    /// or the metrics.
     Rtt {
         ts_ns: u64,
         sock: u64,
         rtt: &'a Rtt,
+    },
+    /// Sockets from before the run, for a recording.
+    Seeds(&'a crate::pipeline::Seeds),
+    /// Live sockets per state, for the metrics (no line of its own).
+    Census {
+        ts_ns: u64,
+        states: &'a [(TcpState, u64)],
     },
 }
 
@@ -168,7 +234,45 @@ impl Rec<'_> {
     /// Whether the record counts towards `--count` (RTT snapshots in a
     /// recording are bookkeeping, not records the user asked for).
     pub fn counts(&self) -> bool {
-        !matches!(self, Self::Rtt { .. })
+        !matches!(
+            self,
+            Self::Rtt { .. } | Self::Seeds(_) | Self::Summary(_) | Self::Census { .. }
+        )
+    }
+
+    /// When what a per-flow record says happened.
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            Self::State { flow, .. } | Self::Retrans { flow, .. } | Self::Reset { flow, .. } => {
+                Some(flow.ts_ns)
+            }
+            Self::Connect(o) => Some(o.ts_ns),
+            _ => None,
+        }
+    }
+
+    /// Whether the record is said even once `--count` is reached (the
+    /// summary of the records that were).
+    pub fn after_count(&self) -> bool {
+        matches!(self, Self::Summary(_))
+    }
+
+    /// The record's `type` in JSON Lines.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::State { .. } => "state",
+            Self::Retrans { .. } => "retrans",
+            Self::Connect(_) => "connect",
+            Self::Reset { .. } => "reset",
+            Self::Hist(_) => "hist",
+            Self::Top(_) => "top",
+            Self::Event(_) => "event",
+            Self::Rtt { .. } => "rtt",
+            Self::Census { .. } => "census",
+            Self::Stat(_) => "stat",
+            Self::Summary(_) => "summary",
+            Self::Seeds(_) => "seeds",
+        }
     }
 
     /// The network namespace of a per-flow record.

@@ -29,7 +29,7 @@ pub struct Opts {
     /// connect plan the kernel allows besides the one tcptrace chooses.
     #[arg(long = "per-plan")]
     pub per_plan: Vec<String>,
-    /// Test name filters.
+    /// Test name filters (and libtest `--skip PATTERN`s).
     #[arg(trailing_var_arg = true)]
     pub filter: Vec<String>,
 }

@@ -111,7 +111,13 @@ fn retransmits_and_resets_per_flow() {
         },
     ));
     let f = e.flows().find(|f| f.sock == 9).unwrap();
-    assert_eq!((f.extra().retrans.data, f.extra().retrans.segs), (2, 2));
+    assert_eq!(
+        (
+            f.extra().retrans.of(RetransKind::Data),
+            f.extra().retrans.segs
+        ),
+        (2, 2)
+    );
     assert_eq!(f.extra().resets_sent, 1);
 }
 
@@ -152,7 +158,7 @@ fn synack_retransmits_count_on_the_listener_and_make_no_flow() {
         flows[0].tuple, listening,
         "the listener's row keeps its tuple"
     );
-    assert_eq!(flows[0].extra().retrans.synack, 3);
+    assert_eq!(flows[0].extra().retrans.of(RetransKind::SynAck), 3);
     assert_eq!(e.census(|_| true).get(&SynRecv), None);
 
     // Seeded from /proc: counted on the seeded listener, still no flow.
@@ -162,7 +168,15 @@ fn synack_retransmits_count_on_the_listener_and_make_no_flow() {
     assert_eq!(a.owner, Some(srv));
     assert_eq!(e.flows().count(), 1);
     assert_eq!(e.census(|_| true).get(&SynRecv), None);
-    assert_eq!(e.flows().next().unwrap().extra().retrans.synack, 1);
+    assert_eq!(
+        e.flows()
+            .next()
+            .unwrap()
+            .extra()
+            .retrans
+            .of(RetransKind::SynAck),
+        1
+    );
     // Wildcard listener too.
     let mut e = Engine::default();
     let wildcard = Tuple {
@@ -171,7 +185,15 @@ fn synack_retransmits_count_on_the_listener_and_make_no_flow() {
     };
     e.seed(wildcard, Listen, Some(srv), 0);
     e.process(&synack(2, 60, 40002));
-    assert_eq!(e.flows().next().unwrap().extra().retrans.synack, 1);
+    assert_eq!(
+        e.flows()
+            .next()
+            .unwrap()
+            .extra()
+            .retrans
+            .of(RetransKind::SynAck),
+        1
+    );
     // The handshake completes later: the accepted socket is the only
     // SYN_RECV there ever was, and it moves on.
     e.process(&state(3, 61, half_open(40002), srv, Listen, SynRecv));

@@ -1,0 +1,141 @@
+//! Reading one network namespace's counters, ours or another's. A thread
+//! of our own (`tcptrace-netns`) enters the namespace once with `setns`
+//! and reads `/proc/thread-self/net/...` there on request: procfs shows
+//! each thread its own namespace's files. This works for a namespace no
+//! process is in (`ip netns add` with nothing started), keeps the
+//! namespace open (the same one for the whole run, even if it is
+//! re-created under the same name), and never reaches into another
+//! process's `/proc` entry, which may go away. Entering a namespace needs
+//! `CAP_SYS_ADMIN`; our own namespace needs nothing.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::Path,
+    sync::mpsc::{Receiver, SyncSender, sync_channel},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use super::Counters;
+use crate::event::Clock;
+
+/// See the module documentation.
+pub struct Reader {
+    ask: SyncSender<bool>,
+    answer: Receiver<Result<Counters>>,
+    /// The namespace, by inode.
+    pub netns: u32,
+}
+
+impl Reader {
+    /// Our own namespace.
+    pub fn own() -> Result<Self> {
+        Self::start(None, own_inode()?)
+    }
+
+    /// The namespace `--netns` names (a path, a process id or an inode).
+    pub fn open(arg: &str) -> Result<Self> {
+        let (file, inode) = crate::filter::open_netns(arg).map_err(|e| anyhow!(e))?;
+        Self::enter(file, inode)
+    }
+
+    /// The namespace with this inode (`--netns` of the views, which keep
+    /// only the inode).
+    pub fn by_inode(inode: u32) -> Result<Self> {
+        if own_inode()? == inode {
+            return Self::own();
+        }
+        let (file, inode) = crate::filter::open_netns_inode(inode).map_err(|e| anyhow!(e))?;
+        Self::enter(file, inode)
+    }
+
+    fn enter(file: File, inode: u32) -> Result<Self> {
+        if own_inode()? == inode {
+            return Self::own();
+        }
+        Self::start(Some(file), inode)
+    }
+
+    fn start(ns: Option<File>, netns: u32) -> Result<Self> {
+        let (ask, asked) = sync_channel::<bool>(1);
+        let (tell, answer) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("tcptrace-netns".into())
+            .spawn(move || {
+                if let Some(f) = ns {
+                    // SAFETY: a valid open descriptor of a namespace file.
+                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        let e = std::io::Error::last_os_error();
+                        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                            ": entering another network namespace needs CAP_SYS_ADMIN (run as root)"
+                        } else {
+                            ""
+                        };
+                        let _ = tell.send(Err(anyhow!(
+                            "cannot enter network namespace {netns}: {e}{hint}"
+                        )));
+                        return;
+                    }
+                }
+                let net = Path::new("/proc/thread-self/net");
+                while let Ok(census) = asked.recv() {
+                    let c = Counters::read(net, census).map(|c| Counters {
+                        ts_ns: Clock::monotonic_now(),
+                        netns,
+                        ..c
+                    });
+                    if tell.send(c).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the counter reader")?;
+        let r = Self { ask, answer, netns };
+        // The first reading says whether the namespace could be entered.
+        r.read(false)?;
+        Ok(r)
+    }
+
+    /// The namespace's counters now, with a census per state if `census`.
+    pub fn read(&self, census: bool) -> Result<Counters> {
+        if self.ask.send(census).is_err() {
+            bail!("the counter reader has stopped");
+        }
+        self.answer
+            .recv()
+            .map_err(|_| anyhow!("the counter reader has stopped"))?
+    }
+}
+
+/// Our own network namespace's inode.
+fn own_inode() -> Result<u32> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")
+        .context("reading our network namespace")?
+        .ino() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_namespace_by_any_name() {
+        let ours = own_inode().unwrap();
+        let a = Reader::own().unwrap();
+        let b = Reader::by_inode(ours).unwrap();
+        let c = Reader::open(&std::process::id().to_string()).unwrap();
+        for r in [&a, &b, &c] {
+            assert_eq!(r.netns, ours);
+            let x = r.read(false).unwrap();
+            let y = r.read(false).unwrap();
+            assert_eq!(x.netns, ours);
+            assert!(y.ts_ns >= x.ts_ns);
+            assert!(x.get(super::super::Counter::OutSegs).is_some());
+        }
+        let e = Reader::open("/etc/hostname").err().unwrap().to_string();
+        assert!(e.contains("not a namespace file"), "{e}");
+        let e = Reader::by_inode(4_026_000_001).err().unwrap().to_string();
+        assert!(e.contains("no process is in network namespace"), "{e}");
+    }
+}
