@@ -11,6 +11,7 @@
 
 pub mod bpf;
 pub mod daemons;
+pub mod doctor;
 pub mod kernel;
 pub mod load;
 pub mod netns;

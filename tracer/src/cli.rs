@@ -44,9 +44,10 @@ Examples:
   sudo tcptrace record -o x.jsonl     for `tcptrace replay x.jsonl top` later
   sudo tcptrace check                 what this kernel allows, hooks chosen
   tcptrace stat 5                     the kernel's TCP counters every 5 s
+  sudo tcptrace doctor                what is wrong, and the knob to turn
 
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
-2 on usage errors.";
+2 on usage errors; doctor: 3 a warning, 4 a critical finding.";
 
 /// Watch the Linux TCP stack from inside the kernel.
 #[derive(Debug, Parser)]
@@ -90,6 +91,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch for a while, then say what is wrong and what to change: the
+    /// playbooks from symptom to evidence to the setting.
+    #[command(after_help = crate::doctor::EXAMPLES)]
+    Doctor(Box<crate::doctor::DoctorArgs>),
     /// Run headless until stopped: a JSON log and Prometheus metrics.
     #[command(after_help = crate::agent::EXAMPLES)]
     Agent(Box<crate::agent::AgentArgs>),
@@ -559,7 +564,7 @@ fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= MAX_SECS => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(

@@ -385,6 +385,16 @@ impl Clock {
     }
 }
 
+/// The kernel's name of an errno (`ECONNREFUSED`), or `errno N`.
+pub fn errno_name(n: i32) -> String {
+    let e = nix::errno::Errno::from_raw(n);
+    if e == nix::errno::Errno::UnknownErrno {
+        format!("errno {n}")
+    } else {
+        format!("{e:?}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

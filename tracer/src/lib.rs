@@ -16,6 +16,7 @@ pub mod agent;
 pub mod btf;
 pub mod cli;
 pub mod counters;
+pub mod doctor;
 pub mod engine;
 pub mod event;
 pub mod filter;

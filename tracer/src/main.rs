@@ -31,8 +31,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli.command) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracer::stderr::say(format_args!("error: {e:#}"));
             ExitCode::from(1)
@@ -49,8 +48,9 @@ fn keys(mode: Mode) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<tracer
     })
 }
 
-/// Runs a command; `Ok(false)` is a failure already explained.
-fn run(command: Command) -> Result<bool> {
+/// Runs a command; `Ok` holds the exit status (1: a failure already
+/// explained; the doctor's 3 and 4: what it found).
+fn run(command: Command) -> Result<u8> {
     match command {
         Command::View(v) => {
             let terminal = std::io::stdout().is_terminal();
@@ -104,8 +104,9 @@ fn run(command: Command) -> Result<bool> {
             let p = Pipeline::new(v, view.common().filter.filter(), &view.output(terminal))?;
             replay::run(&file, p, keys(mode)?)?;
         }
-        Command::Check { json } => return check::run(json),
+        Command::Check { json } => return Ok(if check::run(json)? { 0 } else { 1 }),
         Command::Agent(a) => tracer::agent::run(&a)?,
+        Command::Doctor(d) => return Ok(tracer::doctor::run(&d)?.exit_code()),
         Command::Generate(g) => tracer::generate::run(&g)?,
         // No eBPF: only the kernel's counters.
         Command::Stat(s) => {
@@ -124,5 +125,5 @@ fn run(command: Command) -> Result<bool> {
             )?;
         }
     }
-    Ok(true)
+    Ok(0)
 }

@@ -313,7 +313,9 @@ impl Tap for Metrics {
             | Rec::Event(_)
             | Rec::Stat(_)
             | Rec::Summary(_)
-            | Rec::Seeds(_) => {}
+            | Rec::Seeds(_)
+            | Rec::Finding(_)
+            | Rec::Doctor(_) => {}
         }
         if rec.counts() {
             self.events += 1;

@@ -188,15 +188,7 @@ pub fn text_flow_header(clock: &TextClock) -> String {
     format!("{} {}", clock.header(), text_owner_flow_header())
 }
 
-/// The kernel's name of an errno (`ECONNREFUSED`), or `errno N`.
-pub fn errno_name(n: i32) -> String {
-    let e = nix::errno::Errno::from_raw(n);
-    if e == nix::errno::Errno::UnknownErrno {
-        format!("errno {n}")
-    } else {
-        format!("{e:?}")
-    }
-}
+pub use crate::event::errno_name;
 
 /// `{"type":"lost","ts":..,"count":N,"source":..}` and a newline.
 pub fn lost_json(out: &mut Vec<u8>, clock: &Clock, now_ns: u64, count: u64, source: &str) {

@@ -116,6 +116,8 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         Rec::Top(t) => top(b, clock, t),
         Rec::Stat(s) => counters::stat_json(b, clock, s),
         Rec::Summary(s) => counters::summary_json(b, clock, s),
+        Rec::Finding(f) => super::findings::finding_json(b, clock, f),
+        Rec::Doctor(v) => super::findings::verdict_json(b, clock, v),
         Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) | Rec::Census { .. } => {}
     }
 }

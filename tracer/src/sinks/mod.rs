@@ -10,6 +10,7 @@
 
 pub mod counters;
 pub mod escape;
+pub mod findings;
 pub mod format;
 pub mod json;
 pub mod lost;

@@ -131,6 +131,8 @@ pub fn render(b: &mut Vec<u8>, clock: &TextClock, rec: &Rec<'_>, netns: bool) {
         Rec::Top(t) => top(b, clock, t),
         Rec::Stat(s) => counters::stat_text(b, clock, s),
         Rec::Summary(s) => counters::summary_text(b, s),
+        Rec::Finding(f) => super::findings::finding_text(b, f),
+        Rec::Doctor(v) => super::findings::verdict_text(b, v),
         Rec::Event(_) | Rec::Rtt { .. } | Rec::Seeds(_) | Rec::Census { .. } => {}
     }
 }

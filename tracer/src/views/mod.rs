@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod check;
 pub mod connect;
+pub mod doctor;
 pub mod hist;
 pub mod record;
 pub mod records;

@@ -228,6 +228,10 @@ pub enum Rec<'a> {
         ts_ns: u64,
         states: &'a [(TcpState, u64)],
     },
+    /// A problem the doctor found.
+    Finding(&'a crate::views::doctor::finding::Finding),
+    /// The end of a doctor session.
+    Doctor(&'a crate::views::doctor::finding::Verdict),
 }
 
 impl Rec<'_> {
@@ -236,7 +240,11 @@ impl Rec<'_> {
     pub fn counts(&self) -> bool {
         !matches!(
             self,
-            Self::Rtt { .. } | Self::Seeds(_) | Self::Summary(_) | Self::Census { .. }
+            Self::Rtt { .. }
+                | Self::Seeds(_)
+                | Self::Summary(_)
+                | Self::Census { .. }
+                | Self::Doctor(_)
         )
     }
 
@@ -254,7 +262,7 @@ impl Rec<'_> {
     /// Whether the record is said even once `--count` is reached (the
     /// summary of the records that were).
     pub fn after_count(&self) -> bool {
-        matches!(self, Self::Summary(_))
+        matches!(self, Self::Summary(_) | Self::Doctor(_))
     }
 
     /// The record's `type` in JSON Lines.
@@ -272,6 +280,8 @@ impl Rec<'_> {
             Self::Stat(_) => "stat",
             Self::Summary(_) => "summary",
             Self::Seeds(_) => "seeds",
+            Self::Finding(_) => "finding",
+            Self::Doctor(_) => "doctor",
         }
     }
 

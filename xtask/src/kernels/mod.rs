@@ -26,7 +26,7 @@ use std::{
     process::{Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -57,6 +57,10 @@ const HOST_ONLY: &[&str] = &[
 ];
 /// A VM that has not finished by then is stopped and counted as failed.
 const VM_LIMIT: Duration = Duration::from_secs(25 * 60);
+/// A run that prints nothing (not even the kernel's console) this long is
+/// hung: the slowest test binary under emulation prints within a few
+/// minutes.
+const SILENCE_LIMIT: Duration = Duration::from_secs(8 * 60);
 
 /// A kernel to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -194,9 +198,10 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Runs `cmd` (its standard output and error into one pipe) until it
-/// ends or `limit` passes; keeps every line in `log`, passes the lines
-/// that are not the kernel's console through to stderr, and returns the
-/// guest's result line.
+/// ends, `limit` passes, or it prints nothing for [`SILENCE_LIMIT`] (a
+/// guest hung at boot or in a test); keeps every line in `log`, passes
+/// the lines that are not the kernel's console through to stderr, and
+/// returns the guest's result line.
 fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> Result<Option<Value>> {
     let (reader, writer) = std::io::pipe()?;
     cmd.stdout(writer.try_clone()?)
@@ -207,27 +212,46 @@ fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> Result<Option<Va
     drop(cmd); // our copies of the pipe's write end
     let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    // Milliseconds from `start` to the last line read.
+    let last_line = Arc::new(AtomicU64::new(0));
     let watchdog = {
         let done = done.clone();
+        let last_line = last_line.clone();
         std::thread::spawn(move || {
-            let end = Instant::now() + limit;
-            while Instant::now() < end {
+            let why = loop {
                 if done.load(Ordering::Relaxed) {
-                    return false;
+                    return None;
+                }
+                let now = start.elapsed();
+                if now >= limit {
+                    break format!(
+                        "stopped after {} min without finishing",
+                        limit.as_secs() / 60
+                    );
+                }
+                let quiet =
+                    now.saturating_sub(Duration::from_millis(last_line.load(Ordering::Relaxed)));
+                if quiet >= SILENCE_LIMIT {
+                    break format!(
+                        "stopped: nothing printed for {} min (hung at boot or in a test)",
+                        SILENCE_LIMIT.as_secs() / 60
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(500));
-            }
+            };
             // The whole group: vng and the qemu it started.
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            true
+            Some(why)
         })
     };
     let mut file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut result = None;
     for line in BufReader::new(reader).lines().map_while(Result::ok) {
+        last_line.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         let _ = writeln!(file, "{line}");
         let console = line.starts_with('[')
             && line
@@ -241,12 +265,8 @@ fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> Result<Option<Va
     }
     let _ = child.wait();
     done.store(true, Ordering::Relaxed);
-    if watchdog.join().unwrap_or(false) {
-        bail!(
-            "stopped after {} min without finishing (log: {})",
-            limit.as_secs() / 60,
-            log.display()
-        );
+    if let Some(why) = watchdog.join().ok().flatten() {
+        bail!("{why} (log: {})", log.display());
     }
     Ok(result)
 }
