@@ -81,9 +81,22 @@ fn check_reports_the_hook_plan() {
         assert!(allowed("fexit"), "{v:#}");
     }
 
+    // Both state hooks are tried; runs use the BTF tracepoint wherever the
+    // kernel has BTF (this host, Debian's 6.1 and 6.12), and the classic
+    // one attaches too (the fallback).
+    let state_ok = |name: &str| hooks.iter().any(|h| h["hook"] == name && h["ok"] == true);
+    assert!(state_ok("sock:inet_sock_set_state"), "{v:#}");
+    if v["btf"] == true {
+        assert!(state_ok("tp_btf:inet_sock_set_state"), "{v:#}");
+        assert_eq!(v["state_hook"], "tp_btf", "{v:#}");
+    } else {
+        assert_eq!(v["state_hook"], "tracepoint", "{v:#}");
+    }
+
     let (status, text, _) = run(&["check"]);
     assert!(status.success());
     assert!(text.contains("plan") && text.contains("connect:"), "{text}");
+    assert!(text.contains("state transitions: "), "{text}");
     // Every hook of the plan attached here: no FAIL, and one verdict line
     // last, counting them all.
     assert!(!text.contains("FAIL"), "{text}");

@@ -61,12 +61,24 @@ fn unspecified(family: &str) -> &'static str {
     if family == "ipv4" { "0.0.0.0" } else { "::" }
 }
 
-fn check_sequences(ip: &str, family: &str) {
+/// `hook`: `--state-hook` (`None`: tcptrace's own choice).
+fn check_sequences(ip: &str, family: &str, hook: Option<&str>) {
     require_root();
     let ns = NetNs::new("states");
     let port = unique_port();
     let ps = port.to_string();
-    let t = Tracer::start(&["states", "--json", "--port", &ps]);
+    let mut args = vec!["states", "--json", "--port", &ps];
+    if let Some(h) = hook {
+        args.extend(["--state-hook", h]);
+    }
+    let t = Tracer::start(&args);
+    // The start-up line names the hook in use: the BTF tracepoint unless
+    // told otherwise (every kernel this runs on has BTF).
+    let want = match hook {
+        Some("tracepoint") => "sock:inet_sock_set_state",
+        _ => "tp_btf:inet_sock_set_state",
+    };
+    assert!(t.stderr().contains(want), "{}", t.stderr());
     let client = one_connection(&ns, ip, port);
     // Until the FIN_WAIT2 -> CLOSE of the client (its TIME_WAIT is handed
     // to a timewait socket), the server's LAST_ACK -> CLOSE and the
@@ -162,12 +174,24 @@ fn check_sequences(ip: &str, family: &str) {
 
 #[test]
 fn ipv4_loopback_connection_full_sequences() {
-    check_sequences("127.0.0.1", "ipv4");
+    check_sequences("127.0.0.1", "ipv4", None);
 }
 
 #[test]
 fn ipv6_loopback_connection_full_sequences() {
-    check_sequences("::1", "ipv6");
+    check_sequences("::1", "ipv6", None);
+}
+
+/// The same through the classic tracepoint, the fallback for kernels
+/// without BTF: it must give the very same records.
+#[test]
+fn ipv4_loopback_connection_full_sequences_classic_tracepoint() {
+    check_sequences("127.0.0.1", "ipv4", Some("tracepoint"));
+}
+
+#[test]
+fn ipv6_loopback_connection_full_sequences_classic_tracepoint() {
+    check_sequences("::1", "ipv6", Some("tracepoint"));
 }
 
 /// A listener that exists before tcptrace starts is found in /proc (in

@@ -291,6 +291,49 @@ pub struct NetnsOffsets {
 
 const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
 
+/// Where the BTF state program (`tp_btf/inet_sock_set_state`, which gets
+/// the `struct sock *` rather than a record) finds what the classic
+/// tracepoint's record holds: byte offsets from the socket, resolved from
+/// the running kernel's BTF by user space and handed over in the global
+/// [`names::SOCK_OFF`]. Byte order as in the kernel: the ports are network
+/// order there, the family and protocol host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `sk->__sk_common.skc_family` (u16).
+    pub family: u32,
+    /// `sk->sk_protocol` (u16).
+    pub protocol: u32,
+    /// `inet_sk(sk)->inet_sport` (__be16).
+    pub sport: u32,
+    /// `sk->__sk_common.skc_dport` (__be16).
+    pub dport: u32,
+    /// `sk->__sk_common.skc_rcv_saddr` (__be32).
+    pub saddr: u32,
+    /// `sk->__sk_common.skc_daddr` (__be32).
+    pub daddr: u32,
+    /// `sk->__sk_common.skc_v6_rcv_saddr` (struct in6_addr).
+    pub saddr_v6: u32,
+    /// `sk->__sk_common.skc_v6_daddr` (struct in6_addr).
+    pub daddr_v6: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 32);
+
+impl SockOffsets {
+    /// Nothing known: the BTF state program is not used.
+    pub const ABSENT: Self = Self {
+        family: NO_OFFSET,
+        protocol: NO_OFFSET,
+        sport: NO_OFFSET,
+        dport: NO_OFFSET,
+        saddr: NO_OFFSET,
+        daddr: NO_OFFSET,
+        saddr_v6: NO_OFFSET,
+        daddr_v6: NO_OFFSET,
+    };
+}
+
 /// The PID namespace pids are reported in: the nsfs device and inode of
 /// tcptrace's own (`stat /proc/self/ns/pid`). All zero when tcptrace runs
 /// in the initial namespace, where the kernel's pids are already ours;
@@ -466,6 +509,7 @@ pub mod names {
     pub const CONNECT_EXIT_TP: &str = "CONNECT_EXIT_TP";
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
     pub const NETNS_OFF: &str = "NETNS_OFF";
+    pub const SOCK_OFF: &str = "SOCK_OFF";
     pub const CONG_OFF: &str = "CONG_OFF";
     pub const PIDNS: &str = "PIDNS";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
@@ -489,6 +533,8 @@ mod pod {
     unsafe impl aya::Pod for super::NetnsOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PidNs {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CongOffsets {}
     // SAFETY: as above.

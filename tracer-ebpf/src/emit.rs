@@ -142,14 +142,23 @@ pub fn want(yes: bool) -> Outcome {
 /// A record of `kind` from `hook` with time, current task and comm filled in.
 #[inline(always)]
 pub fn new_event(kind: u8, hook: u8) -> WireEvent {
+    let mut ev = bare_event(kind, hook);
+    set_task(&mut ev);
+    ev
+}
+
+/// A record of `kind` from `hook` with only the time filled in: for
+/// events whose task says nothing (softirq, or a peer's context).
+#[inline(always)]
+pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
     WireEvent {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: 0,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: [0; 16],
         saddr: [0; 16],
         daddr: [0; 16],
-        pid: current_pid(),
+        pid: 0,
         netns: 0,
         sport: 0,
         dport: 0,
@@ -163,6 +172,13 @@ pub fn new_event(kind: u8, hook: u8) -> WireEvent {
         state: 0,
         cong: 0,
     }
+}
+
+/// Fills in the current task and its comm.
+#[inline(always)]
+pub fn set_task(ev: &mut WireEvent) {
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.pid = current_pid();
 }
 
 /// Submits `ev` without waking the reader, unless the ring is more than a
@@ -190,31 +206,43 @@ pub fn submit(ev: &WireEvent) {
     }
 }
 
+/// Where a program reads tracepoint fields from: the record itself
+/// (one `bpf_probe_read_kernel` per field) or a [`Span`] copied at once.
+pub trait Fields {
+    /// Reads a `T` at `off`, which user space checked is within
+    /// [`TP_OFFSET_MASK`] and not [`ABSENT`].
+    fn get<T>(&self, off: u16) -> Result<T, Skip>;
+}
+
+impl Fields for TracePointContext {
+    #[inline(always)]
+    fn get<T>(&self, off: u16) -> Result<T, Skip> {
+        // SAFETY: bpf_probe_read_kernel checks the address; the offset comes
+        // from this kernel's format file, and user space checked it fits the
+        // mask.
+        unsafe { self.read_at::<T>(usize::from(off & TP_OFFSET_MASK)) }
+            .map_err(|_| Skip::Unreadable)
+    }
+}
+
 /// Reads a `T` at `off` in the tracepoint record; unreadable when the
 /// field is absent on this kernel or the read fails.
 #[inline(always)]
-pub fn field<T>(ctx: &TracePointContext, off: u16) -> Result<T, Skip> {
+pub fn field<T>(ctx: &impl Fields, off: u16) -> Result<T, Skip> {
     if off == ABSENT {
         return Err(Skip::Unreadable);
     }
-    read_at(ctx, off)
+    ctx.get(off)
 }
 
 /// Reads a field the event can do without: `None` when this kernel's
 /// record lacks it; unreadable only when it is there and the read fails.
 #[inline(always)]
-pub fn opt_field<T>(ctx: &TracePointContext, off: u16) -> Result<Option<T>, Skip> {
+pub fn opt_field<T>(ctx: &impl Fields, off: u16) -> Result<Option<T>, Skip> {
     if off == ABSENT {
         return Ok(None);
     }
-    read_at(ctx, off).map(Some)
-}
-
-#[inline(always)]
-fn read_at<T>(ctx: &TracePointContext, off: u16) -> Result<T, Skip> {
-    // SAFETY: bpf_probe_read_kernel checks the address; the offset comes from
-    // this kernel's format file, and user space checked it fits the mask.
-    unsafe { ctx.read_at::<T>(usize::from(off & TP_OFFSET_MASK)) }.map_err(|_| Skip::Unreadable)
+    ctx.get(off).map(Some)
 }
 
 /// A record of `kind` from `hook` with the flow fields read from a
@@ -223,7 +251,22 @@ fn read_at<T>(ctx: &TracePointContext, off: u16) -> Result<T, Skip> {
 /// rejects it (unless `always`).
 #[inline(always)]
 pub fn flow_event(
-    ctx: &TracePointContext,
+    ctx: &impl Fields,
+    off: &TpOffsets,
+    kind: u8,
+    hook: u8,
+    always: bool,
+) -> Result<WireEvent, Skip> {
+    let mut ev = flow_fields(ctx, off, kind, hook, always)?;
+    set_task(&mut ev);
+    Ok(ev)
+}
+
+/// [`flow_event`] without the task: for the caller to add only where the
+/// task means something.
+#[inline(always)]
+pub fn flow_fields(
+    ctx: &impl Fields,
     off: &TpOffsets,
     kind: u8,
     hook: u8,
@@ -235,7 +278,7 @@ pub fn flow_event(
     if !always {
         want(wanted(family, sport, dport))?;
     }
-    let mut ev = new_event(kind, hook);
+    let mut ev = bare_event(kind, hook);
     ev.sport = sport;
     ev.dport = dport;
     ev.family = family as u8;
@@ -247,7 +290,7 @@ pub fn flow_event(
 /// AF_INET, else the v6 fields (older kernels without `family` store IPv4 as
 /// v4-mapped IPv6 there, and user space unmaps it).
 #[inline(always)]
-fn addresses(ctx: &TracePointContext, ev: &mut WireEvent, family: u16, off: &TpOffsets) -> Outcome {
+fn addresses(ctx: &impl Fields, ev: &mut WireEvent, family: u16, off: &TpOffsets) -> Outcome {
     if family == tracer_common::AF_INET {
         if let Some(a) = opt_field::<[u8; 4]>(ctx, off.saddr)? {
             ev.saddr[..4].copy_from_slice(&a);

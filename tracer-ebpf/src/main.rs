@@ -26,7 +26,9 @@ mod reset;
 mod retrans;
 mod rtt;
 mod sockaddr;
+mod span;
 mod state;
+mod state_btf;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -48,6 +48,31 @@ pub fn of_sock(sk: u64) -> Result<u32, Skip> {
     inum(read::<u64>(sk, off.sk_net)?, &off)
 }
 
+/// [`of_sock`] for a socket pointer the verifier knows by its BTF type
+/// (the BTF state program's argument): plain loads, no helper call. The
+/// offsets are constants to the verifier (a read-only global), which checks
+/// each load against the types and turns a faulting one into a zero.
+#[inline(always)]
+pub fn of_btf_sock(sk: *const u8) -> Result<u32, Skip> {
+    let off = NETNS_OFF.load();
+    if off.sk_net == NO_OFFSET || off.net_inum == NO_OFFSET || sk.is_null() {
+        return Ok(0);
+    }
+    // SAFETY: see above; `sk` is the tracepoint's `struct sock *`.
+    let net = unsafe {
+        core::ptr::read_volatile(
+            sk.add((off.sk_net & KERNEL_OFFSET_MASK) as usize) as *const *const u8
+        )
+    };
+    if net.is_null() {
+        return Err(Skip::Unreadable);
+    }
+    // SAFETY: `net` is a `struct net *` loaded from the socket.
+    Ok(unsafe {
+        core::ptr::read_volatile(net.add((off.net_inum & KERNEL_OFFSET_MASK) as usize) as *const u32)
+    })
+}
+
 /// The namespace of the device `skb` came in on (a reset sent for a
 /// segment that matched no socket): 0 when unknown, as [`of_sock`].
 #[inline(always)]

@@ -142,6 +142,19 @@ impl Btf {
     /// Byte offset of `member` in the struct or union named `ty`, looking
     /// through anonymous struct and union members. `None` if either is
     /// unknown to this kernel.
+    /// The id of the typedef called `name` (the BTF tracepoint
+    /// `btf_trace_<name>` types are typedefs).
+    pub fn typedef_id(&self, name: &str) -> Option<u32> {
+        const KIND_TYPEDEF: u32 = 8;
+        (1..self.types.len()).find_map(|id| {
+            let at = self.types_at + self.types[id] as usize;
+            let info = u32_at(&self.raw, at + 4)?;
+            let named = (info >> 24) & 0x1f == KIND_TYPEDEF
+                && self.name(u32_at(&self.raw, at)?) == name.as_bytes();
+            named.then_some(id as u32)
+        })
+    }
+
     pub fn member_offset(&self, ty: &str, member: &str) -> Option<u32> {
         self.member_path_offset(ty, &[member])
     }

@@ -13,6 +13,7 @@ pub use filter::FilterArgs;
 use crate::{
     event::{RetransKind, TcpState},
     hooks::connect::{Choice, ConnectPlan},
+    hooks::state_hook::{self, StateHook},
     sinks::{Mode, OutputSpec, QUEUE_BYTES, time::TimeMode},
     views::{
         View,
@@ -235,9 +236,21 @@ pub struct RunArgs {
     /// if it cannot attach. For testing each plan. Live only.
     #[arg(long, value_name = "PLAN", value_parser = parse_connect_plan)]
     pub connect_plan: Option<ConnectPlan>,
+    /// Watch state transitions through this hook only (tp_btf or
+    /// tracepoint) instead of the BTF tracepoint where the kernel allows
+    /// it and the classic one elsewhere; fails if it cannot attach. For
+    /// testing each. Live only.
+    #[arg(long, value_name = "HOOK", value_parser = parse_state_hook)]
+    pub state_hook: Option<StateHook>,
 }
 
 impl RunArgs {
+    /// Which state hooks a live run tries.
+    pub fn state_choice(&self) -> state_hook::Choice {
+        self.state_hook
+            .map_or(state_hook::Choice::First, state_hook::Choice::Only)
+    }
+
     /// Which connect plans a live run tries.
     pub fn connect_choice(&self) -> Choice {
         self.connect_plan.map_or(Choice::First, Choice::Only)
@@ -577,6 +590,13 @@ pub(crate) fn bytes(s: &str) -> Option<u64> {
     Some(num.parse::<u64>().ok()?.saturating_mul(mult))
 }
 
+fn parse_state_hook(s: &str) -> Result<StateHook, String> {
+    StateHook::from_short(s).ok_or_else(|| {
+        let names: Vec<&str> = StateHook::ORDER.iter().map(|h| h.short()).collect();
+        format!("not a state hook: use one of {}", names.join(", "))
+    })
+}
+
 fn parse_connect_plan(s: &str) -> Result<ConnectPlan, String> {
     ConnectPlan::from_short(s).ok_or_else(|| {
         let names: Vec<&str> = ConnectPlan::ORDER.iter().map(|p| p.short()).collect();
@@ -764,6 +784,18 @@ mod tests {
             panic!("not record");
         };
         assert_eq!(r.run.connect_choice(), Choice::Only(ConnectPlan::Kprobe));
+        assert_eq!(r.run.state_choice(), state_hook::Choice::First);
+        let Command::View(v) = parse(&["states", "--state-hook", "tracepoint"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a view");
+        };
+        assert_eq!(
+            v.common().run.state_choice(),
+            state_hook::Choice::Only(StateHook::Tracepoint)
+        );
+        assert!(parse(&["states", "--state-hook", "kprobe"]).is_err());
         assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
     }

@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Which connect plan to attach (`--connect-plan`).
     pub connect: hooks::connect::Choice,
+    /// Which state hook to attach (`--state-hook`).
+    pub state: hooks::state_hook::Choice,
     /// Keys pressed on `top`'s screen, pushed as they come.
     pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
     /// Raised on SIGHUP instead of stopping (the agent's log reopens).
@@ -89,6 +91,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         wants,
         opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
         opts.connect,
+        opts.state,
     )?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.

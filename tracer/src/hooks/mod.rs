@@ -9,6 +9,7 @@ pub mod connect;
 mod globals;
 mod misses;
 pub mod privileges;
+pub mod state_hook;
 pub mod table;
 
 use anyhow::{Context as _, Result, bail};
@@ -23,6 +24,7 @@ use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
 use globals::{cong_offsets, own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use globals::{kernel_filter, netns_offsets};
+pub use state_hook::StateHook;
 pub use table::{Attach, HOOKS, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000
@@ -93,6 +95,8 @@ pub struct Report {
     /// Events carry their socket's network namespace (the kernel's BTF
     /// says where it is); else every event's is 0.
     pub netns: bool,
+    /// Where state transitions come from.
+    pub state: Option<StateHook>,
 }
 
 impl Report {
@@ -123,6 +127,7 @@ impl Probe {
         wants: Wants,
         ring_bytes: u32,
         connect: connect::Choice,
+        state: state_hook::Choice,
     ) -> Result<Self> {
         let filter = kernel_filter(filter, &wants);
         if OBJECT.is_empty() {
@@ -182,6 +187,14 @@ impl Probe {
         };
         if let Ok(off) = &segs_off {
             loader.override_global(names::SKB_SEGS_OFF, off, true);
+        }
+        let sock_off = match (&btf, state) {
+            (_, state_hook::Choice::Only(StateHook::Tracepoint)) => Err("not wanted".into()),
+            (Ok(btf), _) => state_hook::prepare(btf),
+            (Err(e), _) => Err(e.clone()),
+        };
+        if let Ok(s) = &sock_off {
+            loader.override_global(names::SOCK_OFF, &s.offsets, true);
         }
         let cong_off = match (&btf, wants.retrans) {
             (Ok(btf), true) => cong_offsets(btf),
@@ -255,6 +268,12 @@ impl Probe {
             });
         }
         for hook in Hook::wanted(&wants) {
+            if hook.id == hook::STATE {
+                let (chosen, tried) = state_hook::attach(&mut bpf, hook, &sock_off, state)?;
+                report.hooks.extend(tried);
+                report.state = Some(chosen);
+                continue;
+            }
             attach_tracepoint(&mut bpf, hook).with_context(|| {
                 format!(
                     "cannot attach to tracepoint {}{}",

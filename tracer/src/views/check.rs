@@ -136,6 +136,7 @@ pub fn run(json_out: bool) -> Result<bool> {
         },
         crate::hooks::RING_BYTES,
         crate::hooks::connect::Choice::All,
+        crate::hooks::state_hook::Choice::All,
     );
     let exercised = probe.as_ref().map(|_| self_test());
     let unreadable = probe.as_ref().map(|p| p.unreadable_by_hook());
@@ -149,6 +150,11 @@ pub fn run(json_out: bool) -> Result<bool> {
     );
 
     if json_out {
+        let state_hook = probe
+            .as_ref()
+            .ok()
+            .and_then(|p| p.report.state)
+            .map(|h| h.short());
         let (hooks, plan, plans, error) = match &probe {
             Ok(p) => (
                 p.report
@@ -189,6 +195,7 @@ pub fn run(json_out: bool) -> Result<bool> {
                 "absent": c.absent,
             })).collect::<Vec<_>>(),
             "hooks": hooks,
+            "state_hook": state_hook,
             "connect_plan": plan,
             "connect_plans": plans,
             "core_ok": ok,
@@ -259,6 +266,9 @@ pub fn run(json_out: bool) -> Result<bool> {
                     .map(Hook::title)
                     .collect();
                 println!("  {}: {}", need.label(), titles.join(", "));
+            }
+            if let Some(h) = p.report.state {
+                println!("  state transitions: {h} (--state-hook {})", h.short());
             }
             match p.report.connect {
                 Some(c) => println!("  connect: {c}"),

@@ -1,15 +1,16 @@
 //! The last line of `tcptrace check`: one verdict on whether tracing
 //! works here and with which plan, and how each hook is marked: a connect
-//! plan this kernel refuses is a `fallback` (the plan falls back to the
-//! next one), not a failure, when another plan attached.
+//! plan (or state hook) this kernel refuses is a `fallback` (the plan
+//! falls back to the next one), not a failure, when another one attached.
 
-use crate::hooks::{ConnectPlan, HookStatus, Report};
+use crate::hooks::{ConnectPlan, HookStatus, Report, StateHook};
 
 /// How `check` marks a hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
     Ok,
-    /// A connect plan this kernel refuses while another one works.
+    /// A connect plan or state hook this kernel refuses while another
+    /// one works.
     Fallback,
     Fail,
 }
@@ -29,23 +30,30 @@ fn connect_plan_of(h: &HookStatus) -> Option<ConnectPlan> {
     ConnectPlan::ORDER.into_iter().find(|p| p.name() == h.hook)
 }
 
+/// Whether `h` is one of the state hooks.
+fn is_state_hook(h: &HookStatus) -> bool {
+    StateHook::ORDER.into_iter().any(|s| s.name() == h.hook)
+}
+
 /// How `h` is marked in `report`.
 pub fn mark(report: &Report, h: &HookStatus) -> Mark {
     match (&h.result, connect_plan_of(h), report.connect) {
         (Ok(()), _, _) => Mark::Ok,
         (Err(_), Some(_), Some(_)) => Mark::Fallback,
+        (Err(_), None, _) if is_state_hook(h) && report.state.is_some() => Mark::Fallback,
         (Err(_), _, _) => Mark::Fail,
     }
 }
 
-/// The hooks of the plan: every hook but the connect plans not chosen.
+/// The hooks of the plan: every hook but the connect plans not chosen
+/// and the state hooks refused while another attached.
 fn planned(report: &Report) -> impl Iterator<Item = &HookStatus> {
     report
         .hooks
         .iter()
         .filter(move |h| match connect_plan_of(h) {
             Some(p) => report.connect.is_none_or(|c| c == p),
-            None => true,
+            None => mark(report, h) != Mark::Fallback,
         })
 }
 
@@ -148,5 +156,21 @@ mod tests {
         let (ok, line) = verdict(None, Some("BPF refused: EPERM"), 0);
         assert!(!ok);
         assert_eq!(line, "tracing does not work: BPF refused: EPERM");
+    }
+
+    #[test]
+    fn a_refused_state_hook_is_a_fallback_when_the_other_attached() {
+        let mut r = report_618();
+        r.hooks[0].hook = StateHook::Tracepoint.name().into();
+        r.hooks.push(status(StateHook::Btf.name(), false));
+        r.state = Some(StateHook::Tracepoint);
+        assert_eq!(mark(&r, &r.hooks[5]), Mark::Fallback);
+        assert_eq!(
+            verdict(Some(&r), None, 0).1,
+            "tracing works: plan syscalls connect, 3 of 3 hooks"
+        );
+        // No state hook attached: the refusal is a failure.
+        r.state = None;
+        assert_eq!(mark(&r, &r.hooks[5]), Mark::Fail);
     }
 }
