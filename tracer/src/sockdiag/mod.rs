@@ -207,4 +207,36 @@ mod tests {
         assert!(info.rtt_us > 0, "{info:?}");
         assert!(server.accept_queue().is_none() && server.backlog().is_none());
     }
+
+    /// The side that closes first ends in TIME_WAIT: no inode, no owner,
+    /// and its timer says how long is left of the kernel's 60 s.
+    #[test]
+    fn time_wait_shows_the_time_left() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let cport = a.local_addr().unwrap().port();
+        let (b, _) = l.accept().unwrap();
+        drop(a);
+        drop(b);
+        let tw = |socks: &[SockInfo]| {
+            socks
+                .iter()
+                .find(|s| s.state == TcpState::TimeWait && s.tuple.lport == cport)
+                .copied()
+        };
+        let mut found = None;
+        for _ in 0..100 {
+            found = tw(&snapshot(None).unwrap());
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = found.expect("the client socket in TIME_WAIT");
+        let t = s.timer.expect("a TIME_WAIT timer");
+        assert_eq!(t.kind, TimerKind::TimeWait);
+        assert!((50_000..=60_000).contains(&t.expires_ms), "{t:?}");
+        assert_eq!((s.inode, s.owner, s.tcp), (0, None, None));
+    }
 }
