@@ -26,7 +26,7 @@ fn snapshot(ns: &NetNs) -> Vec<SockInfo> {
 }
 
 #[test]
-fn accept_queue_and_backlog_are_what_ss_shows() {
+fn sockdiag_accept_queue_and_backlog_are_what_ss_shows() {
     require_root();
     let ns = NetNs::new("sdq");
     let port = unique_port();
@@ -90,7 +90,7 @@ fn accept_queue_and_backlog_are_what_ss_shows() {
 }
 
 #[test]
-fn keepalive_timer_only_where_so_keepalive_is_set() {
+fn sockdiag_keepalive_timer_only_where_so_keepalive_is_set() {
     require_root();
     let ns = NetNs::new("sdk");
     let port = unique_port();
@@ -143,7 +143,7 @@ fn keepalive_timer_only_where_so_keepalive_is_set() {
 }
 
 #[test]
-fn retransmit_and_zero_window_timers_are_what_ss_shows() {
+fn sockdiag_retransmit_and_zero_window_timers_are_what_ss_shows() {
     require_root();
     let ns = NetNs::new("sdr");
     let (full, lossy) = (unique_port(), unique_port());
@@ -223,7 +223,7 @@ fn retransmit_and_zero_window_timers_are_what_ss_shows() {
 }
 
 #[test]
-fn an_idle_connection_shows_how_long_since_data_came() {
+fn sockdiag_an_idle_connection_shows_how_long_since_data_came() {
     require_root();
     let ns = NetNs::new("sdi");
     let port = unique_port();
@@ -265,7 +265,7 @@ fn an_idle_connection_shows_how_long_since_data_came() {
 }
 
 #[test]
-fn close_wait_sockets_show_their_unread_bytes_as_ss_does() {
+fn sockdiag_close_wait_sockets_show_their_unread_bytes_as_ss_does() {
     require_root();
     let ns = NetNs::new("sdc");
     let port = unique_port();

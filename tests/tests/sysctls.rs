@@ -85,7 +85,7 @@ fn sysctls_changed_in_the_namespace_are_read_back() {
 /// `connect()` to a port whose SYNs the namespace drops takes what
 /// `Sysctls::connect_timeout_ms` says, and sends the SYNs the model sends.
 #[test]
-fn connect_timeout_is_what_the_kernel_does() {
+fn sysctls_connect_timeout_is_what_the_kernel_does() {
     require_root();
     let ns = NetNs::new("sdt");
     let port = unique_port();
