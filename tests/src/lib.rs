@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod load;
 pub mod netns;
 pub mod scrape;
+pub mod ss;
 pub mod tmux;
 pub mod tracer;
 
@@ -56,6 +57,11 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Our process id, as the tracer reports owners.

@@ -43,6 +43,12 @@ impl NetNs {
         ns
     }
 
+    /// The namespace's file, `/run/netns/NAME` (what `--netns` and
+    /// `setns` take).
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
     /// Loopback with 1500-byte MTU and no segmentation offloads, so one skb
     /// is one segment and the kernel's RetransSegs counts what the
     /// `tcp_retransmit_skb` tracepoint sees.
