@@ -25,10 +25,12 @@ s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
 s.bind(("127.0.0.1",{port})); s.listen(); open("{d}/server","w").write(str(os.getpid()))
 a,_=s.accept(); time.sleep(2)' &
 while [ ! -s {d}/server ]; do sleep 0.05; done
-{bin} states --json --port {port} --duration 3 > {d}/out 2> {d}/err &
+{bin} states --json --port {port} > {d}/out 2> {d}/err &
+tracer=$!
 until grep -q watching {d}/err; do sleep 0.05; done
 python3 -c 'import os,socket,time
 c=socket.create_connection(("127.0.0.1",{port})); open("{d}/client","w").write(str(os.getpid())); time.sleep(0.5)'
+kill -INT $tracer
 wait
 "#
     );
