@@ -11,8 +11,8 @@
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
-        bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_ns_current_pid_tgid, bpf_ktime_get_ns,
     },
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -139,13 +139,16 @@ pub fn want(yes: bool) -> Outcome {
     if yes { Ok(()) } else { Err(Skip::Unwanted) }
 }
 
-/// A record of `kind` from `hook` with time, current task and comm filled in.
+/// A record of `kind` from `hook` with time, current task, its cgroup
+/// and comm filled in.
 #[inline(always)]
 pub fn new_event(kind: u8, hook: u8) -> WireEvent {
     WireEvent {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: 0,
+        // SAFETY: helper without preconditions (v2 id; 0 without cgroups).
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         saddr: [0; 16],
         daddr: [0; 16],
