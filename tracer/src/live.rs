@@ -222,6 +222,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             read_rtt(&mut src, &mut p);
             counters::source::push(counters.as_ref(), &mut p);
         }
+        src.cgroups.retry(&mut p);
         p.push(Input::Tick(Clock::monotonic_now()));
         if p.done() {
             break;

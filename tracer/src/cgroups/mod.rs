@@ -159,19 +159,29 @@ fn rel(root: &Path, dir: &Path) -> Option<String> {
 
 /// Directories one walk visits at most.
 const WALK_MAX: usize = 100_000;
-/// A miss walks the hierarchy again at most this often.
+/// The hierarchy is walked again at most this often.
 const REWALK_EVERY: Duration = Duration::from_secs(1);
+/// Walks that look for an id not found yet (a cgroup made after the last
+/// walk) before it is given up as unnamed.
+const TRIES: u8 = 3;
+/// Ids waiting for a name at most.
+const PENDING_MAX: usize = 4096;
 
 /// Cgroup ids to paths, from walks of the unified hierarchy (the id is
 /// the directory's inode number). Bounded: a walk visits at most
-/// 100 000 directories, and a miss walks again at most once a second.
+/// 100 000 directories and keeps the names of the cgroups that exist;
+/// the hierarchy is walked at most once a second, on a miss or to look
+/// again for the ids still missing (three times each).
 #[derive(Debug)]
 pub struct Resolver {
     root: Option<PathBuf>,
+    /// The last walk's names.
     paths: HashMap<u64, String>,
     walked: Option<Instant>,
-    /// Ids whose name was handed out already (or that have none).
-    said: std::collections::HashSet<u64>,
+    /// Ids whose name was handed out already, or that have none.
+    said: foldhash::HashSet<u64>,
+    /// Ids not found yet, and the walks left to look for them.
+    pending: foldhash::HashMap<u64, u8>,
 }
 
 impl Resolver {
@@ -187,14 +197,20 @@ impl Resolver {
             paths: HashMap::new(),
             walked: None,
             said: Default::default(),
+            pending: Default::default(),
         }
     }
 
-    fn walk(&mut self) {
+    /// Walks the hierarchy if the last walk is a second old.
+    fn walk(&mut self) -> bool {
         let Some(root) = self.root.clone() else {
-            return;
+            return false;
         };
+        if self.walked.is_some_and(|t| t.elapsed() < REWALK_EVERY) {
+            return false;
+        }
         self.walked = Some(Instant::now());
+        self.paths.clear();
         let mut stack = vec![root.clone()];
         let mut seen = 0;
         while let Some(dir) = stack.pop() {
@@ -214,25 +230,12 @@ impl Resolver {
                 }
             }
         }
+        true
     }
 
-    /// The path of cgroup `id`, walking the hierarchy on a miss (at most
-    /// once a second).
-    pub fn path(&mut self, id: u64) -> Option<&str> {
-        if id != 0
-            && !self.paths.contains_key(&id)
-            && self.walked.is_none_or(|t| t.elapsed() >= REWALK_EVERY)
-        {
-            self.walk();
-        }
+    /// The path of cgroup `id` as the last walk saw it.
+    pub fn path(&self, id: u64) -> Option<&str> {
         self.paths.get(&id).map(String::as_str)
-    }
-
-    /// The cgroup of process `pid` (from `/proc`), remembered.
-    pub fn of_pid(&mut self, pid: u32) -> Option<u64> {
-        let (id, path) = of_pid(self.root.as_deref()?, pid)?;
-        self.paths.insert(id, path);
-        Some(id)
     }
 
     /// Pushes the name of cgroup `id` into `p` the first time it is
@@ -243,14 +246,47 @@ impl Resolver {
         }
     }
 
-    /// The name of `id` if it was not handed out yet and is known.
+    /// Looks again for the ids still missing (at most once a second) and
+    /// pushes the names found: a cgroup made after the last walk.
+    pub fn retry(&mut self, p: &mut Pipeline) {
+        if self.pending.is_empty() || !self.walk() {
+            return;
+        }
+        let mut found = Vec::new();
+        self.pending.retain(|&id, left| {
+            if self.paths.contains_key(&id) {
+                found.push(id);
+                return false;
+            }
+            *left -= 1;
+            if *left == 0 {
+                self.said.insert(id);
+            }
+            *left > 0
+        });
+        for id in found {
+            self.name(p, id);
+        }
+    }
+
+    /// The name of `id` if it was not handed out yet and is known (after
+    /// a walk, if that is due); a miss waits for [`Self::retry`].
     pub fn announce(&mut self, id: u64) -> Option<(u64, String)> {
         if id == 0 || self.said.contains(&id) {
             return None;
         }
-        let path = self.path(id)?.to_owned();
+        if !self.paths.contains_key(&id) && !self.pending.contains_key(&id) {
+            self.walk();
+        }
+        let Some(path) = self.paths.get(&id) else {
+            if self.pending.len() < PENDING_MAX {
+                self.pending.entry(id).or_insert(TRIES);
+            }
+            return None;
+        };
+        self.pending.remove(&id);
         self.said.insert(id);
-        Some((id, path))
+        Some((id, path.clone()))
     }
 }
 

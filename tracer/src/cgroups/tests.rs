@@ -94,6 +94,19 @@ fn resolves_directories_by_inode() {
     assert_eq!(r.announce(0), None);
     let top = fs::metadata(&root).unwrap().ino();
     assert_eq!(r.path(top), Some("/"));
+    // A cgroup made after the walk is missed, then found by a later one
+    // (at most a second later), and a walk forgets removed ones.
+    fs::create_dir(root.join("late")).unwrap();
+    let late = fs::metadata(root.join("late")).unwrap().ino();
+    assert_eq!(r.announce(late), None);
+    assert_eq!(r.pending.get(&late), Some(&TRIES));
+    fs::remove_dir(root.join("a.slice/b.service")).unwrap();
+    r.walked = None;
+    assert!(r.walk());
+    assert_eq!(r.path(late), Some("/late"));
+    assert_eq!(r.path(id), None);
+    assert_eq!(r.announce(late), Some((late, "/late".to_owned())));
+    assert!(r.pending.is_empty());
     fs::remove_dir_all(&root).unwrap();
 }
 
