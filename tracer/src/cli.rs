@@ -377,7 +377,7 @@ pub struct RecordArgs {
     /// Also record per-socket RTT histograms.
     #[arg(long)]
     pub rtt: bool,
-    /// Write events as 88-byte binary frames instead of JSON lines: a third
+    /// Write events as 96-byte binary frames instead of JSON lines: a third
     /// of the size and several times faster to replay (the header, RTT and
     /// lost records stay JSON lines; `head -1` still shows the header).
     #[arg(long)]
