@@ -217,6 +217,8 @@ impl fmt::Debug for Comm {
     }
 }
 
+pub use crate::cgroups::CgroupId;
+
 /// The process a socket belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
@@ -228,38 +230,6 @@ pub struct Owner {
     /// [`crate::pipeline::Input::Cgroup`].
     #[serde(default, skip_serializing_if = "CgroupId::is_unknown")]
     pub cgroup: CgroupId,
-}
-
-/// A cgroup v2 id (0: unknown), kept as two 4-byte halves so that an
-/// owner, which every flow holds, stays 4-byte aligned: a flow is 8 bytes
-/// smaller than with a `u64`. Serialized as the number.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CgroupId([u32; 2]);
-
-impl CgroupId {
-    pub fn new(id: u64) -> Self {
-        Self([id as u32, (id >> 32) as u32])
-    }
-
-    pub fn get(self) -> u64 {
-        u64::from(self.0[0]) | u64::from(self.0[1]) << 32
-    }
-
-    pub fn is_unknown(&self) -> bool {
-        self.get() == 0
-    }
-}
-
-impl Serialize for CgroupId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.get())
-    }
-}
-
-impl<'de> Deserialize<'de> for CgroupId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        u64::deserialize(d).map(Self::new)
-    }
 }
 
 /// What kind of segment was sent again, and why. Told apart by the
