@@ -15,7 +15,7 @@ typedef unsigned long long __u64;
 #define __uint(name, val) int(*name)[val]
 
 // The size of tcptrace's record (`tracer_common::WireEvent`).
-#define RECORD_BYTES 88
+#define RECORD_BYTES 96
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_RB_NO_WAKEUP 1
 

@@ -106,7 +106,7 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
     tb.stop();
     let head = std::fs::read(bin.path()).unwrap();
     assert!(
-        head.starts_with(b"{\"type\":\"header\",\"format\":3,"),
+        head.starts_with(b"{\"type\":\"header\",\"format\":4,"),
         "{:?}",
         String::from_utf8_lossy(&head[..60.min(head.len())])
     );

@@ -75,6 +75,10 @@ pub struct WireEvent {
     /// unknown (a connect seen only through the syscall hooks that failed
     /// before the socket reached SYN_SENT, a reset sent for no socket).
     pub skaddr: u64,
+    /// `bpf_get_current_cgroup_id()` when the event fired: the id of the
+    /// task's cgroup in the unified (v2) hierarchy, the inode number of
+    /// its directory there. Meaningful only in process context, as `pid`.
+    pub cgroup: u64,
     /// `bpf_get_current_comm()` when the event fired, NUL-padded.
     pub comm: [u8; 16],
     /// Local address.
@@ -122,7 +126,7 @@ pub struct WireEvent {
     pub cong: u8,
 }
 
-const _: () = assert!(core::mem::size_of::<WireEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<WireEvent>() == 96);
 const _: () = assert!(core::mem::align_of::<WireEvent>() == 8);
 
 /// [`WireEvent::cong`]: the socket's congestion-avoidance state

@@ -11,8 +11,8 @@
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
-        bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_ns_current_pid_tgid, bpf_ktime_get_ns,
     },
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -139,7 +139,8 @@ pub fn want(yes: bool) -> Outcome {
     if yes { Ok(()) } else { Err(Skip::Unwanted) }
 }
 
-/// A record of `kind` from `hook` with time, current task and comm filled in.
+/// A record of `kind` from `hook` with time, current task (pid, comm and
+/// cgroup) filled in.
 #[inline(always)]
 pub fn new_event(kind: u8, hook: u8) -> WireEvent {
     let mut ev = bare_event(kind, hook);
@@ -155,6 +156,7 @@ pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: 0,
+        cgroup: 0,
         comm: [0; 16],
         saddr: [0; 16],
         daddr: [0; 16],
@@ -179,6 +181,8 @@ pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
 pub fn set_task(ev: &mut WireEvent) {
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     ev.pid = current_pid();
+    // SAFETY: helper without preconditions (v2 id; 0 without cgroups).
+    ev.cgroup = unsafe { bpf_get_current_cgroup_id() };
 }
 
 /// Submits `ev` without waking the reader, unless the ring is more than a

@@ -26,7 +26,7 @@ Examples:
   sudo tcptrace agent --output /var/log/tcptrace/events.jsonl
   sudo tcptrace agent -o events.jsonl --rotate-size 100M --rotate-keep 5
   sudo tcptrace agent --events retrans,reset --listen 0.0.0.0:9464
-  sudo tcptrace agent --metrics-ports 443,5432 --metrics-labels peer
+  sudo tcptrace agent --metrics-ports 443,5432 --metrics-labels peer,cgroup
   curl -s 127.0.0.1:9464/metrics | grep tcptrace_retransmitted
 
 SIGHUP reopens the --output file (logrotate's create mode);

@@ -178,18 +178,18 @@ pub enum ViewCommand {
     /// tlp (tail-loss probe), syn, synack; data where the kernel does not
     /// tell.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)\n  sudo tcptrace retrans -p 1234 -p 5678 --port 80,443\n  sudo tcptrace retrans --comm postgres --time relative"
+        after_help = "Examples:\n  sudo tcptrace retrans\n  sudo tcptrace retrans --rport 443 --json\n  sudo tcptrace retrans --kind rto,tlp -p 1234 --duration 60\n  sudo tcptrace retrans --failed      also attempts that sent nothing (6.17+)\n  sudo tcptrace retrans -p 1234 -p 5678 --port 80,443\n  sudo tcptrace retrans --comm postgres --time relative\n  sudo tcptrace retrans --cgroup /system.slice/nginx.service"
     )]
     Retrans(RetransArgs),
     /// Live TCP state transitions with the time spent in the previous state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json\n  sudo tcptrace states -L 80,443 --time local\n  sudo tcptrace states -4   IPv4, also on dual-stack [::] sockets"
+        after_help = "Examples:\n  sudo tcptrace states\n  sudo tcptrace states --lport 8080 -c 100\n  sudo tcptrace states -6 --json\n  sudo tcptrace states -L 80,443 --time local\n  sudo tcptrace states -4   IPv4, also on dual-stack [::] sockets\n  sudo tcptrace states --cgroup /user.slice --json"
     )]
     States(StreamArgs),
     /// Connection attempts: owner, destination, handshake latency or the
     /// error (ECONNREFUSED, ETIMEDOUT, EADDRNOTAVAIL, ...).
     #[command(
-        after_help = "Examples:\n  sudo tcptrace connect\n  sudo tcptrace connect --min-ms 100\n  sudo tcptrace connect --rport 5432 --json\n  sudo tcptrace connect -D 80,443 --comm curl"
+        after_help = "Examples:\n  sudo tcptrace connect\n  sudo tcptrace connect --min-ms 100\n  sudo tcptrace connect --rport 5432 --json\n  sudo tcptrace connect -D 80,443 --comm curl\n  sudo tcptrace connect --cgroup /kubepods.slice --json   pods only, with their container ids"
     )]
     Connect(ConnectArgs),
     /// Resets sent and received, with the socket's state and the kernel's
@@ -206,7 +206,7 @@ pub enum ViewCommand {
     Hist(HistArgs),
     /// A refreshing per-flow table with a census of sockets per state.
     #[command(
-        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --group owner --state CLOSE_WAIT,FIN_WAIT2\n  sudo tcptrace top --group port --json --limit 0\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678\n\nOn a terminal: q quits, r/l/a sort by retransmits/latency/age, s cycles\nthe state filter through the states in the census, g cycles the grouping\n(owner, remote, port, none), p pauses. Not on a terminal (or with -c),\none table per refresh, appended."
+        after_help = "Examples:\n  sudo tcptrace top\n  sudo tcptrace top --sort latency --port 443\n  sudo tcptrace top --group owner --state CLOSE_WAIT,FIN_WAIT2\n  sudo tcptrace top --group port --json --limit 0\n  sudo tcptrace top --json --interval 5 --rtt\n  sudo tcptrace top 1 10                every second, 10 times\n  sudo tcptrace top --comm nginx -p 1234,5678\n  sudo tcptrace top --cgroup /system.slice/docker.service\n\nOn a terminal: q quits, r/l/a sort by retransmits/latency/age, s cycles\nthe state filter through the states in the census, g cycles the grouping\n(owner, remote, port, none), p pauses. Not on a terminal (or with -c),\none table per refresh, appended."
     )]
     Top(TopArgs),
 }
@@ -395,7 +395,7 @@ pub struct RecordArgs {
     /// Also record per-socket RTT histograms.
     #[arg(long)]
     pub rtt: bool,
-    /// Write events as 88-byte binary frames instead of JSON lines: a third
+    /// Write events as 96-byte binary frames instead of JSON lines: a third
     /// of the size and several times faster to replay (the header, RTT and
     /// lost records stay JSON lines; `head -1` still shows the header).
     #[arg(long)]

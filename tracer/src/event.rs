@@ -217,11 +217,19 @@ impl fmt::Debug for Comm {
     }
 }
 
+pub use crate::cgroups::CgroupId;
+
 /// The process a socket belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
     pub comm: Comm,
+    /// The id of the process's cgroup in the unified (v2) hierarchy (the
+    /// inode number of its directory); 0 when unknown (a recording from
+    /// before tcptrace read it). Its path comes through
+    /// [`crate::pipeline::Input::Cgroup`].
+    #[serde(default, skip_serializing_if = "CgroupId::is_unknown")]
+    pub cgroup: CgroupId,
 }
 
 /// What kind of segment was sent again, and why. Told apart by the

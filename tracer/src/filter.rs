@@ -1,5 +1,5 @@
 //! The user's filters (`--pid`, `--comm`, `--port`, `--lport`, `--rport`,
-//! `-4`/`-6`, `--netns`), applied exactly in user space by the pipeline
+//! `-4`/`-6`, `--netns`, `--cgroup`), applied exactly in user space by the pipeline
 //! (once, with one rule). Pids and ports are lists: any of them matches. The kernel's coarser pre-filter is derived from it in
 //! [`crate::hooks::kernel_filter`]. A namespace given as a path or a
 //! process is resolved to its inode here ([`resolve_netns`]), or opened
@@ -26,6 +26,8 @@ pub struct Filter {
     pub family: Option<Family>,
     /// Network namespace, by inode.
     pub netns: Option<u32>,
+    /// The owner's cgroup, or one below it (`--cgroup`).
+    pub cgroup: Option<crate::cgroups::Wanted>,
 }
 
 impl Filter {
@@ -75,7 +77,19 @@ impl Filter {
         {
             return false;
         }
+        if let Some(c) = &self.cgroup
+            && !owner.is_some_and(|o| c.has(o.cgroup.get()))
+        {
+            return false;
+        }
         true
+    }
+
+    /// Cgroup `id` is named `path` (the pipeline learned it).
+    pub fn learn_cgroup(&mut self, id: u64, path: &str) {
+        if let Some(c) = &mut self.cgroup {
+            c.learn(id, path);
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod agent;
 pub mod btf;
+pub mod cgroups;
 pub mod cli;
 pub mod counters;
 pub mod doctor;

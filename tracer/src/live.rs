@@ -18,7 +18,7 @@ use tokio::{
 use tracer_common::RttHist;
 
 use crate::{
-    counters,
+    cgroups, counters,
     engine::flows::Rtt,
     event::{Clock, Event},
     hooks::{self, Probe},
@@ -72,6 +72,8 @@ struct Source {
     unreadable_seen: u64,
     rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
     decode_errors: u64,
+    /// Names owners' cgroups before their first event is pushed.
+    cgroups: cgroups::Resolver,
 }
 
 /// Loads and attaches the programs the pipeline's view needs, then pushes
@@ -119,6 +121,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             None
         },
         decode_errors: 0,
+        cgroups: cgroups::Resolver::new(),
     };
     // Handlers first: whoever sees the start ("watching", or the agent's
     // metrics saying the hooks are attached) may signal us at once.
@@ -197,20 +200,20 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             // go before the events held, whether or not they are still
             // being held.
             if held.len() >= HOLD_MAX {
-                release(&mut held, &mut p);
+                release(&mut held, &mut p, &mut src.cgroups);
             }
             hold(&mut src, &mut held);
             if hold_until.is_none() && !held.is_empty() {
                 hold_until = Some(Instant::now() + SEED_HOLD);
             }
-            if s.merge(&mut p, &held, false) {
+            if s.merge(&mut p, &held, false, &mut src.cgroups) {
                 seeding = None;
             } else if hold_until.is_none_or(|t| Instant::now() < t) && held.len() < HOLD_MAX {
                 wait = DRAIN_EVERY;
                 continue;
             }
         }
-        release(&mut held, &mut p);
+        release(&mut held, &mut p, &mut src.cgroups);
         wait = if drain(&mut src, &mut p) == 0 {
             (wait * 2).min(IDLE_WAIT)
         } else {
@@ -222,6 +225,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             read_rtt(&mut src, &mut p);
             counters::source::push(counters.as_ref(), &mut p);
         }
+        src.cgroups.retry(&mut p);
         p.push(Input::Tick(Clock::monotonic_now()));
         if p.done() {
             break;
@@ -232,9 +236,9 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         && !p.done()
     {
         hold(&mut src, &mut held);
-        s.merge(&mut p, &held, true);
+        s.merge(&mut p, &held, true, &mut src.cgroups);
     }
-    release(&mut held, &mut p);
+    release(&mut held, &mut p, &mut src.cgroups);
     // What the kernel already wrote still counts.
     if !p.done() {
         drain(&mut src, &mut p);
@@ -282,7 +286,13 @@ impl Seeding {
 
     /// Hands the seeds to the engine once they are read (waiting for them
     /// if `wait`), before the `held` events; returns whether seeding is over.
-    fn merge(&self, p: &mut Pipeline, held: &[Event], wait: bool) -> bool {
+    fn merge(
+        &self,
+        p: &mut Pipeline,
+        held: &[Event],
+        wait: bool,
+        cg: &mut cgroups::Resolver,
+    ) -> bool {
         let seeds = if wait {
             self.0.recv().ok()
         } else {
@@ -293,6 +303,9 @@ impl Seeding {
             }
         };
         if let Some(seeds) = seeds {
+            for o in seeds.iter().filter_map(|s| s.owner.as_ref()) {
+                cg.name(p, o.cgroup.get());
+            }
             p.push(Input::Seeds(Box::new(Seeds {
                 seeds: seeds
                     .into_iter()
@@ -329,7 +342,7 @@ impl Source {
 }
 
 /// Pushes the held events into the pipeline.
-fn release(held: &mut Vec<Event>, p: &mut Pipeline) {
+fn release(held: &mut Vec<Event>, p: &mut Pipeline, cg: &mut cgroups::Resolver) {
     if held.is_empty() {
         return;
     }
@@ -337,6 +350,7 @@ fn release(held: &mut Vec<Event>, p: &mut Pipeline) {
         if p.done() {
             break;
         }
+        cg.name(p, ev.task.cgroup.get());
         p.push(Input::Event(ev));
     }
     held.shrink_to_fit();
@@ -349,6 +363,7 @@ fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
     while !p.done() {
         let Some(ev) = src.next_event() else { break };
         if let Some(ev) = ev {
+            src.cgroups.name(p, ev.task.cgroup.get());
             p.push(Input::Event(ev));
         }
         n += 1;

@@ -39,6 +39,13 @@ pub enum Input {
     },
     /// Sockets that existed before the run.
     Seeds(Box<Seeds>),
+    /// The cgroup with this id (in owners' `cgroup`) is at `path` below
+    /// the unified hierarchy's root: said once, before the first event
+    /// that needs it.
+    Cgroup {
+        id: u64,
+        path: String,
+    },
     /// A reading of the kernel's TCP counters (live only; boxed: the
     /// door's other inputs are small).
     Counters(Box<Counters>),
@@ -137,6 +144,10 @@ impl Pipeline {
                 self.view.on_rtt(sock, ts_ns, &rtt, &mut self.out);
             }
             Input::Lost { source, count } => self.out.lost(&source, count),
+            Input::Cgroup { id, path } => {
+                self.cx.filter.learn_cgroup(id, &path);
+                self.out.cgroup(id, &path);
+            }
             Input::Seeds(s) => {
                 let Seeds {
                     seeds,

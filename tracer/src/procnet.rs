@@ -15,7 +15,7 @@ use procfs::{
     process::{FDTarget, Process, all_processes},
 };
 
-use crate::event::{Comm, Family, Owner, TcpState, Tuple};
+use crate::event::{CgroupId, Comm, Family, Owner, TcpState, Tuple};
 
 /// A socket found in `/proc`, with the process holding it when known
 /// (TIME_WAIT and request sockets have none).
@@ -111,9 +111,11 @@ pub fn holders(wanted: impl Fn(u64) -> bool) -> HashMap<u64, Owner> {
 
 fn holders_among(procs: &[Process], wanted: impl Fn(u64) -> bool) -> HashMap<u64, Owner> {
     let mut found = HashMap::new();
+    let cgroups = crate::cgroups::unified_root();
     for p in procs {
         let Ok(fds) = p.fd() else { continue };
         let mut comm = None;
+        let mut cgroup = None;
         for fd in fds.flatten() {
             let FDTarget::Socket(inode) = fd.target else {
                 continue;
@@ -125,11 +127,16 @@ fn holders_among(procs: &[Process], wanted: impl Fn(u64) -> bool) -> HashMap<u64
                 let raw = fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
                 Comm::from_bytes(raw.strip_suffix(b"\n").unwrap_or(&raw))
             });
+            let cgroup = *cgroup.get_or_insert_with(|| {
+                let root = cgroups.as_deref()?;
+                crate::cgroups::of_pid(root, p.pid as u32).map(|(id, _)| id)
+            });
             found.insert(
                 inode,
                 Owner {
                     pid: p.pid as u32,
                     comm,
+                    cgroup: CgroupId::new(cgroup.unwrap_or(0)),
                 },
             );
         }

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     pipeline::{Input, Pipeline},
-    record::{FORMAT, FORMAT_BINARY, FORMAT_BINARY_2, Line, Start, frame},
+    record::{FORMAT, FORMAT_BINARY, FORMAT_BINARY_2, FORMAT_BINARY_3, Line, Start, frame},
 };
 
 /// How often, in event time, the pipeline gets a tick.
@@ -58,7 +58,7 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
         Ok(Line::Header(h)) => h,
         _ => bail!("not a tcptrace recording: the first line is not a header"),
     };
-    if ![FORMAT, FORMAT_BINARY_2, FORMAT_BINARY].contains(&header.format) {
+    if ![FORMAT, FORMAT_BINARY_2, FORMAT_BINARY_3, FORMAT_BINARY].contains(&header.format) {
         bail!(
             "recording format {} is not supported by this tcptrace (formats {FORMAT} to {FORMAT_BINARY})",
             header.format
@@ -133,6 +133,10 @@ pub fn replay_into(mut input: impl BufRead, p: &mut Pipeline) -> Result<()> {
                 count: l.count,
             }),
             Line::Seeds(s) => p.push(Input::Seeds(Box::new(s.seeds()))),
+            Line::Cgroup(c) => p.push(Input::Cgroup {
+                id: c.id,
+                path: c.path,
+            }),
             Line::Header(_) => bail!("record {n}: a second header"),
         }
     }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 use tracer_common::{AF_INET, AF_INET6, NO_REASON, WireEvent, cong, hook, kind};
 
-use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
+use crate::event::{CgroupId, Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -80,6 +80,7 @@ pub fn decode(w: &WireEvent) -> Result<Event, DecodeError> {
         task: Owner {
             pid: w.pid,
             comm: Comm::from_bytes(&w.comm),
+            cgroup: CgroupId::new(w.cgroup),
         },
         kind,
     })
@@ -146,6 +147,7 @@ mod tests {
         WireEvent {
             ts_ns: 42,
             skaddr: 0xffff_8880_1234_5678,
+            cgroup: 7781,
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
             saddr: [0; 16],
             daddr: [0; 16],
@@ -193,6 +195,7 @@ mod tests {
         assert_eq!((e.tuple.lport, e.tuple.rport), (43210, 443));
         assert_eq!(e.tuple.netns, 4026531833);
         assert_eq!(e.task.pid, 1234);
+        assert_eq!(e.task.cgroup.get(), 7781);
         assert_eq!(e.task.comm.as_str(), "curl");
         assert_eq!(
             e.kind,

@@ -1,5 +1,5 @@
 //! The filter options every view takes (`-p`, `--comm`, `--port`, `-L`,
-//! `-D`, `-4`/`-6`, `--netns`) and the [`Filter`] they make. Pids and
+//! `-D`, `-4`/`-6`, `--netns`, `--cgroup`) and the [`Filter`] they make. Pids and
 //! ports take lists, as a comma-separated value (`-p 1,2`), by giving the
 //! option again (`-p 1 -p 2`), or both.
 
@@ -42,6 +42,13 @@ pub struct FilterArgs {
     /// or the namespace's inode number (the `netns` of JSON records).
     #[arg(long, value_name = "PATH|PID|INODE", value_parser = crate::filter::resolve_netns)]
     pub netns: Option<u32>,
+    /// Only sockets whose owner is in this cgroup or one below it: its
+    /// path in the unified hierarchy as /proc/PID/cgroup writes it
+    /// (/system.slice/nginx.service), or its directory
+    /// (/sys/fs/cgroup/system.slice/nginx.service). The `cgroup` of JSON
+    /// records.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
 }
 
 impl FilterArgs {
@@ -58,6 +65,10 @@ impl FilterArgs {
                 _ => None,
             },
             netns: self.netns,
+            cgroup: self
+                .cgroup
+                .as_deref()
+                .map(|p| crate::cgroups::Wanted::new(p, crate::cgroups::unified_root().as_deref())),
         }
     }
 }

@@ -155,6 +155,7 @@ mod tests {
         Owner {
             pid: 0,
             comm: Comm::from_bytes(b"swapper/0"),
+            cgroup: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub fn owner(pid: u32, comm: &str) -> Owner {
     Owner {
         pid,
         comm: Comm::from_bytes(comm.as_bytes()),
+        cgroup: Default::default(),
     }
 }
 

@@ -2,12 +2,15 @@
 //! by its port only when that port is one the operator cares about (the
 //! listening ports of this host at start-up, the well-known ports, or
 //! `--metrics-ports`), never by the client's ephemeral port, the tuple or
-//! the pid; every other port is `other`. Per-peer and per-process labels
-//! are opt-in, and every family holds at most `--max-series` label sets:
+//! the pid; every other port is `other`. Per-peer, per-process and
+//! per-cgroup labels are opt-in, and every family holds at most `--max-series` label sets:
 //! past it, the variable labels fold into `other` and
 //! `tcptrace_series_dropped_total` counts the fold.
 
-use std::{borrow::Cow, collections::HashSet};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+};
 
 use prometheus_client::metrics::{
     counter::Counter,
@@ -29,6 +32,8 @@ pub enum Extra {
     Peer,
     /// The owning process's name (never its pid).
     Process,
+    /// The owning process's cgroup path (unified hierarchy).
+    Cgroup,
 }
 
 /// See the module documentation.
@@ -37,6 +42,8 @@ pub struct Labeller {
     ports: HashSet<u16>,
     peer: bool,
     process: bool,
+    /// Cgroup paths by id, when `cgroup` is asked for.
+    cgroups: Option<HashMap<u64, String>>,
     max_series: usize,
     dropped: Counter,
 }
@@ -47,8 +54,16 @@ impl Labeller {
             ports,
             peer: extra.contains(&Extra::Peer),
             process: extra.contains(&Extra::Process),
+            cgroups: extra.contains(&Extra::Cgroup).then(HashMap::new),
             max_series: max_series.max(1),
             dropped,
+        }
+    }
+
+    /// Cgroup `id` is at `path` (kept only when the label is asked for).
+    pub fn cgroup(&mut self, id: u64, path: &str) {
+        if let Some(c) = &mut self.cgroups {
+            c.insert(id, path.to_owned());
         }
     }
 
@@ -75,6 +90,12 @@ impl Labeller {
             });
             fixed.push(("process", comm));
         }
+        if let Some(c) = &self.cgroups {
+            let path = owner
+                .and_then(|o| c.get(&o.cgroup.get()))
+                .map_or(Cow::Borrowed("unknown"), |p| Cow::Owned(p.clone()));
+            fixed.push(("cgroup", path));
+        }
         fixed
     }
 }
@@ -99,7 +120,7 @@ impl<M, C: MetricConstructor<M>> Capped<M, C> {
                 self.series += 1;
             } else {
                 for (name, value) in &mut labels {
-                    if matches!(*name, "port" | "peer" | "process") {
+                    if matches!(*name, "port" | "peer" | "process" | "cgroup") {
                         *value = Cow::Borrowed(OTHER);
                     }
                 }
@@ -171,5 +192,20 @@ mod tests {
         assert_eq!(dropped.get(), 7);
         let folded = vec![("port", OTHER.into()), ("peer", OTHER.into())];
         assert_eq!(fam.fam.get_or_create(&folded).get(), 7);
+    }
+
+    #[test]
+    fn cgroup_label_only_when_asked() {
+        let mut o = crate::engine::tests::owner(7, "nginx");
+        o.cgroup = crate::event::CgroupId::new(42);
+        let mut plain = Labeller::new(HashSet::new(), &[], 10, C::default());
+        plain.cgroup(42, "/system.slice/nginx.service");
+        assert_eq!(plain.flow(vec![], &tuple(1, 2), Some(&o)).len(), 1);
+        let mut l = Labeller::new(HashSet::new(), &[Extra::Cgroup], 10, C::default());
+        l.cgroup(42, "/system.slice/nginx.service");
+        let ls = l.flow(vec![], &tuple(1, 2), Some(&o));
+        assert_eq!(ls[1], ("cgroup", "/system.slice/nginx.service".into()));
+        let ls = l.flow(vec![], &tuple(1, 2), None);
+        assert_eq!(ls[1], ("cgroup", "unknown".into()));
     }
 }

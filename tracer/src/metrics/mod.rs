@@ -232,6 +232,10 @@ impl Tap for Metrics {
         }
     }
 
+    fn cgroup(&mut self, id: u64, info: &crate::cgroups::CgroupInfo) {
+        self.labeller.cgroup(id, &info.path);
+    }
+
     fn record(&mut self, rec: &Rec<'_>) {
         let lb = &self.labeller;
         let count = |n: u64| {

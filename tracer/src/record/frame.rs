@@ -26,27 +26,35 @@
 //! | 52 | 16 | remote address |
 //! | 68 | 16 | task comm, NUL-padded |
 //! | 84 | 4 | network namespace inode (0: unknown) |
+//! | 88 | 8 | the task's cgroup v2 id (0: unknown) |
 //!
 //! Format 2 recordings (before the namespace) have 84-byte frames, read
-//! with namespace 0.
+//! with namespace 0; format 3 ones (before the cgroup) 88-byte frames,
+//! read with cgroup 0.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 use tracer_common::kind;
 
-use crate::event::{Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
+use crate::event::{CgroupId, Comm, Event, EventKind, Family, Owner, RetransKind, TcpState, Tuple};
 
 /// First byte of a frame (never the first byte of a JSON line).
 pub const MARKER: u8 = 0xE7;
-/// Bytes in a frame, marker included (recording format 3).
-pub const LEN: usize = 88;
+/// Bytes in a frame, marker included (recording format 4).
+pub const LEN: usize = 96;
+/// Bytes in a frame of recording format 3, which had no cgroup.
+pub const LEN_FORMAT_3: usize = 88;
 /// Bytes in a frame of recording format 2, which had no namespace.
 pub const LEN_FORMAT_2: usize = 84;
 
-/// Bytes in a frame of a binary recording of `format` (2 or 3).
+/// Bytes in a frame of a binary recording of `format` (2 to 4).
 pub fn len(format: u32) -> usize {
-    if format == 2 { LEN_FORMAT_2 } else { LEN }
+    match format {
+        2 => LEN_FORMAT_2,
+        3 => LEN_FORMAT_3,
+        _ => LEN,
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -116,6 +124,7 @@ pub fn encode(out: &mut Vec<u8>, ev: &Event) {
     f[52..68].copy_from_slice(&addr_bytes(t.raddr));
     f[68..84].copy_from_slice(ev.task.comm.raw());
     f[84..88].copy_from_slice(&t.netns.to_le_bytes());
+    f[88..96].copy_from_slice(&ev.task.cgroup.get().to_le_bytes());
     out.extend_from_slice(&f);
 }
 
@@ -154,10 +163,10 @@ fn state(v: u8) -> Result<TcpState, FrameError> {
     TcpState::try_from(v).map_err(FrameError::State)
 }
 
-/// Reads one frame: [`LEN`] bytes, or [`LEN_FORMAT_2`] of a format 2
-/// recording.
+/// Reads one frame: [`LEN`] bytes, or [`LEN_FORMAT_3`] or
+/// [`LEN_FORMAT_2`] of an older recording.
 pub fn decode(f: &[u8]) -> Result<Event, FrameError> {
-    if f.len() != LEN && f.len() != LEN_FORMAT_2 {
+    if ![LEN, LEN_FORMAT_3, LEN_FORMAT_2].contains(&f.len()) {
         return Err(FrameError::Len(f.len()));
     }
     if f[0] != MARKER {
@@ -205,11 +214,16 @@ pub fn decode(f: &[u8]) -> Result<Event, FrameError> {
             lport: u16_at(6),
             raddr: addr(family, &f[52..68]),
             rport: u16_at(8),
-            netns: if f.len() == LEN { u32_at(84) } else { 0 },
+            netns: if f.len() >= LEN_FORMAT_3 {
+                u32_at(84)
+            } else {
+                0
+            },
         },
         task: Owner {
             pid: u32_at(12),
             comm: Comm::from_bytes(&f[68..84]),
+            cgroup: CgroupId::new(if f.len() == LEN { u64_at(88) } else { 0 }),
         },
         kind,
     })
@@ -282,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn format_2_frames_read_with_namespace_0() {
+    fn older_frames_read_with_namespace_and_cgroup_0() {
         let mut ev = retrans(
             1,
             2,
@@ -292,11 +306,18 @@ mod tests {
             RetransKind::Data,
         );
         ev.tuple.netns = 4_026_532_000;
+        ev.task.cgroup = CgroupId::new(0x1_0000_2345);
         let mut v = Vec::new();
         encode(&mut v, &ev);
+        assert_eq!(decode(&v).unwrap(), ev);
         assert_eq!(len(2), LEN_FORMAT_2);
-        assert_eq!(len(3), LEN);
-        // A format 2 frame is this frame without its last four bytes.
+        assert_eq!(len(3), LEN_FORMAT_3);
+        assert_eq!(len(4), LEN);
+        // Older frames are this frame without its last bytes: format 3
+        // without the cgroup, format 2 also without the namespace.
+        let f3 = decode(&v[..LEN_FORMAT_3]).unwrap();
+        ev.task.cgroup = CgroupId::default();
+        assert_eq!(f3, ev);
         let old = decode(&v[..LEN_FORMAT_2]).unwrap();
         ev.tuple.netns = 0;
         assert_eq!(old, ev);

@@ -1,7 +1,8 @@
 //! The recording format of `tcptrace record` and `tcptrace replay`: JSON
 //! Lines, a header first, then decoded events, RTT snapshots and lost
-//! counts in the order they were seen. With `--binary` (format 3; format
-//! 2 frames lacked the network namespace) each event is a fixed-size
+//! counts in the order they were seen. With `--binary` (format 4; format
+//! 3 frames lacked the cgroup, format 2 ones also the network namespace)
+//! each event is a fixed-size
 //! binary [`frame`] instead of a line. A format 1 event line without
 //! `netns` in its tuple (recorded before tcptrace read it) has namespace 0.
 //!
@@ -15,7 +16,10 @@
 //!
 //! A `seeds` line holds the sockets that existed before the recording
 //! started (read from `/proc`), where the live run took them in, so that
-//! replay knows the owners of old listeners as live did.
+//! replay knows the owners of old listeners as live did. A `cgroup` line
+//! (`{"type":"cgroup","id":..,"path":"/system.slice/x.service"}`) names
+//! a cgroup before the first event whose owner is in it (`task.cgroup`;
+//! 0 or absent: unknown).
 
 pub mod frame;
 
@@ -30,7 +34,9 @@ use crate::{
 /// Version of this format: every record a JSON line.
 pub const FORMAT: u32 = 1;
 /// Events as binary [`frame`]s, the rest JSON lines.
-pub const FORMAT_BINARY: u32 = 3;
+pub const FORMAT_BINARY: u32 = 4;
+/// Binary frames without the cgroup; still read.
+pub const FORMAT_BINARY_3: u32 = 3;
 /// Binary frames without the network namespace; still read.
 pub const FORMAT_BINARY_2: u32 = 2;
 
@@ -196,6 +202,14 @@ impl SeedsLine {
     }
 }
 
+/// The path (below the unified hierarchy's root) of the cgroup whose id
+/// owners' `cgroup` holds; before the first event that needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupLine {
+    pub id: u64,
+    pub path: String,
+}
+
 /// One line of a recording.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -205,6 +219,7 @@ pub enum Line {
     Rtt(RttLine),
     Lost(LostLine),
     Seeds(SeedsLine),
+    Cgroup(CgroupLine),
 }
 
 #[cfg(test)]

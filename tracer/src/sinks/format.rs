@@ -5,7 +5,10 @@ use std::{io::Write, net::IpAddr};
 
 use super::{put, time::TextClock};
 pub use crate::event::Clock;
-use crate::event::{Family, Owner, Tuple};
+use crate::{
+    cgroups::Names,
+    event::{Family, Owner, Tuple},
+};
 
 /// Wall-clock formatting of a [`Clock`]'s times.
 pub trait ClockFmt {
@@ -61,12 +64,19 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 /// The fields every per-flow JSON record shares, from `"ts"` to `"netns"`,
 /// each followed by a comma: `"ts":..,"pid":..,"comm":..,"family":..,
 /// "laddr":..,"lport":..,"raddr":..,"rport":..,"netns":..,`.
-pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner: Option<&Owner>) {
+pub fn json_flow(
+    out: &mut Vec<u8>,
+    clock: &Clock,
+    cg: &Names,
+    ts_ns: u64,
+    t: &Tuple,
+    owner: Option<&Owner>,
+) {
     let t = &t.unmapped();
     out.extend_from_slice(b"\"ts\":\"");
     clock.put_rfc3339(out, ts_ns);
     out.extend_from_slice(b"\",");
-    json_owner(out, owner);
+    json_owner(out, cg, owner);
     out.extend_from_slice(b",\"family\":\"");
     out.extend_from_slice(t.family.name().as_bytes());
     out.extend_from_slice(b"\",\"laddr\":\"");
@@ -82,16 +92,31 @@ pub fn json_flow(out: &mut Vec<u8>, clock: &Clock, ts_ns: u64, t: &Tuple, owner:
     out.push(b',');
 }
 
-/// `"pid":..,"comm":..` (nulls when unknown), without a trailing comma.
-pub fn json_owner(out: &mut Vec<u8>, owner: Option<&Owner>) {
+/// `"pid":..,"comm":..,"cgroup":..` (nulls when unknown), then
+/// `"container"` and `"unit"` when the cgroup's path names them, without
+/// a trailing comma. `cg` names the owner's cgroup.
+pub fn json_owner(out: &mut Vec<u8>, cg: &Names, owner: Option<&Owner>) {
     match owner {
         Some(o) => {
             out.extend_from_slice(b"\"pid\":");
             put::int(out, o.pid);
             out.extend_from_slice(b",\"comm\":");
             put::json_str(out, o.comm.bytes());
+            out.extend_from_slice(b",\"cgroup\":");
+            match cg.get(&o.cgroup.get()) {
+                Some(c) => {
+                    put::json_str(out, c.path.as_bytes());
+                    for (key, v) in [("container", &c.container), ("unit", &c.unit)] {
+                        if let Some(v) = v {
+                            let _ = write!(out, ",\"{key}\":");
+                            put::json_str(out, v.as_bytes());
+                        }
+                    }
+                }
+                None => out.extend_from_slice(b"null"),
+            }
         }
-        None => out.extend_from_slice(b"\"pid\":null,\"comm\":null"),
+        None => out.extend_from_slice(b"\"pid\":null,\"comm\":null,\"cgroup\":null"),
     }
 }
 

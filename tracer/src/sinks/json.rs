@@ -10,6 +10,7 @@ use super::{
     put,
 };
 use crate::{
+    cgroups::Names,
     event::TcpState,
     views::{
         records::{FlowRef, HistReport, Reason, Rec, TopReport},
@@ -17,8 +18,8 @@ use crate::{
     },
 };
 
-fn flow(b: &mut Vec<u8>, clock: &Clock, f: &FlowRef<'_>) {
-    json_flow(b, clock, f.ts_ns, f.tuple, f.owner);
+fn flow(b: &mut Vec<u8>, clock: &Clock, cg: &Names, f: &FlowRef<'_>) {
+    json_flow(b, clock, cg, f.ts_ns, f.tuple, f.owner);
 }
 
 /// `null` or the number.
@@ -31,7 +32,8 @@ fn opt(b: &mut Vec<u8>, v: Option<u64>) {
 
 /// Appends one record as a JSON line. Recording-only records render
 /// nothing here (the recording sink writes them).
-pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
+/// `cg` names owners' cgroups.
+pub fn render(b: &mut Vec<u8>, clock: &Clock, cg: &Names, rec: &Rec<'_>) {
     match *rec {
         Rec::State {
             flow: ref f,
@@ -40,7 +42,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             prev_state_ns,
         } => {
             b.extend_from_slice(b"{\"type\":\"state\",");
-            flow(b, clock, f);
+            flow(b, clock, cg, f);
             b.extend_from_slice(b"\"old\":\"");
             b.extend_from_slice(old.name().as_bytes());
             b.extend_from_slice(b"\",\"new\":\"");
@@ -57,7 +59,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             failed,
         } => {
             b.extend_from_slice(b"{\"type\":\"retrans\",");
-            flow(b, clock, f);
+            flow(b, clock, cg, f);
             b.extend_from_slice(b"\"state\":\"");
             b.extend_from_slice(state.name().as_bytes());
             b.extend_from_slice(b"\",\"kind\":\"");
@@ -75,7 +77,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
         }
         Rec::Connect(o) => {
             b.extend_from_slice(b"{\"type\":\"connect\",");
-            json_flow(b, clock, o.ts_ns, &o.tuple, o.owner.as_ref());
+            json_flow(b, clock, cg, o.ts_ns, &o.tuple, o.owner.as_ref());
             b.extend_from_slice(b"\"handshake_us\":");
             opt(b, o.latency_ns.map(|l| l / 1000));
             b.extend_from_slice(b",\"error\":");
@@ -94,7 +96,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             reason,
         } => {
             b.extend_from_slice(b"{\"type\":\"reset\",");
-            flow(b, clock, f);
+            flow(b, clock, cg, f);
             let _ = write!(b, "\"direction\":\"{}\",\"state\":", direction.name());
             match state {
                 Some(s) => {
@@ -113,7 +115,7 @@ pub fn render(b: &mut Vec<u8>, clock: &Clock, rec: &Rec<'_>) {
             b.extend_from_slice(b"}\n");
         }
         Rec::Hist(h) => hist(b, clock, h),
-        Rec::Top(t) => top(b, clock, t),
+        Rec::Top(t) => top(b, clock, cg, t),
         Rec::Stat(s) => counters::stat_json(b, clock, s),
         Rec::Summary(s) => counters::summary_json(b, clock, s),
         Rec::Finding(f) => super::findings::finding_json(b, clock, f),
@@ -168,7 +170,7 @@ fn census(b: &mut Vec<u8>, c: &[(TcpState, u64)]) {
     b.push(b'}');
 }
 
-fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
+fn top(b: &mut Vec<u8>, clock: &Clock, cg: &Names, t: &TopReport) {
     let _ = write!(
         b,
         "{{\"type\":\"top\",\"ts\":\"{}\",\"census\":",
@@ -186,7 +188,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
             b.push(b',');
         }
         b.push(b'{');
-        json_owner(b, f.owner.as_ref());
+        json_owner(b, cg, f.owner.as_ref());
         let u = &f.tuple.unmapped();
         let _ = write!(
             b,
@@ -244,7 +246,7 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
         if i > 0 {
             b.push(b',');
         }
-        group(b, g);
+        group(b, cg, g);
     }
     b.push(b']');
     // Live only: absent, not zeros, in a replay.
@@ -256,10 +258,10 @@ fn top(b: &mut Vec<u8>, clock: &Clock, t: &TopReport) {
 
 /// One group of `top --group`: its key fields (`pid`/`comm`, `netns` and
 /// `raddr` or `port`), then sizes, states and rates.
-fn group(b: &mut Vec<u8>, g: &TopGroup) {
+fn group(b: &mut Vec<u8>, cg: &Names, g: &TopGroup) {
     b.push(b'{');
     match &g.key {
-        GroupKey::Owner(o) => json_owner(b, o.as_ref()),
+        GroupKey::Owner(o) => json_owner(b, cg, o.as_ref()),
         GroupKey::Remote { netns, addr } => {
             let _ = write!(b, "\"netns\":{netns},\"raddr\":");
             match addr {

@@ -143,6 +143,8 @@ pub struct Output {
     /// types are rendered.
     tap: Option<Box<dyn tap::Tap>>,
     types: tap::Types,
+    /// Owners' cgroups by id, for JSON.
+    cgroups: crate::cgroups::Names,
 }
 
 impl Output {
@@ -217,6 +219,7 @@ impl Output {
             quit: false,
             tap: None,
             types: tap::Types::default(),
+            cgroups: Default::default(),
         })
     }
 
@@ -285,6 +288,19 @@ impl Output {
         if let Some(t) = &mut self.tap {
             t.lost(source, n);
         }
+    }
+
+    /// Cgroup `id` is at `path`: JSON names owners' cgroups with it, and
+    /// a recording keeps it (a line of its own) for replay.
+    pub fn cgroup(&mut self, id: u64, path: &str) {
+        let info = crate::cgroups::CgroupInfo::new(path);
+        if let Some(t) = &mut self.tap {
+            t.cgroup(id, &info);
+        }
+        if let Mode::Recording { .. } = self.mode {
+            recording::cgroup(&mut self.buf, id, path);
+        }
+        self.cgroups.insert(id, info);
     }
 
     /// Time passes: hands over what is formatted, unless that was done
@@ -437,7 +453,7 @@ impl Emit for Output {
                 }
                 text::render(&mut self.buf, &self.text_clock, rec, self.namespaces.many);
             }
-            Mode::Json => json::render(&mut self.buf, &self.clock, rec),
+            Mode::Json => json::render(&mut self.buf, &self.clock, &self.cgroups, rec),
             Mode::Screen => {
                 if let (Some(s), Rec::Top(t)) = (&mut self.screen, rec) {
                     s.draw(&mut self.buf, &self.clock, t, self.screen_lost);
@@ -480,7 +496,12 @@ pub(crate) mod testing {
 
     impl Captured {
         pub fn text(self) -> String {
-            String::from_utf8(self.0.iter().flatten().collect()).unwrap()
+            String::from_utf8(self.bytes()).unwrap()
+        }
+
+        /// The bytes (a binary recording is not text).
+        pub fn bytes(self) -> Vec<u8> {
+            self.0.iter().flatten().collect()
         }
     }
 

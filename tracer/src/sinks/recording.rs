@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use super::format::{Clock, ClockFmt};
 use crate::{
-    record::{FORMAT, FORMAT_BINARY, Header, Line, RttLine, SeedsLine, Start, frame},
+    record::{CgroupLine, FORMAT, FORMAT_BINARY, Header, Line, RttLine, SeedsLine, Start, frame},
     views::records::Rec,
 };
 
@@ -30,6 +30,17 @@ pub fn header(b: &mut Vec<u8>, start: &Start, binary: bool) {
         reset_reasons: start.reset_reasons.clone(),
     };
     line(b, &Line::Header(h));
+}
+
+/// The line naming cgroup `id`.
+pub fn cgroup(b: &mut Vec<u8>, id: u64, path: &str) {
+    line(
+        b,
+        &Line::Cgroup(CgroupLine {
+            id,
+            path: path.to_owned(),
+        }),
+    );
 }
 
 fn line(b: &mut Vec<u8>, l: &Line) {

@@ -10,6 +10,8 @@ use crate::{record::Start, views::records::Rec};
 pub trait Tap {
     /// The run began.
     fn start(&mut self, _start: &Start) {}
+    /// Cgroup `id` (in owners' `cgroup`) is named `info`.
+    fn cgroup(&mut self, _id: u64, _info: &crate::cgroups::CgroupInfo) {}
     /// One record a view produced.
     fn record(&mut self, rec: &Rec<'_>);
     /// `n` events or records from `source` never reached the output.

@@ -65,6 +65,7 @@ fn json_schema_of_a_transition() {
     assert_eq!(
         keys(&v),
         [
+            "cgroup",
             "comm",
             "family",
             "laddr",
@@ -139,8 +140,8 @@ fn json_schema_of_a_retransmit() {
     assert_eq!(
         keys(&v),
         [
-            "comm", "family", "kind", "laddr", "lport", "netns", "pid", "raddr", "rport", "segs",
-            "state", "ts", "type"
+            "cgroup", "comm", "family", "kind", "laddr", "lport", "netns", "pid", "raddr", "rport",
+            "segs", "state", "ts", "type"
         ]
     );
     // After `rport`, as in every per-flow record.

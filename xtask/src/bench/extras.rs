@@ -129,9 +129,9 @@ pub struct Replay {
 const CALLGRIND_VIEWS: &[&str] = &["states", "top"];
 
 /// First byte of a binary event frame, and its length (tracer's
-/// `record::frame`).
+/// `record::frame`, format 4).
 const FRAME_MARKER: u8 = 0xE7;
-const FRAME_LEN: usize = 88;
+const FRAME_LEN: usize = 96;
 
 /// Events in a recording of either encoding.
 fn count_events(raw: &[u8]) -> u64 {
