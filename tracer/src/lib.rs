@@ -9,7 +9,9 @@
 //! [`filter`] is applied once, a view of [`views`] says what happened as
 //! typed records, and the output of [`sinks`] renders them (text, JSON
 //! Lines, a recording) and owns the clock, `--count` and lost records.
-//! The kernel's own TCP [`counters`] enter through the same door.
+//! The kernel's own TCP [`counters`] enter through the same door. For
+//! `doctor`, [`sockdiag`] reads the socket tables with their queues and
+//! timers, and [`sysctls`] the TCP settings and what they mean.
 //! [`agent`] taps that output into Prometheus [`metrics`].
 
 pub mod agent;
@@ -31,7 +33,9 @@ pub mod procnet;
 pub mod record;
 pub mod replay;
 pub mod sinks;
+pub mod sockdiag;
 pub mod stderr;
+pub mod sysctls;
 pub mod tracefs;
 pub mod views;
 pub mod wire;

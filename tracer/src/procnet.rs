@@ -1,7 +1,8 @@
 //! What `/proc` knows about sockets that existed before tracing started:
 //! the TCP tables of every network namespace (`/proc/<pid>/net/tcp{,6}`,
 //! one process per namespace, which `/proc/<pid>/ns/net` names by inode)
-//! and which process holds each socket inode (`/proc/<pid>/fd`).
+//! and which process holds each socket inode (`/proc/<pid>/fd`, also for
+//! the socket tables of [`crate::sockdiag`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -79,27 +80,12 @@ pub fn seed(netns: bool) -> Vec<Seed> {
         }
     }
     let mut seeds = ownerless;
-    for p in &procs {
-        let Ok(fds) = p.fd() else { continue };
-        let mut comm = None;
-        for fd in fds.flatten() {
-            let FDTarget::Socket(inode) = fd.target else {
-                continue;
-            };
-            let Some((tuple, state)) = sockets.remove(&inode) else {
-                continue;
-            };
-            let comm = *comm.get_or_insert_with(|| {
-                let raw = fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
-                Comm::from_bytes(raw.strip_suffix(b"\n").unwrap_or(&raw))
-            });
+    for (inode, owner) in holders_among(&procs, |i| sockets.contains_key(&i)) {
+        if let Some((tuple, state)) = sockets.remove(&inode) {
             seeds.push(Seed {
                 tuple,
                 state,
-                owner: Some(Owner {
-                    pid: p.pid as u32,
-                    comm,
-                }),
+                owner: Some(owner),
             });
         }
     }
@@ -110,6 +96,45 @@ pub fn seed(netns: bool) -> Vec<Seed> {
         owner: None,
     }));
     seeds
+}
+
+/// The process holding each socket inode that `wanted` accepts, from every
+/// process's `/proc/<pid>/fd` (a socket that several processes hold, as
+/// after a fork, is named after the first found). Best effort, as [`seed`].
+pub fn holders(wanted: impl Fn(u64) -> bool) -> HashMap<u64, Owner> {
+    let Ok(procs) = all_processes() else {
+        return HashMap::new();
+    };
+    let procs: Vec<Process> = procs.filter_map(Result::ok).collect();
+    holders_among(&procs, wanted)
+}
+
+fn holders_among(procs: &[Process], wanted: impl Fn(u64) -> bool) -> HashMap<u64, Owner> {
+    let mut found = HashMap::new();
+    for p in procs {
+        let Ok(fds) = p.fd() else { continue };
+        let mut comm = None;
+        for fd in fds.flatten() {
+            let FDTarget::Socket(inode) = fd.target else {
+                continue;
+            };
+            if !wanted(inode) || found.contains_key(&inode) {
+                continue;
+            }
+            let comm = *comm.get_or_insert_with(|| {
+                let raw = fs::read(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+                Comm::from_bytes(raw.strip_suffix(b"\n").unwrap_or(&raw))
+            });
+            found.insert(
+                inode,
+                Owner {
+                    pid: p.pid as u32,
+                    comm,
+                },
+            );
+        }
+    }
+    found
 }
 
 /// The inode in a namespace link's target, `net:[4026531833]`.

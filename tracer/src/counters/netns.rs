@@ -6,7 +6,8 @@
 //! namespace open (the same one for the whole run, even if it is
 //! re-created under the same name), and never reaches into another
 //! process's `/proc` entry, which may go away. Entering a namespace needs
-//! `CAP_SYS_ADMIN`; our own namespace needs nothing.
+//! `CAP_SYS_ADMIN`; our own namespace needs nothing. [`run_in`] does the
+//! same for one piece of work (the socket tables and sysctls of `doctor`).
 
 use std::{
     fs::File,
@@ -63,20 +64,11 @@ impl Reader {
         std::thread::Builder::new()
             .name("tcptrace-netns".into())
             .spawn(move || {
-                if let Some(f) = ns {
-                    // SAFETY: a valid open descriptor of a namespace file.
-                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        let e = std::io::Error::last_os_error();
-                        let hint = if e.raw_os_error() == Some(libc::EPERM) {
-                            ": entering another network namespace needs CAP_SYS_ADMIN (run as root)"
-                        } else {
-                            ""
-                        };
-                        let _ = tell.send(Err(anyhow!(
-                            "cannot enter network namespace {netns}: {e}{hint}"
-                        )));
-                        return;
-                    }
+                if let Some(f) = ns
+                    && let Err(e) = enter(&f, netns)
+                {
+                    let _ = tell.send(Err(e));
+                    return;
                 }
                 let net = Path::new("/proc/thread-self/net");
                 while let Ok(census) = asked.recv() {
@@ -108,8 +100,55 @@ impl Reader {
     }
 }
 
+/// Runs `f` on a thread of its own that has entered the network namespace
+/// `netns` names (as `--netns` takes it: a path, a process id or an
+/// inode; `None`: ours), and returns what it returned. The thread ends
+/// with `f`: what `f` opened there (a netlink socket, a `/proc/sys` file)
+/// stays in that namespace wherever it is used later. Our own namespace,
+/// however named, is not entered, and needs no privilege.
+pub fn run_in<R: Send>(netns: Option<&str>, f: impl FnOnce(u32) -> Result<R> + Send) -> Result<R> {
+    let own = own_inode()?;
+    let target = match netns {
+        None => None,
+        Some(arg) => {
+            let (file, inode) = crate::filter::open_netns(arg).map_err(|e| anyhow!(e))?;
+            (inode != own).then_some((file, inode))
+        }
+    };
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("tcptrace-netns".into())
+            .spawn_scoped(s, move || match target {
+                None => f(own),
+                Some((file, inode)) => {
+                    enter(&file, inode)?;
+                    f(inode)
+                }
+            })
+            .context("starting a thread to enter the namespace")?
+            .join()
+            .map_err(|_| anyhow!("the thread in network namespace panicked"))?
+    })
+}
+
+/// Moves the calling thread into the namespace `file` opens (inode
+/// `netns`, for the message).
+fn enter(file: &File, netns: u32) -> Result<()> {
+    // SAFETY: a valid open descriptor of a namespace file.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            ": entering another network namespace needs CAP_SYS_ADMIN (run as root)"
+        } else {
+            ""
+        };
+        bail!("cannot enter network namespace {netns}: {e}{hint}");
+    }
+    Ok(())
+}
+
 /// Our own network namespace's inode.
-fn own_inode() -> Result<u32> {
+pub fn own_inode() -> Result<u32> {
     Ok(std::fs::metadata("/proc/thread-self/ns/net")
         .context("reading our network namespace")?
         .ino() as u32)
