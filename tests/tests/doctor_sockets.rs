@@ -181,3 +181,75 @@ fn doctor_port_exhaustion_names_the_destination_and_the_owner() {
     assert!(r.of("connect_failures").is_empty(), "{:#?}", r.findings);
     assert_eq!(r.code, 4, "critical: exit status 4");
 }
+
+/// A listener (thread `tt-lo-srv`) with `listen(fd, 1)` that never
+/// accepts, and a burst of 20 connects (each given up after 2 s):
+/// `listen_overflow` names the port, the owner, the backlog it passed (1,
+/// against `somaxconn` as the namespace has it), the queue as `ss -ltn`
+/// shows it, and drops equal to the namespace's ListenOverflows and
+/// ListenDrops growth (exactly: nothing else overflows there, and no SYN
+/// is in flight once the clients gave up).
+#[test]
+fn doctor_listen_overflow_names_the_listener_backlog_and_drops() {
+    use std::os::fd::AsRawFd as _;
+    require_root();
+    let ns = NetNs::new("dr-listen");
+    let port = unique_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let doctor = Session::start(&ns, 6, &[]);
+    let before = ns.counters();
+    let listener = ns.run("tt-lo-srv", move || {
+        let l = TcpListener::bind(addr).unwrap();
+        // listen() again on a listening socket sets its backlog.
+        // SAFETY: a valid socket descriptor.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        l
+    });
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            ns.spawn("tt-lo-cli", move || {
+                TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
+            })
+        })
+        .collect();
+    let _connected: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let r = doctor.report();
+    let after = ns.counters();
+    let delta = |k: &str| after[k] - before[k];
+    let (overflows, drops) = (delta("TcpExt:ListenOverflows"), delta("TcpExt:ListenDrops"));
+    assert!(overflows > 0, "the burst overflowed the queue");
+    let queue = ss(
+        &ns,
+        &["state", "listening", &format!("( sport = :{port} )")],
+    );
+    assert_eq!(queue.len(), 1, "ss: {queue:?}");
+    let somaxconn: u64 =
+        String::from_utf8_lossy(&ns.sh(&["sysctl", "-n", "net.core.somaxconn"]).stdout)
+            .trim()
+            .parse()
+            .unwrap();
+    let f = r.one("listen_overflow");
+    let e = &f["evidence"];
+    assert_eq!(e["listen_overflows"], overflows, "== nstat: {f:#}");
+    assert_eq!(e["listen_drops"], drops, "== nstat: {f:#}");
+    assert_eq!(e["backlog"], 1, "{f:#}");
+    assert_eq!(e["backlog"].to_string(), queue[0][1], "== ss Send-Q: {f:#}");
+    assert_eq!(
+        e["accept_queue"].to_string(),
+        queue[0][0],
+        "== ss Recv-Q: {f:#}"
+    );
+    assert_eq!(e["somaxconn"], somaxconn, "{f:#}");
+    let s = &f["subjects"][0];
+    assert_eq!(s["comm"], "tt-lo-srv", "{f:#}");
+    assert_eq!(s["pid"], our_pid(), "{f:#}");
+    assert_eq!(s["lport"], port, "{f:#}");
+    let critical = overflows.max(drops) >= 50;
+    assert_eq!(
+        f["severity"],
+        if critical { "critical" } else { "warning" },
+        "{f:#}"
+    );
+    assert_eq!(r.code, if critical { 4 } else { 3 });
+    drop(listener);
+}

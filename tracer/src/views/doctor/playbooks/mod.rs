@@ -5,6 +5,7 @@
 
 mod close_wait_leak;
 mod connect_failures;
+mod listen_overflow;
 mod port_exhaustion;
 
 use std::{collections::HashMap, net::IpAddr};
@@ -77,6 +78,7 @@ pub struct Options {
 /// Every playbook, fresh.
 pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
     vec![
+        Box::new(listen_overflow::ListenOverflow::default()),
         Box::new(port_exhaustion::PortExhaustion::default()),
         Box::new(close_wait_leak::CloseWaitLeak),
         Box::new(connect_failures::ConnectFailures::default()),

@@ -163,8 +163,9 @@ fn finding(
     } else {
         Severity::Warning
     };
-    let attempts = d.map_or(0, |d| d.attempts);
-    let rate = attempts as f64 / scene.duration_s.max(1.0);
+    // Churn: the connections made (a failed one holds no port).
+    let made = d.map_or(0, |d| d.attempts - d.no_port);
+    let rate = made as f64 / scene.duration_s.max(1.0);
     let summary = if no_port > 0 {
         format!("Out of local ports toward {to}: {no_port} connects failed with EADDRNOTAVAIL")
     } else {
@@ -198,7 +199,7 @@ fn finding(
             "connects_per_s",
             (rate * 10.0).round() / 10.0,
             format!(
-                "{attempts} connects in {:.0} s ({rate:.1}/s): at that rate and 60 s of TIME_WAIT per connection, {:.0} ports are needed",
+                "{made} new connections in {:.0} s ({rate:.1}/s): at that rate and 60 s of TIME_WAIT each, {:.0} ports are needed",
                 scene.duration_s,
                 rate * 60.0
             ),
