@@ -106,6 +106,7 @@ fn accept_queue_and_backlog_are_what_ss_shows() {
     );
     let ours = snapshot(&ns);
     let theirs = ss(&ns, "l", &listen);
+    eprintln!("ss -ltn: {theirs:?}");
     let l = ours
         .iter()
         .find(|s| s.state == TcpState::Listen && s.tuple.lport == port)
@@ -171,6 +172,7 @@ fn keepalive_timer_only_where_so_keepalive_is_set() {
     // of each other (ss prints whole seconds, read just after ours).
     let (s, t) = find(wport);
     let (kind, ms) = t.expect("ss shows a timer on the keepalive socket");
+    eprintln!("keepalive timer: ours {:?}, ss {kind} {ms} ms", s.timer);
     assert_eq!(kind, "keepalive");
     let timer = s.timer.expect("a timer in the snapshot");
     assert_eq!(timer.kind, TimerKind::Keepalive);
@@ -210,6 +212,7 @@ fn an_idle_connection_shows_how_long_since_data_came() {
         .find(|s| s.tuple.lport == cport)
         .expect("the client in the snapshot");
     let info = s.tcp.expect("tcp_info of the client");
+    eprintln!("lastrcv: ours {} ms, ss {theirs:?}", info.last_data_recv_ms);
     assert!(info.last_data_recv_ms >= 2_000, "{info:?}");
     // ss -i prints `lastrcv:N` (ms) from the same tcp_info, read just
     // after ours: no smaller, and less than a second later.
@@ -279,6 +282,7 @@ fn close_wait_sockets_show_their_unread_bytes_as_ss_does() {
         .collect();
     ours_q.sort_unstable();
     theirs_q.sort_unstable();
+    eprintln!("CLOSE_WAIT Recv-Q by peer port: ours {ours_q:?}, ss {theirs_q:?}");
     // Per connection, exactly ss's Recv-Q.
     assert_eq!(ours_q, theirs_q);
     // Which is rcv_nxt - copied_seq: the bytes sent, plus one for the FIN
@@ -411,10 +415,16 @@ fn connect_timeout_is_what_the_kernel_does() {
             start.elapsed()
         });
         let retrans = ns.counter("TcpExt", "TCPSynRetrans") - before;
+        eprintln!(
+            "syn_retries {retries}, linear {:?}: connect took {took:?}, model {} ms; {retrans} SYN retransmits, model {}",
+            s.tcp_syn_linear_timeouts,
+            model.gives_up_ms,
+            model.sends_ms.len() - 1
+        );
         // The kernel's timers fire on jiffies, a little late, never early.
         let ms = took.as_millis() as u64;
         assert!(
-            ms + 20 >= model.gives_up_ms && ms < model.gives_up_ms + 600,
+            ms + 20 >= model.gives_up_ms && ms < model.gives_up_ms + 1_000,
             "syn_retries {retries}, linear {:?}: connect took {ms} ms, the model says {} ms",
             s.tcp_syn_linear_timeouts,
             model.gives_up_ms
