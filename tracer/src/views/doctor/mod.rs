@@ -1,5 +1,7 @@
 //! `tcptrace doctor`: watches for a while (the events, the kernel's
-//! counters, the engine's sockets) and at the end walks the playbooks
+//! counters, the engine's sockets, and the socket tables and sysctls at
+//! the start and the end: [`crate::counters::Reading::Tables`]) and at
+//! the end walks the playbooks
 //! ([`playbooks`]) from symptom to evidence to the setting to change. It
 //! emits one [`Rec::Finding`] per problem, worst first, and a final
 //! [`Rec::Doctor`] verdict whose status is also the exit status.
