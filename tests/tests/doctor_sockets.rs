@@ -76,6 +76,15 @@ fn doctor_close_wait_leak_names_the_process_port_and_ages() {
     assert_eq!(unread, (N / 2 * (BYTES + 1)) as u64, "ss: {lines:?}");
     let f = r.one("close_wait_leak");
     let e = &f["evidence"];
+    eprintln!(
+        "close_wait_leak: {} sockets (ss {}), unread {} (ss {unread}), oldest {} s, median {} s, fds {}",
+        e["close_wait"],
+        lines.len(),
+        e["unread_bytes"],
+        e["oldest_s"],
+        e["median_s"],
+        e["fds"]
+    );
     assert_eq!(
         e["close_wait"],
         lines.len(),
@@ -159,6 +168,14 @@ fn doctor_port_exhaustion_names_the_destination_and_the_owner() {
     assert_eq!(held.len(), 8, "ss: {held:?}");
     let f = r.one("port_exhaustion");
     let e = &f["evidence"];
+    eprintln!(
+        "port_exhaustion: EADDRNOTAVAIL {} (connect() said {no_port}), held {} (ss {}), time_wait {}, range {}",
+        e["eaddrnotavail"],
+        e["held"],
+        held.len(),
+        e["time_wait"],
+        e["range"]
+    );
     assert_eq!(e["eaddrnotavail"], no_port, "{f:#}");
     assert_eq!(e["held"], held.len(), "== ss: {f:#}");
     assert_eq!(e["time_wait"], held.len(), "== ss state time-wait: {f:#}");
@@ -230,6 +247,16 @@ fn doctor_listen_overflow_names_the_listener_backlog_and_drops() {
             .unwrap();
     let f = r.one("listen_overflow");
     let e = &f["evidence"];
+    eprintln!(
+        "listen_overflow: overflows {} (nstat {overflows}), drops {} (nstat {drops}), backlog {} (ss {}), queue {} (ss {}), somaxconn {}",
+        e["listen_overflows"],
+        e["listen_drops"],
+        e["backlog"],
+        queue[0][1],
+        e["accept_queue"],
+        queue[0][0],
+        e["somaxconn"]
+    );
     assert_eq!(e["listen_overflows"], overflows, "== nstat: {f:#}");
     assert_eq!(e["listen_drops"], drops, "== nstat: {f:#}");
     assert_eq!(e["backlog"], 1, "{f:#}");
