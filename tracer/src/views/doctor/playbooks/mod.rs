@@ -7,6 +7,8 @@ mod close_wait_leak;
 mod connect_failures;
 mod listen_overflow;
 mod port_exhaustion;
+#[cfg(test)]
+mod tests;
 
 use std::{collections::HashMap, net::IpAddr};
 
