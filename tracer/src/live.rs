@@ -148,7 +148,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     }));
     // The namespace's own counters, for views that show rates.
     let counters = counters::source::for_live(&p);
-    counters::source::push(counters.as_ref(), &mut p);
+    counters::source::push(counters.as_ref(), &mut p, true);
     // Sockets from before start-up are read from /proc beside the ring
     // reader. Events are held until the seeds are in, so that the first
     // ones (say, a connection accepted by a listener from before start-up)
@@ -223,7 +223,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
             read_rtt(&mut src, &mut p);
-            counters::source::push(counters.as_ref(), &mut p);
+            counters::source::push(counters.as_ref(), &mut p, false);
         }
         src.cgroups.retry(&mut p);
         p.push(Input::Tick(Clock::monotonic_now()));
@@ -245,7 +245,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     }
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);
-    counters::source::push(counters.as_ref(), &mut p);
+    counters::source::push(counters.as_ref(), &mut p, true);
     if src.decode_errors > 0 {
         stderr::say(format_args!(
             "warning: {} kernel records could not be decoded",

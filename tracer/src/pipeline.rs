@@ -109,9 +109,9 @@ impl Pipeline {
         self.view.wants()
     }
 
-    /// Whether the view reads the kernel's counters, and with a census
-    /// per state: the source then pushes [`Input::Counters`].
-    pub fn wants_counters(&self) -> Option<bool> {
+    /// Whether the view reads the kernel's counters, and what with them:
+    /// the source then pushes [`Input::Counters`].
+    pub fn wants_counters(&self) -> Option<crate::counters::Reading> {
         self.view.counters()
     }
 

@@ -4,14 +4,18 @@
 //! kind and count listen-queue overflows (`/proc/net/netstat`), sockets
 //! in use, orphaned and in TIME_WAIT (`/proc/net/sockstat{,6}`), and
 //! optionally a census per state from the socket tables (through
-//! [`crate::procnet`]). A source reads a [`Counters`] snapshot now and
-//! then ([`netns::Reader`], in any namespace) and pushes it through the
-//! pipeline's door; views turn two snapshots into [`rates::Rates`].
+//! [`crate::procnet`]), and for the doctor the socket tables and sysctls
+//! ([`tables`]). A source reads a [`Counters`] snapshot now and then
+//! ([`netns::Reader`], in any namespace) and pushes it through the
+//! pipeline's door; views turn two snapshots into [`rates::Rates`]. What
+//! a reading holds is what the view asks for ([`Reading`]): the views
+//! that do not ask for more do not pay for it.
 
 pub mod netns;
 pub mod parse;
 pub mod rates;
 pub mod source;
+pub mod tables;
 
 use std::{fs, path::Path};
 
@@ -20,6 +24,23 @@ use procfs::FromBufRead as _;
 
 use crate::event::TcpState;
 pub use parse::SockStat;
+pub use tables::Tables;
+
+/// What a view wants in the readings of the counters (`View::counters`),
+/// each level with everything of the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reading {
+    /// The counters and `sockstat` (cheap: four small files).
+    Counters,
+    /// And a census per state from `/proc/net/tcp{,6}` (a pass over the
+    /// socket tables; `stat` and `top` take it every reading).
+    Census,
+    /// And the socket tables with queues, timers and owners, the sysctls
+    /// and the owners' descriptors ([`Tables`]: a netlink dump and a walk
+    /// of every process's descriptors), at the start and the end of a
+    /// live run only; the readings between carry the census. The doctor.
+    Tables,
+}
 
 /// The counters tcptrace reads that only grow: the kernel's name, its
 /// group, and the snake_case name JSON gives it.
@@ -129,6 +150,9 @@ pub struct Counters {
     /// Sockets per state from the socket tables (empty unless asked for:
     /// reading them costs time on a host with many sockets).
     pub census: Vec<(TcpState, u64)>,
+    /// The socket tables and sysctls (only in the readings that asked
+    /// for [`Reading::Tables`]; boxed: most readings have none).
+    pub tables: Option<Box<Tables>>,
 }
 
 impl Counters {
@@ -138,8 +162,10 @@ impl Counters {
     }
 
     /// Reads the counters from a `net` directory of procfs (such as
-    /// `/proc/thread-self/net`), with a census per state if `census`.
-    pub fn read(net: &Path, census: bool) -> Result<Self> {
+    /// `/proc/thread-self/net`), with what `what` asks for beyond them
+    /// ([`Reading::Tables`] reads the tables of the calling thread's
+    /// namespace, whatever `net`).
+    pub fn read(net: &Path, what: Reading) -> Result<Self> {
         let text = |name: &str| -> Result<String> {
             let p = net.join(name);
             fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
@@ -151,7 +177,7 @@ impl Counters {
             &text("sockstat").unwrap_or_default(),
             &text("sockstat6").unwrap_or_default(),
         );
-        if census {
+        if what >= Reading::Census {
             let mut by_state = std::collections::BTreeMap::new();
             for table in ["tcp", "tcp6"] {
                 let raw = fs::read(net.join(table)).unwrap_or_default();
@@ -160,6 +186,9 @@ impl Counters {
                 }
             }
             c.census = by_state.into_iter().collect();
+        }
+        if what == Reading::Tables {
+            c.tables = Some(Box::new(Tables::read()));
         }
         Ok(c)
     }
@@ -225,7 +254,7 @@ mod tests {
 
     #[test]
     fn reads_this_namespace() {
-        let c = Counters::read(Path::new("/proc/thread-self/net"), true).unwrap();
+        let c = Counters::read(Path::new("/proc/thread-self/net"), Reading::Census).unwrap();
         for k in Counter::ALL {
             assert!(c.get(k).is_some(), "{k:?} missing on this kernel");
         }
@@ -233,7 +262,7 @@ mod tests {
         assert!(c.sockstat.tw.is_some());
         // A listener of ours is in the census.
         let _l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = Counters::read(Path::new("/proc/thread-self/net"), true).unwrap();
+        let c = Counters::read(Path::new("/proc/thread-self/net"), Reading::Census).unwrap();
         assert!(
             c.census
                 .iter()

@@ -18,12 +18,12 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use super::Counters;
+use super::{Counters, Reading};
 use crate::event::Clock;
 
 /// See the module documentation.
 pub struct Reader {
-    ask: SyncSender<bool>,
+    ask: SyncSender<Reading>,
     answer: Receiver<Result<Counters>>,
     /// The namespace, by inode.
     pub netns: u32,
@@ -59,7 +59,7 @@ impl Reader {
     }
 
     fn start(ns: Option<File>, netns: u32) -> Result<Self> {
-        let (ask, asked) = sync_channel::<bool>(1);
+        let (ask, asked) = sync_channel::<Reading>(1);
         let (tell, answer) = sync_channel(1);
         std::thread::Builder::new()
             .name("tcptrace-netns".into())
@@ -71,8 +71,8 @@ impl Reader {
                     return;
                 }
                 let net = Path::new("/proc/thread-self/net");
-                while let Ok(census) = asked.recv() {
-                    let c = Counters::read(net, census).map(|c| Counters {
+                while let Ok(what) = asked.recv() {
+                    let c = Counters::read(net, what).map(|c| Counters {
                         ts_ns: Clock::monotonic_now(),
                         netns,
                         ..c
@@ -85,13 +85,13 @@ impl Reader {
             .context("starting the counter reader")?;
         let r = Self { ask, answer, netns };
         // The first reading says whether the namespace could be entered.
-        r.read(false)?;
+        r.read(Reading::Counters)?;
         Ok(r)
     }
 
-    /// The namespace's counters now, with a census per state if `census`.
-    pub fn read(&self, census: bool) -> Result<Counters> {
-        if self.ask.send(census).is_err() {
+    /// The namespace's counters now, with what `what` asks for.
+    pub fn read(&self, what: Reading) -> Result<Counters> {
+        if self.ask.send(what).is_err() {
             bail!("the counter reader has stopped");
         }
         self.answer
@@ -166,8 +166,8 @@ mod tests {
         let c = Reader::open(&std::process::id().to_string()).unwrap();
         for r in [&a, &b, &c] {
             assert_eq!(r.netns, ours);
-            let x = r.read(false).unwrap();
-            let y = r.read(false).unwrap();
+            let x = r.read(Reading::Counters).unwrap();
+            let y = r.read(Reading::Counters).unwrap();
             assert_eq!(x.netns, ours);
             assert!(y.ts_ns >= x.ts_ns);
             assert!(x.get(super::super::Counter::OutSegs).is_some());

@@ -13,7 +13,7 @@ use tokio::{
     time::{Instant, sleep_until},
 };
 
-use super::netns::Reader;
+use super::{Reading, netns::Reader};
 use crate::{
     event::Clock,
     pipeline::{Input, Pipeline},
@@ -43,7 +43,7 @@ pub fn run(p: Pipeline, opts: StatOptions) -> Result<()> {
 }
 
 async fn run_async(mut p: Pipeline, reader: Reader, opts: StatOptions) -> Result<()> {
-    let census = p.wants_counters().unwrap_or(false);
+    let what = p.wants_counters().unwrap_or(Reading::Counters);
     p.push(Input::Start(Start {
         clock: Clock::now(),
         ts_ns: Clock::monotonic_now(),
@@ -55,7 +55,7 @@ async fn run_async(mut p: Pipeline, reader: Reader, opts: StatOptions) -> Result
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    p.push(Input::Counters(Box::new(reader.read(census)?)));
+    p.push(Input::Counters(Box::new(reader.read(what)?)));
     eprintln!(
         "tcptrace: watching the TCP counters of network namespace {} every {} s; Ctrl-C to stop",
         reader.netns,
@@ -74,7 +74,7 @@ async fn run_async(mut p: Pipeline, reader: Reader, opts: StatOptions) -> Result
         };
         let stop = signalled || deadline.is_some_and(|d| Instant::now() >= d);
         // Stopped early: the interval so far.
-        p.push(Input::Counters(Box::new(reader.read(census)?)));
+        p.push(Input::Counters(Box::new(reader.read(what)?)));
         p.push(Input::Tick(Clock::monotonic_now()));
         if stop || p.done() {
             break;
@@ -90,17 +90,17 @@ async fn run_async(mut p: Pipeline, reader: Reader, opts: StatOptions) -> Result
 }
 
 /// For a live run whose view reads the counters: a reader of the
-/// namespace being watched (the `--netns` one, else ours) and whether the
-/// view wants a census. A namespace that cannot be read costs only the
+/// namespace being watched (the `--netns` one, else ours) and what the
+/// view wants read. A namespace that cannot be read costs only the
 /// rates, with a warning.
-pub fn for_live(p: &Pipeline) -> Option<(Reader, bool)> {
-    let census = p.wants_counters()?;
+pub fn for_live(p: &Pipeline) -> Option<(Reader, Reading)> {
+    let what = p.wants_counters()?;
     let reader = match p.filter().netns {
         Some(inode) => Reader::by_inode(inode),
         None => Reader::own(),
     };
     match reader {
-        Ok(r) => Some((r, census)),
+        Ok(r) => Some((r, what)),
         Err(e) => {
             eprintln!("tcptrace: warning: no rates from the kernel's counters: {e:#}");
             None
@@ -108,10 +108,16 @@ pub fn for_live(p: &Pipeline) -> Option<(Reader, bool)> {
     }
 }
 
-/// Pushes a reading (a live run's; one that fails is left out).
-pub fn push(reader: Option<&(Reader, bool)>, p: &mut Pipeline) {
-    if let Some((r, census)) = reader
-        && let Ok(c) = r.read(*census)
+/// Pushes a reading (a live run's; one that fails is left out). `edge`:
+/// the first or the last of the run, the only ones that carry the
+/// [`Reading::Tables`] a view may ask for (the others carry the census).
+pub fn push(reader: Option<&(Reader, Reading)>, p: &mut Pipeline, edge: bool) {
+    if let Some((r, what)) = reader
+        && let Ok(c) = r.read(if edge {
+            *what
+        } else {
+            (*what).min(Reading::Census)
+        })
     {
         p.push(Input::Counters(Box::new(c)));
     }

@@ -63,9 +63,9 @@ pub trait View {
     fn on_seeds(&mut self, _seeds: &crate::pipeline::Seeds, _out: &mut dyn Emit) {}
     /// A socket's RTT histogram as read from the kernel.
     fn on_rtt(&mut self, _sock: u64, _now_ns: u64, _rtt: &Rtt, _out: &mut dyn Emit) {}
-    /// Whether the view reads the kernel's TCP counters (`Some`), and with
-    /// a census per state from the socket tables (`Some(true)`).
-    fn counters(&self) -> Option<bool> {
+    /// Whether the view reads the kernel's TCP counters (`Some`), and what
+    /// with them (a census per state, the socket tables and sysctls).
+    fn counters(&self) -> Option<crate::counters::Reading> {
         None
     }
     /// A reading of the kernel's counters (live only, about every second,

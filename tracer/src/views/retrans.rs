@@ -59,8 +59,8 @@ impl View for Retrans {
         Columns::Retrans
     }
 
-    fn counters(&self) -> Option<bool> {
-        Some(false)
+    fn counters(&self) -> Option<crate::counters::Reading> {
+        Some(crate::counters::Reading::Counters)
     }
 
     fn on_event(&mut self, a: &Annotated, _cx: &Context, out: &mut dyn Emit) {

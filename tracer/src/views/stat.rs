@@ -25,8 +25,8 @@ impl View for Stat {
         Wants::default()
     }
 
-    fn counters(&self) -> Option<bool> {
-        Some(true)
+    fn counters(&self) -> Option<crate::counters::Reading> {
+        Some(crate::counters::Reading::Census)
     }
 
     fn on_counters(&mut self, c: &Counters, out: &mut dyn Emit) {

@@ -226,8 +226,8 @@ impl View for Top {
         out.emit(&Rec::Top(&self.report(engine, engine.now_ns(), cx)));
     }
 
-    fn counters(&self) -> Option<bool> {
-        Some(false)
+    fn counters(&self) -> Option<crate::counters::Reading> {
+        Some(crate::counters::Reading::Counters)
     }
 
     fn on_counters(&mut self, c: &Counters, _out: &mut dyn Emit) {

@@ -1,5 +1,7 @@
 //! `tcptrace doctor`: watches for a while (the events, the kernel's
-//! counters, the engine's sockets) and at the end walks the playbooks
+//! counters, the engine's sockets, and the socket tables and sysctls at
+//! the start and the end: [`crate::counters::Reading::Tables`]) and at
+//! the end walks the playbooks
 //! ([`playbooks`]) from symptom to evidence to the setting to change. It
 //! emits one [`Rec::Finding`] per problem, worst first, and a final
 //! [`Rec::Doctor`] verdict whose status is also the exit status.
@@ -14,7 +16,7 @@ use std::sync::{
 
 use super::{Context, Emit, Rec, View};
 use crate::{
-    counters::Counters,
+    counters::{Counters, Tables},
     engine::{Annotated, Engine, flows::ConnectOutcome},
     hooks::Wants,
 };
@@ -27,6 +29,10 @@ pub struct Doctor {
     opts: Options,
     first: Option<Counters>,
     last: Option<Counters>,
+    /// The socket tables and sysctls at the start and at the end (the
+    /// first and the last readings that carry them).
+    tables_first: Option<Box<Tables>>,
+    tables_last: Option<Box<Tables>>,
     start_ns: Option<u64>,
     /// The session's status, for the caller's exit status (the view is
     /// moved into the pipeline).
@@ -40,6 +46,8 @@ impl Doctor {
             opts,
             first: None,
             last: None,
+            tables_first: None,
+            tables_last: None,
             start_ns: None,
             status: Arc::new(AtomicU8::new(Status::Healthy as u8)),
         }
@@ -59,6 +67,8 @@ impl Doctor {
             duration_s: self.duration_s(now_ns),
             first: self.first.as_ref(),
             last: self.last.as_ref(),
+            tables_first: self.tables_first.as_deref(),
+            tables_last: self.tables_last.as_deref(),
             cx,
             wan: self.opts.wan,
         };
@@ -93,8 +103,8 @@ impl View for Doctor {
         Wants::FLOWS
     }
 
-    fn counters(&self) -> Option<bool> {
-        Some(true)
+    fn counters(&self) -> Option<crate::counters::Reading> {
+        Some(crate::counters::Reading::Tables)
     }
 
     fn on_event(&mut self, a: &Annotated, cx: &Context, _out: &mut dyn Emit) {
@@ -111,6 +121,13 @@ impl View for Doctor {
     }
 
     fn on_counters(&mut self, c: &Counters, _out: &mut dyn Emit) {
+        if let Some(t) = &c.tables {
+            if self.tables_first.is_none() {
+                self.tables_first = Some(t.clone());
+            } else {
+                self.tables_last = Some(t.clone());
+            }
+        }
         if self.first.is_none() {
             self.start_ns = Some(self.start_ns.map_or(c.ts_ns, |s| s.min(c.ts_ns)));
             self.first = Some(c.clone());

@@ -1,7 +1,9 @@
 //! `connect_failures`: connection attempts that fail, per destination, by
 //! errno and by the process that made them. Refused means nothing listens
 //! (or a firewall rejects); timed out means SYNs went unanswered (a drop,
-//! a dead host); EADDRNOTAVAIL means no local port was free.
+//! a dead host). EADDRNOTAVAIL (no local port was free) is left to
+//! `port_exhaustion`, which says it with the ports held and the range, so
+//! the operator is not told the same thing twice.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +49,9 @@ pub struct ConnectFailures {
 
 impl Examine for ConnectFailures {
     fn on_connect(&mut self, o: &ConnectOutcome) {
+        if o.errno == Some(libc::EADDRNOTAVAIL) {
+            return;
+        }
         let to = SocketAddr::new(o.tuple.raddr, o.tuple.rport);
         if !self.dests.contains_key(&to) && self.dests.len() >= MAX_DESTS {
             return;

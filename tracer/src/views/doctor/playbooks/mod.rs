@@ -3,11 +3,20 @@
 //! [`Scene`] (the engine's sockets, the kernel's counters) and says what
 //! is wrong as [`Finding`]s. One file per playbook; [`all`] lists them.
 
+mod close_wait_leak;
 mod connect_failures;
+mod listen_overflow;
+mod port_exhaustion;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
-    counters::{Counter, Counters, rates::Rates},
+    counters::{Counter, Counters, Tables, rates::Rates},
+    engine::flows::Flow,
     engine::{Annotated, Engine, flows::ConnectOutcome},
+    event::Tuple,
     views::Context,
 };
 
@@ -24,6 +33,10 @@ pub struct Scene<'a> {
     /// (`None` when they could not be read).
     pub first: Option<&'a Counters>,
     pub last: Option<&'a Counters>,
+    /// The socket tables, sysctls and descriptors at the start and at the
+    /// end (`None` when they could not be read, or in a replay).
+    pub tables_first: Option<&'a Tables>,
+    pub tables_last: Option<&'a Tables>,
     pub cx: &'a Context,
     /// `--wan`: judge retransmission rates by the WAN line.
     pub wan: bool,
@@ -33,6 +46,13 @@ impl Scene<'_> {
     /// The counters' growth over the session.
     pub fn rates(&self) -> Option<Rates> {
         Some(Rates::between(self.first?, self.last?))
+    }
+
+    /// The namespace's settings (at the end, else at the start).
+    pub fn sysctls(&self) -> Option<&crate::sysctls::Sysctls> {
+        self.tables_last
+            .or(self.tables_first)
+            .and_then(|t| t.sysctls.as_ref())
     }
 
     /// One counter's growth over the session.
@@ -59,5 +79,40 @@ pub struct Options {
 
 /// Every playbook, fresh.
 pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
-    vec![Box::new(connect_failures::ConnectFailures::default())]
+    vec![
+        Box::new(listen_overflow::ListenOverflow::default()),
+        Box::new(port_exhaustion::PortExhaustion::default()),
+        Box::new(close_wait_leak::CloseWaitLeak),
+        Box::new(connect_failures::ConnectFailures::default()),
+    ]
+}
+
+/// A socket's addresses and ports, the way the socket tables and the
+/// engine both give them (the namespace left out: the engine may not
+/// know it).
+pub(super) type Key = (IpAddr, u16, IpAddr, u16);
+
+pub(super) fn key(t: &Tuple) -> Key {
+    (t.laddr, t.lport, t.raddr, t.rport)
+}
+
+/// The engine's live flows by [`key`], to join the socket tables with
+/// what the events said (owners by thread name, when a state began).
+pub(super) fn flows_by_tuple(engine: &Engine) -> HashMap<Key, &Flow> {
+    engine.flows().map(|f| (key(&f.tuple), f)).collect()
+}
+
+/// The median of some values (0 if none).
+pub(super) fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
