@@ -4,6 +4,12 @@
 //! is wrong as [`Finding`]s. One file per playbook; [`all`] lists them.
 
 mod connect_failures;
+mod handshake_slow;
+mod retrans_advice;
+mod retrans_spike;
+mod rst_storm;
+#[cfg(test)]
+mod tests;
 
 use crate::{
     counters::{Counter, Counters, rates::Rates},
@@ -11,7 +17,7 @@ use crate::{
     views::Context,
 };
 
-use super::finding::Finding;
+use super::finding::{Finding, Subject};
 
 /// What every playbook may consult at the end of a session.
 pub struct Scene<'a> {
@@ -59,5 +65,33 @@ pub struct Options {
 
 /// Every playbook, fresh.
 pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
-    vec![Box::new(connect_failures::ConnectFailures::default())]
+    vec![
+        Box::new(retrans_spike::RetransSpike::default()),
+        Box::new(rst_storm::RstStorm::default()),
+        Box::new(handshake_slow::HandshakeSlow::default()),
+        Box::new(connect_failures::ConnectFailures::default()),
+    ]
+}
+
+/// Processes (from [`Subject::owners`]) as a fact's value and sentence:
+/// `{"nginx": 40}` and `nginx (pid 42) 40`.
+pub(super) fn processes(v: &[Subject]) -> (serde_json::Map<String, serde_json::Value>, String) {
+    let json = v
+        .iter()
+        .map(|s| {
+            (
+                s.comm.clone().unwrap_or_default(),
+                s.count.unwrap_or(0).into(),
+            )
+        })
+        .collect();
+    let text: Vec<String> = v
+        .iter()
+        .map(|s| {
+            let pid = s.pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            let comm = s.comm.as_deref().unwrap_or("?");
+            format!("{comm}{pid} {}", s.count.unwrap_or(0))
+        })
+        .collect();
+    (json, text.join(", "))
 }
