@@ -27,10 +27,11 @@ const WARN_SLOW: u64 = 2;
 const CRIT_SHARE: f64 = 0.1;
 /// Destinations reported at most, and tracked at most.
 const MAX_FINDINGS: usize = 3;
-const MAX_DESTS: usize = 4096;
-/// Handshake times kept per destination (an exact p99 of the first
-/// 10 000; a longer storm is judged on those).
-const MAX_SAMPLES: usize = 10_000;
+const MAX_DESTS: usize = 512;
+/// Handshake times kept per destination: an exact p99 of the first
+/// 2 000 (a longer storm is judged on those), and at most 8 MB of them
+/// in all.
+const MAX_SAMPLES: usize = 2_000;
 
 #[derive(Default)]
 struct Dest {
