@@ -23,6 +23,7 @@ Examples:
   sudo tcptrace doctor --json | jq 'select(.type == \"finding\")'
   sudo tcptrace doctor --wan              retransmission rates judged for a WAN
   sudo tcptrace doctor --json | jq 'select(.playbook == \"close_wait_leak\")'
+  sudo tcptrace doctor --json | jq 'select(.playbook == \"rst_storm\").evidence'
 
 Playbooks: listen_overflow, port_exhaustion, close_wait_leak,
 retrans_spike, rst_storm, handshake_slow, connect_failures, keepalive,

@@ -5,10 +5,16 @@
 
 mod close_wait_leak;
 mod connect_failures;
+#[cfg(test)]
+mod event_tests;
+mod handshake_slow;
 mod listen_overflow;
 mod port_exhaustion;
+mod retrans_advice;
+mod retrans_spike;
+mod rst_storm;
 #[cfg(test)]
-mod tests;
+mod socket_tests;
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -20,7 +26,7 @@ use crate::{
     views::Context,
 };
 
-use super::finding::Finding;
+use super::finding::{Finding, Subject};
 
 /// What every playbook may consult at the end of a session.
 pub struct Scene<'a> {
@@ -83,6 +89,9 @@ pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
         Box::new(listen_overflow::ListenOverflow::default()),
         Box::new(port_exhaustion::PortExhaustion::default()),
         Box::new(close_wait_leak::CloseWaitLeak),
+        Box::new(retrans_spike::RetransSpike::default()),
+        Box::new(rst_storm::RstStorm::default()),
+        Box::new(handshake_slow::HandshakeSlow::default()),
         Box::new(connect_failures::ConnectFailures::default()),
     ]
 }
@@ -115,4 +124,27 @@ pub(super) fn median(values: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Processes (from [`Subject::owners`]) as a fact's value and sentence:
+/// `{"nginx": 40}` and `nginx (pid 42) 40`.
+pub(super) fn processes(v: &[Subject]) -> (serde_json::Map<String, serde_json::Value>, String) {
+    let json = v
+        .iter()
+        .map(|s| {
+            (
+                s.comm.clone().unwrap_or_default(),
+                s.count.unwrap_or(0).into(),
+            )
+        })
+        .collect();
+    let text: Vec<String> = v
+        .iter()
+        .map(|s| {
+            let pid = s.pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            let comm = s.comm.as_deref().unwrap_or("?");
+            format!("{comm}{pid} {}", s.count.unwrap_or(0))
+        })
+        .collect();
+    (json, text.join(", "))
 }

@@ -20,6 +20,7 @@ fn server() -> Owner {
     Owner {
         pid: 42,
         comm: Comm::from_bytes(b"server"),
+        cgroup: Default::default(),
     }
 }
 
