@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
 
 /// The settings, as the kernel of the namespace has them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Sysctls {
     /// The namespace, by inode.
     pub netns: u32,

@@ -8,11 +8,13 @@ mod connect_failures;
 #[cfg(test)]
 mod event_tests;
 mod handshake_slow;
+mod keepalive;
 mod listen_overflow;
 mod port_exhaustion;
 mod retrans_advice;
 mod retrans_spike;
 mod rst_storm;
+mod settings;
 #[cfg(test)]
 mod socket_tests;
 
@@ -93,6 +95,8 @@ pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
         Box::new(rst_storm::RstStorm::default()),
         Box::new(handshake_slow::HandshakeSlow::default()),
         Box::new(connect_failures::ConnectFailures::default()),
+        Box::new(keepalive::Keepalive),
+        Box::new(settings::Settings),
     ]
 }
 
