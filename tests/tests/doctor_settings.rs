@@ -53,15 +53,27 @@ fn doctor_settings_says_the_connect_timeout_of_unanswered_syns() {
     let f = r.one("settings");
     eprintln!("{f:#}");
     let e = &f["evidence"];
-    let sysctl = String::from_utf8(ns.sh(&["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout)
-        .unwrap();
-    assert_eq!(e["tcp_syn_retries"], sysctl.trim().parse::<u64>().unwrap(), "== sysctl: {f:#}");
-    let model = tracer::sysctls::read(Some(&ns.path())).unwrap().connect_timeout_ms();
+    let sysctl =
+        String::from_utf8(ns.sh(&["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout).unwrap();
+    assert_eq!(
+        e["tcp_syn_retries"],
+        sysctl.trim().parse::<u64>().unwrap(),
+        "== sysctl: {f:#}"
+    );
+    let model = tracer::sysctls::read(Some(&ns.path()))
+        .unwrap()
+        .connect_timeout_ms();
     assert_eq!(e["connect_timeout_ms"], model, "{f:#}");
-    assert!(model >= 60_000, "6 retries hang a minute or more: {model} ms");
+    assert!(
+        model >= 60_000,
+        "6 retries hang a minute or more: {model} ms"
+    );
     assert_eq!(e["unanswered_connects"], N, "each connect: {f:#}");
     let syn = grew(&before, &after, "TcpExtTCPSynRetrans");
-    assert!(syn >= 2 * N, "at least two SYN retransmits per connect: {syn}");
+    assert!(
+        syn >= 2 * N,
+        "at least two SYN retransmits per connect: {syn}"
+    );
     assert_eq!(e["syn_retrans"], syn, "== nstat TcpExtTCPSynRetrans: {f:#}");
     assert_eq!(f["severity"], "warning");
     assert!(r.code >= 3, "a warning at least: {}", r.code);

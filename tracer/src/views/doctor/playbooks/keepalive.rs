@@ -124,9 +124,9 @@ fn finding(risk: Risk, to: SocketAddr, g: &Group, sys: Option<&Sysctls>) -> Find
     let s = if n == 1 { "" } else { "s" };
     let idle_s = g.idle_max_ms / 1000;
     let summary = match risk {
-        Risk::NoKeepalive => format!(
-            "{n} connection{s} of {who} to {to} idle up to {idle_s} s without keepalive"
-        ),
+        Risk::NoKeepalive => {
+            format!("{n} connection{s} of {who} to {to} idle up to {idle_s} s without keepalive")
+        }
         Risk::TooLate => format!(
             "{n} connection{s} of {who} to {to} idle up to {idle_s} s; the first keepalive comes only after {} s",
             g.probe_at_ms / 1000
@@ -230,7 +230,10 @@ mod tests {
 
     #[test]
     fn idle_without_keepalive_is_at_risk_and_busy_is_not() {
-        assert_eq!(risk(&sock(400, Some(false), None)), Some((Risk::NoKeepalive, 0)));
+        assert_eq!(
+            risk(&sock(400, Some(false), None)),
+            Some((Risk::NoKeepalive, 0))
+        );
         assert_eq!(risk(&sock(30, Some(false), None)), None, "not idle long");
         assert_eq!(risk(&sock(400, None, None)), None, "cannot tell");
     }

@@ -96,7 +96,7 @@ pub fn all(_opts: Options) -> Vec<Box<dyn Examine>> {
         Box::new(handshake_slow::HandshakeSlow::default()),
         Box::new(connect_failures::ConnectFailures::default()),
         Box::new(keepalive::Keepalive),
-        Box::new(settings::Settings),
+        Box::new(settings::Settings::default()),
     ]
 }
 

@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn quiet_without_a_contradiction() {
         let s = sys();
-        assert!(syn_retries(&s, 0, 5).is_none(), "SYNs lost, none unanswered");
+        assert!(
+            syn_retries(&s, 0, 5).is_none(),
+            "SYNs lost, none unanswered"
+        );
         assert!(retries2(&s, 0, 0).is_none(), "no timeout seen");
         assert!(overflow(&s, 3).is_none(), "cookies on, no abort");
         assert!(fin_timeout(&s, 5000).is_none(), "default fin timeout");
