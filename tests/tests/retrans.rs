@@ -11,7 +11,7 @@ use tests::{
     NetNs, Tracer, kernel,
     load::{bulk_transfers, quiet},
     our_pid, require_root,
-    tracer::{failed_after_count, of_type},
+    tracer::{RETRANS_GAP, failed_after_count, of_type},
     unique_port, wait_until,
 };
 
@@ -60,9 +60,8 @@ fn random_loss_retransmits_match_kernel_counter() {
     // `failed_after_count`) are in RetransSegs but sent nothing.
     let failed = failed_after_count(&recs);
     if lost == 0 && failed == 0 {
-        assert_eq!(
-            segs,
-            kernel,
+        assert!(
+            segs <= kernel && kernel - segs <= RETRANS_GAP,
             "tcptrace saw {segs} retransmitted segments in {} records, the namespace's RetransSegs grew by {kernel}",
             rt.len()
         );
