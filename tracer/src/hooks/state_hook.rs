@@ -198,13 +198,26 @@ pub fn attach(
         });
     }
     if choice.tries(StateHook::Tracepoint) && (chosen.is_none() || choice == Choice::All) {
-        attach_tracepoint(bpf, row)
-            .with_context(|| format!("cannot attach to tracepoint {}", row.title()))?;
-        chosen.get_or_insert(StateHook::Tracepoint);
-        tried.push(HookStatus {
-            hook: StateHook::Tracepoint.name().into(),
-            result: Ok(()),
-        });
+        match attach_tracepoint(bpf, row)
+            .with_context(|| format!("cannot attach to tracepoint {}", row.title()))
+        {
+            Ok(()) => {
+                chosen.get_or_insert(StateHook::Tracepoint);
+                tried.push(HookStatus {
+                    hook: StateHook::Tracepoint.name().into(),
+                    result: Ok(()),
+                });
+            }
+            // `check` tries both: the fallback's failure is reported, not
+            // fatal, when the BTF hook works (6.1's verifier refuses the
+            // classic program with every hook on: its stack is 32 bytes
+            // over the limit there).
+            Err(e) if chosen.is_some() => tried.push(HookStatus {
+                hook: StateHook::Tracepoint.name().into(),
+                result: Err(format!("{e:#}")),
+            }),
+            Err(e) => return Err(e),
+        }
     }
     match chosen {
         Some(h) => Ok((h, tried)),
