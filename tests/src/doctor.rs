@@ -74,3 +74,8 @@ impl Report {
         v[0]
     }
 }
+
+/// Whether one of a finding's subjects satisfies `pred`.
+pub fn has_subject(f: &Value, pred: impl Fn(&Value) -> bool) -> bool {
+    f["subjects"].as_array().unwrap().iter().any(pred)
+}

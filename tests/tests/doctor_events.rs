@@ -16,11 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use socket2::SockRef;
 use tests::{
     NetNs,
-    doctor::Session,
+    doctor::{Session, has_subject},
     kernel,
     load::{bulk_transfers, quiet},
     netns::veth_pair,
@@ -30,10 +29,6 @@ use tests::{
 /// How much each `nstat` counter grew between two readings.
 fn grew(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, name: &str) -> u64 {
     after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-}
-
-fn has_subject(f: &Value, pred: impl Fn(&Value) -> bool) -> bool {
-    f["subjects"].as_array().unwrap().iter().any(pred)
 }
 
 /// 10 % random loss on a port under bulk transfers: one `retrans_spike`

@@ -10,7 +10,11 @@ use std::{
 };
 
 use serde_json::Value;
-use tests::{NetNs, doctor::Session, our_pid, require_root, unique_port};
+use tests::{
+    NetNs,
+    doctor::{Session, has_subject},
+    our_pid, require_root, unique_port,
+};
 
 /// `ss -Htn STATE-FILTER...` in the namespace: one line per socket, as
 /// words (`Recv-Q Send-Q Local Peer` once a state is given).
@@ -181,17 +185,12 @@ fn doctor_port_exhaustion_names_the_destination_and_the_owner() {
     assert_eq!(e["time_wait"], held.len(), "== ss state time-wait: {f:#}");
     assert_eq!(e["range"], 8, "{f:#}");
     assert_eq!(e["tcp_tw_reuse"], 0, "{f:#}");
-    let subjects = f["subjects"].as_array().unwrap();
     assert!(
-        subjects
-            .iter()
-            .any(|s| s["raddr"] == "127.0.0.1" && s["rport"] == port),
+        has_subject(f, |s| s["raddr"] == "127.0.0.1" && s["rport"] == port),
         "{f:#}"
     );
     assert!(
-        subjects
-            .iter()
-            .any(|s| s["comm"] == "tt-pe-cli" && s["count"] == no_port),
+        has_subject(f, |s| s["comm"] == "tt-pe-cli" && s["count"] == no_port),
         "{f:#}"
     );
     assert_eq!(f["severity"], "critical", "{f:#}");
