@@ -90,13 +90,10 @@ fn check_reports_the_hook_plan() {
 
     // Both state hooks are tried; runs use the BTF tracepoint wherever the
     // kernel has BTF (this host, Debian's 6.1 and 6.12), and the classic
-    // one attaches too (the fallback) except on 6.1, whose verifier refuses
-    // it with every hook on (its stack is 32 bytes over there): reported.
+    // one attaches too (the fallback; on 6.1 that needs its stack well
+    // under 512 bytes, as that verifier rounds every frame up to 32).
     let state_ok = |name: &str| hooks.iter().any(|h| h["hook"] == name && h["ok"] == true);
-    assert!(
-        state_ok("sock:inet_sock_set_state") || v["state_hook"] == "tp_btf",
-        "{v:#}"
-    );
+    assert!(state_ok("sock:inet_sock_set_state"), "{v:#}");
     if v["btf"] == true {
         assert!(state_ok("tp_btf:inet_sock_set_state"), "{v:#}");
         assert_eq!(v["state_hook"], "tp_btf", "{v:#}");
