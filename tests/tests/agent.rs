@@ -338,3 +338,75 @@ fn agent_stalled_log_drops_counted_records_while_metrics_answer() {
     );
     eprintln!("stalled log: {counted} records, {drops} dropped and said, {logged} written");
 }
+
+/// The agent's health says the kernel side of the plan and how close the
+/// ring came to losing events: with the whole agent stopped (SIGSTOP) and
+/// a 64 KiB ring, a storm of 1 000 connections (about 10 000 records of
+/// 104 bytes, 15 times the ring) fills the ring; after SIGCONT the next
+/// seconds' `tcptrace_ring_fill_ratio` says so (the kernel counted the
+/// events it could not queue), and with the reader keeping up it falls
+/// back under a tenth.
+#[test]
+fn agent_ring_fill_and_hook_plan() {
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
+    require_root();
+    let ns = NetNs::new("ring");
+    ns.many_connections();
+    let port = unique_port();
+    let addr = listen_addr();
+    let t = agent(&ns, addr, &["--ring-size", "64K"], false);
+    let body = metrics(addr);
+    let attached = |b: &str, v: &str| {
+        series(b)
+            .into_iter()
+            .filter(|l| l.starts_with("tcptrace_hook_attached{") && l.ends_with(&format!(" {v}")))
+            .count()
+    };
+    // The state hook (BTF or classic) and the retransmit hooks at least.
+    assert!(attached(&body, "1") >= 3, "{body}");
+    assert_eq!(
+        attached(&body, "1") + attached(&body, "0"),
+        series(&body)
+            .iter()
+            .filter(|l| l.starts_with("tcptrace_hook_attached{"))
+            .count(),
+        "{body}"
+    );
+    let fill = |b: &str| sum(b, "tcptrace_ring_fill_ratio", &[]);
+    assert!((0.0..0.1).contains(&fill(&body)), "idle ring: {body}");
+
+    let pid = Pid::from_raw(t.pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    workload(&ns, port, 1000, 0, 1);
+    kill(pid, Signal::SIGCONT).unwrap();
+    let mut body = String::new();
+    let mut highest: f64 = 0.0;
+    wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(100));
+        body = metrics(addr);
+        highest = highest.max(fill(&body));
+        highest >= 0.9 && sum(&body, "tcptrace_lost_events_total", &[]) > 0.0
+    });
+    let lost_kernel = sum(&body, "tcptrace_lost_events_total", &["source=\"kernel\""]);
+    assert!(
+        lost_kernel > 0.0,
+        "the stopped agent's ring lost nothing: no stall\n{body}"
+    );
+    assert!(
+        highest >= 0.9,
+        "the ring overflowed ({lost_kernel} events lost) but its fill peaked at {highest}"
+    );
+    // Drained and quiet again.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::thread::sleep(Duration::from_millis(300));
+            fill(&metrics(addr)) < 0.1
+        }),
+        "the ring stayed full"
+    );
+    eprintln!("ring: peak fill {highest}, {lost_kernel} events lost by the kernel");
+    t.stop();
+}

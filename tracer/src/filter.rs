@@ -91,6 +91,13 @@ impl Filter {
             c.learn(id, path);
         }
     }
+
+    /// Cgroup `id` is gone.
+    pub fn forget_cgroup(&mut self, id: u64) {
+        if let Some(c) = &mut self.cgroup {
+            c.forget(id);
+        }
+    }
 }
 
 /// The largest process id any Linux hands out (`PID_MAX_LIMIT` on 64-bit):

@@ -74,6 +74,11 @@ struct Source {
     decode_errors: u64,
     /// Names owners' cgroups before their first event is pushed.
     cgroups: cgroups::Resolver,
+    /// The ring's fill, sampled before each drain (None if the positions
+    /// could not be mapped: then no fill is reported), and the highest
+    /// since it was last reported.
+    fill: Option<hooks::ring_fill::RingFill>,
+    fill_high: u64,
 }
 
 /// Loads and attaches the programs the pipeline's view needs, then pushes
@@ -88,13 +93,8 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
 
 async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let wants = p.wants();
-    let mut probe = Probe::load(
-        p.filter(),
-        wants,
-        opts.ring_bytes.unwrap_or(hooks::RING_BYTES),
-        opts.connect,
-        opts.state,
-    )?;
+    let ring_bytes = opts.ring_bytes.unwrap_or(hooks::RING_BYTES);
+    let mut probe = Probe::load(p.filter(), wants, ring_bytes, opts.connect, opts.state)?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.
     memory::release();
@@ -105,6 +105,15 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         );
     }
     let ring = probe.take_ring()?;
+    let fill = match hooks::ring_fill::RingFill::new(std::os::fd::AsFd::as_fd(&ring), ring_bytes) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            stderr::say(format_args!(
+                "warning: the ring's fill is not reported: {e:#}"
+            ));
+            None
+        }
+    };
     let mut src = Source {
         // SAFETY: the ring buffer owns its map fd, which stays open and the
         // same for as long as the AsyncFd owns the ring.
@@ -122,6 +131,8 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         },
         decode_errors: 0,
         cgroups: cgroups::Resolver::new(),
+        fill,
+        fill_high: 0,
     };
     // Handlers first: whoever sees the start ("watching", or the agent's
     // metrics saying the hooks are attached) may signal us at once.
@@ -141,6 +152,13 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             .hooks
             .iter()
             .filter(|h| h.result.is_ok())
+            .map(|h| h.hook.clone())
+            .collect(),
+        refused: probe
+            .report
+            .hooks
+            .iter()
+            .filter(|h| h.result.is_err())
             .map(|h| h.hook.clone())
             .collect(),
         connect_plan: probe.report.connect.map(|c| c.name().to_string()),
@@ -194,6 +212,10 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
+        // The ring is fullest now, before anything reads it.
+        if let Some(f) = &src.fill {
+            src.fill_high = src.fill_high.max(f.used());
+        }
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from
             // before /proc was read, held or processed; seeds that are in
@@ -222,6 +244,12 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         if Instant::now() >= slow_at {
             slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
+            if let Some(f) = &src.fill {
+                p.push(Input::Ring {
+                    used: std::mem::take(&mut src.fill_high),
+                    size: f.size(),
+                });
+            }
             read_rtt(&mut src, &mut p);
             counters::source::push(counters.as_ref(), &mut p, false);
         }

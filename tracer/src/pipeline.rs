@@ -46,6 +46,16 @@ pub enum Input {
         id: u64,
         path: String,
     },
+    /// The cgroup with this id is gone (for minutes): its name is
+    /// forgotten.
+    CgroupGone(u64),
+    /// The kernel's event ring was at most `used` of its `size` bytes
+    /// full over the last second (live only; see
+    /// [`crate::hooks::ring_fill`]).
+    Ring {
+        used: u64,
+        size: u64,
+    },
     /// A reading of the kernel's TCP counters (live only; boxed: the
     /// door's other inputs are small).
     Counters(Box<Counters>),
@@ -144,9 +154,14 @@ impl Pipeline {
                 self.view.on_rtt(sock, ts_ns, &rtt, &mut self.out);
             }
             Input::Lost { source, count } => self.out.lost(&source, count),
+            Input::Ring { used, size } => self.out.ring(used, size),
             Input::Cgroup { id, path } => {
                 self.cx.filter.learn_cgroup(id, &path);
                 self.out.cgroup(id, &path);
+            }
+            Input::CgroupGone(id) => {
+                self.cx.filter.forget_cgroup(id);
+                self.out.cgroup_gone(id);
             }
             Input::Seeds(s) => {
                 let Seeds {

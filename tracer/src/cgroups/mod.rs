@@ -123,6 +123,11 @@ impl Wanted {
     pub fn has(&self, id: u64) -> bool {
         self.ids.contains(&id)
     }
+
+    /// Cgroup `id` is gone.
+    pub fn forget(&mut self, id: u64) {
+        self.ids.remove(&id);
+    }
 }
 
 fn is_id(s: &str) -> bool {
@@ -201,6 +206,11 @@ const REWALK_EVERY: Duration = Duration::from_secs(1);
 const TRIES: u8 = 3;
 /// Ids waiting for a name at most.
 const PENDING_MAX: usize = 4096;
+/// How often the names handed out are checked against the hierarchy: a
+/// cgroup gone at two checks in a row (a container that ended minutes
+/// ago, whose last sockets are closed by now) is forgotten everywhere,
+/// so a host that starts containers all day keeps only the living ones.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 /// Cgroup ids to paths, from walks of the unified hierarchy (the id is
 /// the directory's inode number). Bounded: a walk visits at most
@@ -217,6 +227,10 @@ pub struct Resolver {
     said: foldhash::HashSet<u64>,
     /// Ids not found yet, and the walks left to look for them.
     pending: foldhash::HashMap<u64, u8>,
+    /// When the names handed out were last checked, and the ids that were
+    /// gone then.
+    pruned: Instant,
+    gone: foldhash::HashSet<u64>,
 }
 
 impl Resolver {
@@ -233,6 +247,8 @@ impl Resolver {
             walked: None,
             said: Default::default(),
             pending: Default::default(),
+            pruned: Instant::now(),
+            gone: Default::default(),
         }
     }
 
@@ -282,8 +298,15 @@ impl Resolver {
     }
 
     /// Looks again for the ids still missing (at most once a second) and
-    /// pushes the names found: a cgroup made after the last walk.
+    /// pushes the names found: a cgroup made after the last walk; every
+    /// [`PRUNE_EVERY`], forgets the cgroups gone (see [`Self::prune`]).
     pub fn retry(&mut self, p: &mut Pipeline) {
+        if self.pruned.elapsed() >= PRUNE_EVERY {
+            self.pruned = Instant::now();
+            for id in self.prune() {
+                p.push(Input::CgroupGone(id));
+            }
+        }
         if self.pending.is_empty() || !self.walk() {
             return;
         }
@@ -302,6 +325,36 @@ impl Resolver {
         for id in found {
             self.name(p, id);
         }
+    }
+
+    /// Walks the hierarchy and returns the ids handed out (or given up)
+    /// that were missing from it at this check and the one before: they
+    /// are forgotten here, and the caller tells the pipeline. An id that
+    /// comes back after all is named again.
+    pub fn prune(&mut self) -> Vec<u64> {
+        self.walked = None;
+        if !self.walk() {
+            return Vec::new();
+        }
+        let missing: foldhash::HashSet<u64> = self
+            .said
+            .iter()
+            .copied()
+            .filter(|id| !self.paths.contains_key(id))
+            .collect();
+        let gone: Vec<u64> = missing
+            .iter()
+            .copied()
+            .filter(|id| self.gone.contains(id))
+            .collect();
+        for id in &gone {
+            self.said.remove(id);
+        }
+        self.gone = missing;
+        for id in &gone {
+            self.gone.remove(id);
+        }
+        gone
     }
 
     /// The name of `id` if it was not handed out yet and is known (after

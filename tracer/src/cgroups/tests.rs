@@ -110,6 +110,27 @@ fn resolves_directories_by_inode() {
     fs::remove_dir_all(&root).unwrap();
 }
 
+/// A cgroup gone at two checks in a row is forgotten (and named again
+/// should it come back); one still there is kept.
+#[test]
+fn prunes_cgroups_gone_twice() {
+    let root = std::env::temp_dir().join(format!("tcptrace-cgp-{}", std::process::id()));
+    fs::create_dir_all(root.join("stays")).unwrap();
+    fs::create_dir_all(root.join("ends")).unwrap();
+    let stays = fs::metadata(root.join("stays")).unwrap().ino();
+    let ends = fs::metadata(root.join("ends")).unwrap().ino();
+    let mut r = Resolver::at(Some(root.clone()));
+    assert!(r.announce(stays).is_some());
+    assert!(r.announce(ends).is_some());
+    assert_eq!(r.prune(), Vec::<u64>::new());
+    fs::remove_dir(root.join("ends")).unwrap();
+    assert_eq!(r.prune(), Vec::<u64>::new(), "gone once: kept");
+    assert_eq!(r.prune(), vec![ends], "gone twice: forgotten");
+    assert!(r.said.contains(&stays) && !r.said.contains(&ends));
+    assert_eq!(r.prune(), Vec::<u64>::new(), "said once");
+    fs::remove_dir_all(&root).unwrap();
+}
+
 /// Two clients in two cgroups, recorded (both encodings) and replayed
 /// with `--cgroup`: only the docker one's records, named by path,
 /// container and unit, in JSON.

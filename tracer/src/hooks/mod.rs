@@ -9,6 +9,7 @@ pub mod connect;
 mod globals;
 mod misses;
 pub mod privileges;
+pub mod ring_fill;
 pub mod state_hook;
 pub mod table;
 

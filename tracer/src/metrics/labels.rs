@@ -67,6 +67,13 @@ impl Labeller {
         }
     }
 
+    /// Cgroup `id` is gone (series already made with its path stay).
+    pub fn cgroup_gone(&mut self, id: u64) {
+        if let Some(c) = &mut self.cgroups {
+            c.remove(&id);
+        }
+    }
+
     /// The endpoint port of a flow: its local port if that is one of
     /// ours (a listener), else its remote port if that is one, else
     /// `other`.

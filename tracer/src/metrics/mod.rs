@@ -62,6 +62,7 @@ pub struct Metrics {
     records: Family<Labels, Counter>,
     hooks: Family<Labels, Gauge>,
     rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+    ring_fill: Gauge<f64, std::sync::atomic::AtomicU64>,
     rss: Gauge,
     /// Records counted, and when and at what count the rate was last set.
     events: u64,
@@ -109,6 +110,7 @@ impl Metrics {
             records: Family::default(),
             hooks: Family::default(),
             rate: Gauge::default(),
+            ring_fill: Gauge::default(),
             rss: Gauge::default(),
             events: 0,
             rate_from: (Instant::now(), 0),
@@ -183,8 +185,13 @@ impl Metrics {
         );
         r.register(
             "hook_attached",
-            "Kernel hooks attached (1), by hook",
+            "Kernel hooks of the plan: attached (1) or tried and refused (0), by hook",
             m.hooks.clone(),
+        );
+        r.register(
+            "ring_fill_ratio",
+            "Highest fill of the kernel's event ring over the last second (0 to 1; the programs lose events at 1)",
+            m.ring_fill.clone(),
         );
         r.register_with_unit(
             "resident_memory",
@@ -229,6 +236,19 @@ impl Tap for Metrics {
         // hooks.
         for h in start.hooks.iter().filter(|h| !h.starts_with("BTF")) {
             self.hooks.get_or_create(&vec![l("hook", h.clone())]).set(1);
+        }
+        for h in start.refused.iter().filter(|h| !h.starts_with("BTF")) {
+            self.hooks.get_or_create(&vec![l("hook", h.clone())]).set(0);
+        }
+    }
+
+    fn cgroup_gone(&mut self, id: u64) {
+        self.labeller.cgroup_gone(id);
+    }
+
+    fn ring(&mut self, used: u64, size: u64) {
+        if size > 0 {
+            self.ring_fill.set(used as f64 / size as f64);
         }
     }
 

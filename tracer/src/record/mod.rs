@@ -72,6 +72,9 @@ pub struct Start {
     pub kernel: String,
     /// Hooks attached.
     pub hooks: Vec<String>,
+    /// Hooks of the plan tried and refused (live only: a recording keeps
+    /// the attached ones).
+    pub refused: Vec<String>,
     pub connect_plan: Option<String>,
     /// The kernel's names of reset reasons.
     pub reset_reasons: Vec<(i64, String)>,
@@ -86,6 +89,7 @@ impl Start {
             ts_ns: 0,
             kernel: h.kernel.clone(),
             hooks: h.hooks.clone(),
+            refused: Vec::new(),
             connect_plan: h.connect_plan.clone(),
             reset_reasons: h.reset_reasons.clone(),
         }

@@ -290,6 +290,14 @@ impl Output {
         }
     }
 
+    /// The kernel's ring was at most `used` of `size` bytes full over the
+    /// last second: for the tap (the agent's metrics) only.
+    pub fn ring(&mut self, used: u64, size: u64) {
+        if let Some(t) = &mut self.tap {
+            t.ring(used, size);
+        }
+    }
+
     /// Cgroup `id` is at `path`: JSON names owners' cgroups with it, and
     /// a recording keeps it (a line of its own) for replay.
     pub fn cgroup(&mut self, id: u64, path: &str) {
@@ -301,6 +309,14 @@ impl Output {
             recording::cgroup(&mut self.buf, id, path);
         }
         self.cgroups.insert(id, info);
+    }
+
+    /// Cgroup `id` is gone: its name is forgotten.
+    pub fn cgroup_gone(&mut self, id: u64) {
+        if let Some(t) = &mut self.tap {
+            t.cgroup_gone(id);
+        }
+        self.cgroups.remove(&id);
     }
 
     /// Time passes: hands over what is formatted, unless that was done

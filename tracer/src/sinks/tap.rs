@@ -12,12 +12,17 @@ pub trait Tap {
     fn start(&mut self, _start: &Start) {}
     /// Cgroup `id` (in owners' `cgroup`) is named `info`.
     fn cgroup(&mut self, _id: u64, _info: &crate::cgroups::CgroupInfo) {}
+    /// Cgroup `id` is gone.
+    fn cgroup_gone(&mut self, _id: u64) {}
     /// One record a view produced.
     fn record(&mut self, rec: &Rec<'_>);
     /// `n` events or records from `source` never reached the output.
     fn lost(&mut self, source: &str, n: u64);
     /// `n` records the queue of `sink` dropped (the reader was slow).
     fn dropped(&mut self, sink: &'static str, n: u64);
+    /// The kernel's ring was at most `used` of `size` bytes full over the
+    /// last second.
+    fn ring(&mut self, _used: u64, _size: u64) {}
     /// Time passes (at most every 10 ms).
     fn tick(&mut self) {}
 }
