@@ -12,6 +12,7 @@
 pub mod bpf;
 pub mod daemons;
 pub mod doctor;
+pub mod ftrace;
 pub mod kernel;
 pub mod load;
 pub mod netns;

@@ -397,16 +397,6 @@ pub fn of_type<'a>(records: &'a [Value], ty: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == ty).collect()
 }
 
-/// The sum of the `count` of every `lost` record, and of those from `source`.
-/// How many segments a sum of retransmitted segments may come out under
-/// the namespace's RetransSegs with nothing said lost and no failed
-/// attempt. Exact in most runs; in about one run in ten under heavy loss
-/// on 6.18 it was 1 to 3 short (seen in CI in the kinds and top tests).
-/// The cause is not found yet (suspects: a retransmit the kernel counts
-/// outside the traced path, or one outside any flow of a table); the tests
-/// print both figures so the gap stays visible.
-pub const RETRANS_GAP: u64 = 3;
-
 /// Retransmit attempts that failed after the kernel had counted them
 /// (Linux 6.17+ traces failures): `__tcp_retransmit_skb` adds to
 /// `RetransSegs` (and `TCPSynRetrans`) before it transmits, so an error
@@ -425,6 +415,7 @@ pub fn failed_after_count(records: &[Value]) -> u64 {
         .count() as u64
 }
 
+/// The sum of the `count` of every `lost` record, and of those from `source`.
 pub fn lost(records: &[Value], source: &str) -> (u64, u64) {
     let mut all = 0;
     let mut from = 0;
