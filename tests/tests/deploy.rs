@@ -63,7 +63,7 @@ fn agent_deploy_prometheus_samples_check() {
     c.args(["check", "config", "scrape.yml"])
         .current_dir(deploy("prometheus"));
     let out = passes(c);
-    assert!(out.contains("2 rules found"), "{out}");
+    assert!(out.contains("3 rules found"), "{out}");
 }
 
 #[test]
