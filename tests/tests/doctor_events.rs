@@ -20,6 +20,7 @@ use socket2::SockRef;
 use tests::{
     NetNs,
     doctor::{Session, has_subject},
+    ftrace::Ftrace,
     kernel,
     load::{bulk_transfers, quiet},
     netns::veth_pair,
@@ -333,6 +334,12 @@ fn doctor_handshake_slow_shows_the_lost_syn_step() {
     ));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let doctor = Session::start(&ns, 12, &[]);
+    // The clients' handshakes ending (ESTABLISHED is 1): one that ends in
+    // an interrupt where no BPF program runs is unseen (see `Ftrace`).
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("dport == {port} && newstate == 1"),
+    );
     let before = ns.nstat();
     const N: usize = 30;
     let l = ns.run("tt-hs-srv", move || TcpListener::bind(addr).unwrap());
@@ -362,9 +369,20 @@ fn doctor_handshake_slow_shows_the_lost_syn_step() {
     let f = r.one("handshake_slow");
     eprintln!("{f:#}");
     let e = &f["evidence"];
-    assert_eq!(e["slow"], syn_retrans, "TCPSynRetrans delta: {f:#}");
-    assert_eq!(e["step_1s"], syn_retrans, "all about 1 s: {f:#}");
-    assert_eq!(e["connects"], N, "{f:#}");
+    let blind = peer.blind();
+    let within = |v: &serde_json::Value, want: u64| {
+        v.as_u64()
+            .is_some_and(|v| v <= want && want - v <= blind)
+    };
+    assert!(
+        within(&e["slow"], syn_retrans),
+        "TCPSynRetrans delta {syn_retrans}, {blind} handshakes where BPF does not run: {f:#}"
+    );
+    assert_eq!(e["step_1s"], e["slow"], "all about 1 s: {f:#}");
+    assert!(
+        within(&e["connects"], N as u64),
+        "{blind} handshakes where BPF does not run: {f:#}"
+    );
     assert!(e["p50_ms"].as_f64().unwrap() < 50.0, "{f:#}");
     let p99 = e["p99_ms"].as_f64().unwrap();
     assert!((1000.0..1500.0).contains(&p99), "{f:#}");
