@@ -8,11 +8,13 @@
 //! a field that stops being readable on some kernel is a number user space
 //! reports, not silence.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_ns_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
+        bpf_ktime_get_ns, generated::bpf_get_current_comm,
     },
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -179,10 +181,29 @@ pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
 /// Fills in the current task and its comm.
 #[inline(always)]
 pub fn set_task(ev: &mut WireEvent) {
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.comm = current_comm();
     ev.pid = current_pid();
     // SAFETY: helper without preconditions (v2 id; 0 without cgroups).
     ev.cgroup = unsafe { bpf_get_current_cgroup_id() };
+}
+
+/// The current task's comm, NUL-padded. Read into an uninitialised
+/// temporary: the helper writes all 16 bytes whatever happens (the name
+/// padded with zeros, or zeros when it fails), so aya's
+/// `bpf_get_current_comm()`, which zeroes its buffer first, costs a
+/// byte-loop `memset` call and a stack frame for nothing. Not read straight
+/// into the event: its address escaping would keep LLVM from splitting the
+/// event into registers (a bigger stack in `inet_sk_error_report`).
+#[inline(always)]
+fn current_comm() -> [u8; 16] {
+    let mut comm = MaybeUninit::<[u8; 16]>::uninit();
+    // SAFETY: `comm` is a valid out-parameter of the size given; the
+    // kernel fills every byte, success or not (`strscpy_pad`, or `memset`
+    // on failure; `strncpy` padding before 4.19).
+    unsafe {
+        bpf_get_current_comm(comm.as_mut_ptr().cast(), 16);
+        comm.assume_init()
+    }
 }
 
 /// Submits `ev` without waking the reader, unless the ring is more than a
