@@ -311,6 +311,21 @@ pub fn flow_fields(
     Ok(ev)
 }
 
+/// 16 address bytes from two words, in memory order.
+#[inline(always)]
+pub fn addr_words(w: [u64; 2]) -> [u8; 16] {
+    // SAFETY: same size, and every bit pattern is a valid `[u8; 16]`.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(w) }
+}
+
+/// An IPv4 address as the record stores it: in the first four bytes, the
+/// rest zero. Built as two words: zeroing the twelve-byte tail on its own
+/// compiles to a call to the linker's byte-loop `memset`.
+#[inline(always)]
+pub fn addr_v4(a: [u8; 4]) -> [u8; 16] {
+    addr_words([u64::from_ne_bytes([a[0], a[1], a[2], a[3], 0, 0, 0, 0]), 0])
+}
+
 /// Reads the address pair of a TCP tracepoint into `ev`: the v4 fields for
 /// AF_INET, else the v6 fields (older kernels without `family` store IPv4 as
 /// v4-mapped IPv6 there, and user space unmaps it).
@@ -318,10 +333,10 @@ pub fn flow_fields(
 fn addresses(ctx: &impl Fields, ev: &mut WireEvent, family: u16, off: &TpOffsets) -> Outcome {
     if family == tracer_common::AF_INET {
         if let Some(a) = opt_field::<[u8; 4]>(ctx, off.saddr)? {
-            ev.saddr[..4].copy_from_slice(&a);
+            ev.saddr = addr_v4(a);
         }
         if let Some(a) = opt_field::<[u8; 4]>(ctx, off.daddr)? {
-            ev.daddr[..4].copy_from_slice(&a);
+            ev.daddr = addr_v4(a);
         }
     } else {
         if let Some(a) = opt_field::<[u8; 16]>(ctx, off.saddr_v6)? {
