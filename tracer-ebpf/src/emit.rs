@@ -206,13 +206,31 @@ fn current_comm() -> [u8; 16] {
     }
 }
 
+/// [`WireEvent`] in words.
+const WORDS: usize = core::mem::size_of::<WireEvent>() / 8;
+const _: () = assert!(WORDS * 8 == core::mem::size_of::<WireEvent>());
+
 /// Submits `ev` without waking the reader, unless the ring is more than a
 /// quarter full; counts a loss when the ring has no room.
 #[inline(always)]
 pub fn submit(ev: &WireEvent) {
     match EVENTS.reserve::<WireEvent>(0) {
         Some(mut entry) => {
-            entry.write(*ev);
+            // Copied a word at a time, volatile: LLVM then cannot merge a
+            // run of known zeros in the record (a connect's `saddr`) into a
+            // `memset` on the slot, which bpf-linker would link in as a
+            // byte-loop call.
+            let src = (ev as *const WireEvent).cast::<u64>();
+            let dst = entry.as_mut_ptr().cast::<u64>();
+            let mut i = 0;
+            while i < WORDS {
+                // SAFETY: both point at a whole `WireEvent`, 8-aligned (its
+                // alignment, asserted in tracer-common; ring slots are
+                // 8-aligned) and without padding (96 bytes of fields), so
+                // every word is initialised.
+                unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
+                i += 1;
+            }
             let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
             let size = EVENTS.query(BPF_RB_RING_SIZE);
             let flags = if avail > size / 4 {
