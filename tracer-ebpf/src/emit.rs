@@ -329,6 +329,25 @@ pub fn flow_fields(
     Ok(ev)
 }
 
+/// Zeroes `*p` a word at a time. Volatile, so that LLVM cannot merge the
+/// stores into a `memset`: bpf-linker links `memset` in as a byte loop
+/// (about five instructions a byte), called as a subprogram with a stack
+/// frame of its own.
+///
+/// # Safety
+/// `p` is valid for writes and 8-aligned, and `T` a multiple of 8 bytes.
+#[inline(always)]
+pub unsafe fn zero_words<T>(p: *mut T) {
+    const { assert!(core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8) };
+    let w = p.cast::<u64>();
+    let mut i = 0;
+    while i < core::mem::size_of::<T>() / 8 {
+        // SAFETY: within `*p`, aligned (the caller's promise).
+        unsafe { core::ptr::write_volatile(w.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// 16 address bytes from two words, in memory order.
 #[inline(always)]
 pub fn addr_words(w: [u64; 2]) -> [u8; 16] {
