@@ -335,14 +335,19 @@ pub fn flow_fields(
 /// frame of its own.
 ///
 /// # Safety
-/// `p` is valid for writes and 8-aligned, and `T` a multiple of 8 bytes.
+/// `p` is valid for writes of a `T` and aligned; `T`'s size (a multiple
+/// of 8) and alignment (8 or more) are checked at compile time.
 #[inline(always)]
 pub unsafe fn zero_words<T>(p: *mut T) {
-    const { assert!(core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8) };
+    const {
+        assert!(size_of::<T>().is_multiple_of(8));
+        assert!(align_of::<T>() >= 8);
+    };
     let w = p.cast::<u64>();
     let mut i = 0;
-    while i < core::mem::size_of::<T>() / 8 {
-        // SAFETY: within `*p`, aligned (the caller's promise).
+    while i < size_of::<T>() / 8 {
+        // SAFETY: within `*p`, 8-aligned (the caller's promise and the
+        // checks above).
         unsafe { core::ptr::write_volatile(w.add(i), 0) };
         i += 1;
     }
