@@ -8,11 +8,13 @@
 //! a field that stops being readable on some kernel is a number user space
 //! reports, not silence.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::bpf_pidns_info,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_ns_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_ns_current_pid_tgid,
+        bpf_ktime_get_ns, generated::bpf_get_current_comm,
     },
     macros::map,
     maps::{PerCpuArray, RingBuf},
@@ -179,11 +181,34 @@ pub fn bare_event(kind: u8, hook: u8) -> WireEvent {
 /// Fills in the current task and its comm.
 #[inline(always)]
 pub fn set_task(ev: &mut WireEvent) {
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.comm = current_comm();
     ev.pid = current_pid();
     // SAFETY: helper without preconditions (v2 id; 0 without cgroups).
     ev.cgroup = unsafe { bpf_get_current_cgroup_id() };
 }
+
+/// The current task's comm, NUL-padded. Read into an uninitialised
+/// temporary: the helper writes all 16 bytes whatever happens (the name
+/// padded with zeros, or zeros when it fails), so aya's
+/// `bpf_get_current_comm()`, which zeroes its buffer first, costs a
+/// byte-loop `memset` call and a stack frame for nothing. Not read straight
+/// into the event: its address escaping would keep LLVM from splitting the
+/// event into registers (a bigger stack in `inet_sk_error_report`).
+#[inline(always)]
+fn current_comm() -> [u8; 16] {
+    let mut comm = MaybeUninit::<[u8; 16]>::uninit();
+    // SAFETY: `comm` is a valid out-parameter of the size given; the
+    // kernel fills every byte, success or not (`strscpy_pad`, or `memset`
+    // on failure; `strncpy` padding before 4.19).
+    unsafe {
+        bpf_get_current_comm(comm.as_mut_ptr().cast(), 16);
+        comm.assume_init()
+    }
+}
+
+/// [`WireEvent`] in words.
+const WORDS: usize = core::mem::size_of::<WireEvent>() / 8;
+const _: () = assert!(WORDS * 8 == core::mem::size_of::<WireEvent>());
 
 /// Submits `ev` without waking the reader, unless the ring is more than a
 /// quarter full; counts a loss when the ring has no room.
@@ -191,7 +216,21 @@ pub fn set_task(ev: &mut WireEvent) {
 pub fn submit(ev: &WireEvent) {
     match EVENTS.reserve::<WireEvent>(0) {
         Some(mut entry) => {
-            entry.write(*ev);
+            // Copied a word at a time, volatile: LLVM then cannot merge a
+            // run of known zeros in the record (a connect's `saddr`) into a
+            // `memset` on the slot, which bpf-linker would link in as a
+            // byte-loop call.
+            let src = (ev as *const WireEvent).cast::<u64>();
+            let dst = entry.as_mut_ptr().cast::<u64>();
+            let mut i = 0;
+            while i < WORDS {
+                // SAFETY: both point at a whole `WireEvent`, 8-aligned (its
+                // alignment, asserted in tracer-common; ring slots are
+                // 8-aligned) and without padding (96 bytes of fields), so
+                // every word is initialised.
+                unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
+                i += 1;
+            }
             let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
             let size = EVENTS.query(BPF_RB_RING_SIZE);
             let flags = if avail > size / 4 {
@@ -290,6 +329,45 @@ pub fn flow_fields(
     Ok(ev)
 }
 
+/// Zeroes `*p` a word at a time. Volatile, so that LLVM cannot merge the
+/// stores into a `memset`: bpf-linker links `memset` in as a byte loop
+/// (about five instructions a byte), called as a subprogram with a stack
+/// frame of its own.
+///
+/// # Safety
+/// `p` is valid for writes of a `T` and aligned; `T`'s size (a multiple
+/// of 8) and alignment (8 or more) are checked at compile time.
+#[inline(always)]
+pub unsafe fn zero_words<T>(p: *mut T) {
+    const {
+        assert!(size_of::<T>().is_multiple_of(8));
+        assert!(align_of::<T>() >= 8);
+    };
+    let w = p.cast::<u64>();
+    let mut i = 0;
+    while i < size_of::<T>() / 8 {
+        // SAFETY: within `*p`, 8-aligned (the caller's promise and the
+        // checks above).
+        unsafe { core::ptr::write_volatile(w.add(i), 0) };
+        i += 1;
+    }
+}
+
+/// 16 address bytes from two words, in memory order.
+#[inline(always)]
+pub fn addr_words(w: [u64; 2]) -> [u8; 16] {
+    // SAFETY: same size, and every bit pattern is a valid `[u8; 16]`.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(w) }
+}
+
+/// An IPv4 address as the record stores it: in the first four bytes, the
+/// rest zero. Built as two words: zeroing the twelve-byte tail on its own
+/// compiles to a call to the linker's byte-loop `memset`.
+#[inline(always)]
+pub fn addr_v4(a: [u8; 4]) -> [u8; 16] {
+    addr_words([u64::from_ne_bytes([a[0], a[1], a[2], a[3], 0, 0, 0, 0]), 0])
+}
+
 /// Reads the address pair of a TCP tracepoint into `ev`: the v4 fields for
 /// AF_INET, else the v6 fields (older kernels without `family` store IPv4 as
 /// v4-mapped IPv6 there, and user space unmaps it).
@@ -297,10 +375,10 @@ pub fn flow_fields(
 fn addresses(ctx: &impl Fields, ev: &mut WireEvent, family: u16, off: &TpOffsets) -> Outcome {
     if family == tracer_common::AF_INET {
         if let Some(a) = opt_field::<[u8; 4]>(ctx, off.saddr)? {
-            ev.saddr[..4].copy_from_slice(&a);
+            ev.saddr = addr_v4(a);
         }
         if let Some(a) = opt_field::<[u8; 4]>(ctx, off.daddr)? {
-            ev.daddr[..4].copy_from_slice(&a);
+            ev.daddr = addr_v4(a);
         }
     } else {
         if let Some(a) = opt_field::<[u8; 16]>(ctx, off.saddr_v6)? {

@@ -11,6 +11,8 @@
 //! fields it needs and reads are its row of the hook table
 //! (`tracer/src/hooks/table.rs`).
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     macros::{map, tracepoint},
     maps::LruHashMap,
@@ -18,7 +20,7 @@ use aya_ebpf::{
 };
 use tracer_common::{RTT_SLOTS, RttHist, TpOffsets, WireEvent, hook, log2_slot, rtt_mode};
 
-use crate::emit::{Outcome, Skip, done, field, opt_field, want, wanted};
+use crate::emit::{Outcome, Skip, done, field, opt_field, want, wanted, zero_words};
 use crate::global::Global;
 use crate::sockaddr;
 
@@ -132,14 +134,20 @@ fn try_probe(ctx: &TracePointContext) -> Outcome {
             }
         }
         None => {
-            let mut h = RttHist {
-                slots: [0; RTT_SLOTS],
-                count: 1,
-                sum_us: u64::from(srtt),
-                last_us: srtt,
-                _pad: 0,
+            // Zeroed by words: `slots: [0; RTT_SLOTS]` is a 128-byte
+            // byte-loop `memset` call.
+            let mut h = MaybeUninit::<RttHist>::uninit();
+            let p = h.as_mut_ptr();
+            // SAFETY: `p` is a local `RttHist` (8-aligned, a multiple of 8
+            // bytes), then fully initialised: zeroed before the writes.
+            let h = unsafe {
+                zero_words(p);
+                (*p).slots[slot] = 1;
+                (*p).count = 1;
+                (*p).sum_us = u64::from(srtt);
+                (*p).last_us = srtt;
+                h.assume_init_ref()
             };
-            h.slots[slot] = 1;
             let _ = RTT.insert(sk, h, 0);
         }
     }

@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_user};
 use tracer_common::{AF_INET, AF_INET6};
 
-use crate::emit::Skip;
+use crate::emit::{Skip, addr_v4, addr_words};
 
 /// Bytes read: a `sockaddr_in6` up to its address, family(2) port(2)
 /// flowinfo(4) addr(16). A `sockaddr_in` is 16 bytes; the rest is read but
@@ -28,12 +28,23 @@ pub struct SockAddr {
 pub fn parse(raw: &Raw) -> Result<SockAddr, Skip> {
     let family = u16::from_ne_bytes([raw[0], raw[1]]);
     let port = u16::from_be_bytes([raw[2], raw[3]]);
-    let mut addr = [0u8; 16];
-    match family {
-        AF_INET => addr[..4].copy_from_slice(&raw[4..8]),
-        AF_INET6 => addr.copy_from_slice(&raw[8..24]),
+    let word = |at: usize| {
+        u64::from_ne_bytes([
+            raw[at],
+            raw[at + 1],
+            raw[at + 2],
+            raw[at + 3],
+            raw[at + 4],
+            raw[at + 5],
+            raw[at + 6],
+            raw[at + 7],
+        ])
+    };
+    let addr = match family {
+        AF_INET => addr_v4([raw[4], raw[5], raw[6], raw[7]]),
+        AF_INET6 => addr_words([word(8), word(16)]),
         _ => return Err(Skip::Unwanted),
-    }
+    };
     Ok(SockAddr { family, port, addr })
 }
 

@@ -24,7 +24,7 @@ use aya_ebpf::{
 use tracer_common::{AF_INET, IPPROTO_TCP, KERNEL_OFFSET_MASK, SockOffsets, hook, kind};
 
 use crate::{
-    emit::{Outcome, Skip, bare_event, done, want, wanted},
+    emit::{Outcome, Skip, addr_v4, addr_words, bare_event, done, want, wanted},
     global::Global,
     netns,
     state::{Gate, finish},
@@ -82,13 +82,11 @@ fn try_state(ctx: &BtfTracePointContext) -> Outcome {
     ev.family = family as u8;
     // Addresses stay in network order: copied as words, byte for byte.
     if family == AF_INET {
-        ev.saddr[..4].copy_from_slice(&at::<u32>(sk, o.saddr).to_ne_bytes());
-        ev.daddr[..4].copy_from_slice(&at::<u32>(sk, o.daddr).to_ne_bytes());
+        ev.saddr = addr_v4(at::<u32>(sk, o.saddr).to_ne_bytes());
+        ev.daddr = addr_v4(at::<u32>(sk, o.daddr).to_ne_bytes());
     } else {
-        ev.saddr[..8].copy_from_slice(&at::<u64>(sk, o.saddr_v6).to_ne_bytes());
-        ev.saddr[8..].copy_from_slice(&at::<u64>(sk, o.saddr_v6 + 8).to_ne_bytes());
-        ev.daddr[..8].copy_from_slice(&at::<u64>(sk, o.daddr_v6).to_ne_bytes());
-        ev.daddr[8..].copy_from_slice(&at::<u64>(sk, o.daddr_v6 + 8).to_ne_bytes());
+        ev.saddr = addr_words([at(sk, o.saddr_v6), at(sk, o.saddr_v6 + 8)]);
+        ev.daddr = addr_words([at(sk, o.daddr_v6), at(sk, o.daddr_v6 + 8)]);
     }
     finish(&mut ev, sk as u64, netns::of_btf_sock(sk), &gate)
 }

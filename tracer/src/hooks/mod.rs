@@ -8,6 +8,8 @@
 pub mod connect;
 mod globals;
 mod misses;
+#[cfg(test)]
+mod object_check;
 pub mod privileges;
 pub mod ring_fill;
 pub mod state_hook;

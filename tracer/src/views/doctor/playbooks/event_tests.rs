@@ -133,6 +133,19 @@ fn far_destinations_are_judged_by_the_wan_line() {
     assert_eq!(examine(&b, 10, &rate(30, 1_000), false).len(), 1);
 }
 
+/// A near destination whose handshakes mostly lost a SYN (1 s each) is
+/// still near: its shortest handshake says the distance.
+#[test]
+fn lost_syns_do_not_make_a_near_destination_far() {
+    let mut b = RetransSpike::default();
+    resend(&mut b, 1, RetransKind::Fast, 30, 0, S / 100);
+    for ns in [1_020_000_000, 1_010_000_000, 50_000, 1_030_000_000] {
+        b.on_connect(&outcome(Some(ns), None));
+    }
+    // 0.3 %: over the LAN line, under the WAN one.
+    assert_eq!(examine(&b, 10, &rate(30, 10_000), false).len(), 1);
+}
+
 #[test]
 fn backed_off_timeouts_are_a_silent_peer_whatever_the_rate() {
     // 0.2, 0.6, 1.4 s: three timeouts, each gap twice the last.

@@ -45,14 +45,14 @@ const SILENT_RTOS: u64 = 3;
 /// The kernel's minimum RTO is 200 ms: timeouts closer than this are
 /// not one flow's backed-off timer.
 const MIN_RTO_GAP_NS: u64 = 150_000_000;
-/// A destination whose median handshake takes this long is far (a WAN):
-/// its retransmits are judged by the WAN line.
+/// A destination whose shortest handshake takes this long is far (a WAN):
+/// its retransmits are judged by the WAN line. The shortest, not the
+/// median: under the very loss being judged, a handshake whose SYN was
+/// lost takes a second, which measures the loss, not the distance.
 const WAN_RTT_NS: u64 = 20_000_000;
 /// Flows and destinations tracked at most (a storm must not grow memory).
 const MAX_FLOWS: usize = 4096;
 const MAX_DESTS: usize = 1024;
-/// Handshake samples kept per destination (the median needs no more).
-const MAX_SAMPLES: usize = 64;
 /// Flows named in a finding.
 const TOP_FLOWS: usize = 3;
 
@@ -100,8 +100,8 @@ pub struct RetransSpike {
     flows: HashMap<u64, FlowRt>,
     /// Every retransmitted segment seen, by kind (flows past the cap too).
     segs: ByKind,
-    /// Handshake times by destination, for its distance.
-    handshakes: HashMap<IpAddr, Vec<u64>>,
+    /// The shortest handshake by destination, for its distance.
+    handshakes: HashMap<IpAddr, u64>,
 }
 
 impl Examine for RetransSpike {
@@ -142,10 +142,8 @@ impl Examine for RetransSpike {
         if !self.handshakes.contains_key(&to) && self.handshakes.len() >= MAX_DESTS {
             return;
         }
-        let v = self.handshakes.entry(to).or_default();
-        if v.len() < MAX_SAMPLES {
-            v.push(ns);
-        }
+        let v = self.handshakes.entry(to).or_insert(ns);
+        *v = (*v).min(ns);
     }
 
     fn examine(&self, scene: &Scene<'_>) -> Vec<Finding> {
@@ -199,7 +197,7 @@ impl Examine for RetransSpike {
                     if scene.wan {
                         "--wan"
                     } else if wan {
-                        "WAN: the retransmitting peers' median handshake is 20 ms or more"
+                        "WAN: the retransmitting peers' shortest handshake is 20 ms or more"
                     } else {
                         "LAN"
                     }
@@ -274,7 +272,7 @@ impl RetransSpike {
     }
 
     /// Whether most retransmitted segments went to destinations whose
-    /// median handshake is a WAN's.
+    /// shortest handshake is a WAN's.
     fn mostly_far(&self) -> bool {
         let (mut far, mut all) = (0u64, 0u64);
         for f in self.flows.values() {
@@ -283,8 +281,7 @@ impl RetransSpike {
             if self
                 .handshakes
                 .get(&f.tuple.raddr)
-                .and_then(|v| median(v))
-                .is_some_and(|m| m >= WAN_RTT_NS)
+                .is_some_and(|&m| m >= WAN_RTT_NS)
             {
                 far += n;
             }
@@ -325,12 +322,6 @@ impl RetransSpike {
         }
         f
     }
-}
-
-fn median(v: &[u64]) -> Option<u64> {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    s.get(s.len().checked_sub(1)? / 2).copied()
 }
 
 fn round3(x: f64) -> f64 {
