@@ -273,7 +273,7 @@ fn count_and_duration_end_the_run() {
 
     // Counted from when it says it is watching: loading the programs
     // takes seconds under emulation (the 6.1 and 6.12 VMs).
-    let t = Tracer::start(&["retrans", "--duration", "0.5"]);
+    let t = Tracer::start(&["retrans", "--json", "--duration", "0.5"]);
     let watching = Instant::now();
     let (status, _) = t.wait_exit(Duration::from_secs(10));
     assert!(status.success());
