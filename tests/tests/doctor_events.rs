@@ -371,8 +371,7 @@ fn doctor_handshake_slow_shows_the_lost_syn_step() {
     let e = &f["evidence"];
     let blind = peer.blind();
     let within = |v: &serde_json::Value, want: u64| {
-        v.as_u64()
-            .is_some_and(|v| v <= want && want - v <= blind)
+        v.as_u64().is_some_and(|v| v <= want && want - v <= blind)
     };
     assert!(
         within(&e["slow"], syn_retrans),

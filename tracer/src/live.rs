@@ -141,26 +141,18 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     // A hangup (the terminal or ssh session went away) ends the run like
     // SIGTERM, flushing what was captured, rather than killing it.
     let mut sighup = signal(SignalKind::hangup())?;
+    // Hooks of the plan attached, and those tried and refused.
+    let (attached, refused): (Vec<_>, Vec<_>) =
+        probe.report.hooks.iter().partition(|h| h.result.is_ok());
+    let names = |hs: Vec<&hooks::HookStatus>| hs.into_iter().map(|h| h.hook.clone()).collect();
     p.push(Input::Start(Start {
         clock: Clock::now(),
         ts_ns: Clock::monotonic_now(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
-        hooks: probe
-            .report
-            .hooks
-            .iter()
-            .filter(|h| h.result.is_ok())
-            .map(|h| h.hook.clone())
-            .collect(),
-        refused: probe
-            .report
-            .hooks
-            .iter()
-            .filter(|h| h.result.is_err())
-            .map(|h| h.hook.clone())
-            .collect(),
+        hooks: names(attached),
+        refused: names(refused),
         connect_plan: probe.report.connect.map(|c| c.name().to_string()),
         reset_reasons: probe.report.reset_reasons.clone(),
     }));
