@@ -25,6 +25,7 @@ mod flows;
 pub mod host;
 mod kcost;
 mod kstats;
+mod markdown;
 mod report;
 mod tracers;
 pub mod worker;
