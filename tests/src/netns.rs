@@ -141,6 +141,33 @@ impl NetNs {
         ));
     }
 
+    /// Drops every segment to or from `port` from now on (a black hole:
+    /// the peer or path goes silent after the handshake).
+    pub fn black_hole(&self, port: u16) {
+        self.nft(&format!(
+            "table inet hole {{
+               chain input {{
+                 type filter hook input priority 0; policy accept;
+                 tcp dport {port} drop
+                 tcp sport {port} drop
+               }}
+             }}"
+        ));
+    }
+
+    /// Drops every SYN to `port` (the listener exists; its handshakes never
+    /// start): the client retransmits its SYN until it gives up.
+    pub fn drop_syns(&self, port: u16) {
+        self.nft(&format!(
+            "table inet nosyn {{
+               chain input {{
+                 type filter hook input priority 0; policy accept;
+                 tcp dport {port} tcp flags & (syn | ack) == syn drop
+               }}
+             }}"
+        ));
+    }
+
     /// A counter from the namespace's `/proc/net/snmp` or `/proc/net/netstat`
     /// (e.g. `("Tcp", "RetransSegs")`, `("TcpExt", "TCPSynRetrans")`).
     pub fn counter(&self, group: &str, name: &str) -> u64 {

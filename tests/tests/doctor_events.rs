@@ -138,15 +138,7 @@ fn doctor_retrans_spike_black_hole_is_rto_dominated() {
             c
         })
         .collect();
-    ns.nft(&format!(
-        "table inet hole {{
-           chain input {{
-             type filter hook input priority 0; policy accept;
-             tcp dport {port} drop
-             tcp sport {port} drop
-           }}
-         }}"
-    ));
+    ns.black_hole(port);
     for mut c in &clients {
         c.write_all(&[1u8; 1000]).unwrap();
     }

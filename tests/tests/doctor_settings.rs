@@ -24,14 +24,7 @@ fn doctor_settings_says_the_connect_timeout_of_unanswered_syns() {
     let ns = NetNs::new("dr-set");
     ns.sh(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=6"]);
     let port = unique_port();
-    ns.nft(&format!(
-        "table inet nosyn {{
-           chain input {{
-             type filter hook input priority 0; policy accept;
-             tcp dport {port} tcp flags & (syn | ack) == syn drop
-           }}
-         }}"
-    ));
+    ns.drop_syns(port);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let doctor = Session::start(&ns, 7, &[]);
     let before = ns.nstat();

@@ -181,15 +181,7 @@ fn black_holed_peer_gives_rto_at_growing_intervals() {
     });
     let (_accepted, _) = l.accept().unwrap();
     let timeouts = ns.counter("TcpExt", "TCPTimeouts");
-    ns.nft(&format!(
-        "table inet hole {{
-           chain input {{
-             type filter hook input priority 0; policy accept;
-             tcp dport {port} drop
-             tcp sport {port} drop
-           }}
-         }}"
-    ));
+    ns.black_hole(port);
     (&c).write_all(&[1u8; 1000]).unwrap();
     // RTOs at about 0.2, 0.6, 1.4 and 3.0 s (the minimum RTO, doubling).
     let recs = t.wait_for("four rto retransmits", Duration::from_secs(20), |recs| {

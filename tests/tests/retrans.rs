@@ -130,14 +130,7 @@ fn syn_retransmits(ip: &str, family: &str) {
     require_root();
     let ns = NetNs::new("syn");
     let port = unique_port();
-    ns.nft(&format!(
-        "table inet nosyn {{
-           chain input {{
-             type filter hook input priority 0; policy accept;
-             tcp dport {port} tcp flags & (syn | ack) == syn drop
-           }}
-         }}"
-    ));
+    ns.drop_syns(port);
     let addr = SocketAddr::new(ip.parse().unwrap(), port);
     let t = Tracer::start(&["retrans", "--json", "--rport", &port.to_string()]);
     let peer = Ftrace::start("tcp/tcp_retransmit_skb", &format!("dport == {port}"));
