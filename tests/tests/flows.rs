@@ -14,7 +14,9 @@ use std::{
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tests::{
-    NetNs, TempFile, Tracer, kernel, our_pid, require_root,
+    NetNs, TempFile, Tracer,
+    ftrace::Ftrace,
+    kernel, our_pid, require_root,
     tracer::{forced_plan, of_type, run},
     unique_port, wait_until,
 };
@@ -82,6 +84,12 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
         "--port",
         &port.to_string(),
     ]);
+    // The clients' handshakes ending (ESTABLISHED is 1): one that ends in
+    // an interrupt where no BPF program runs is unseen (see `Ftrace`).
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("dport == {port} && newstate == 1"),
+    );
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let latencies = ns.run("tt-hs", move || {
         let l = TcpListener::bind(server).unwrap();
@@ -110,18 +118,25 @@ fn first_syn_dropped_costs_one_rto_and_lands_in_the_right_bucket() {
         "{:?}",
         String::from_utf8_lossy(&head[..60.min(head.len())])
     );
+    let blind = peer.blind();
     for rec in [&rec, &bin] {
-        check_handshakes(rec, port);
+        check_handshakes(rec, port, blind);
     }
 }
 
-fn check_handshakes(rec: &TempFile, port: u16) {
+/// `blind`: handshakes that ended where no BPF program runs, which may be
+/// missing from any count (exact when there are none).
+fn check_handshakes(rec: &TempFile, port: u16, blind: u64) {
+    let within = |n: u64, want: u64| n <= want && want - n <= blind;
     let hist = replay(rec, &["hist"]);
     let d = hist
         .iter()
         .find(|r| r["raddr"] == "127.0.0.1" && r["rport"] == port)
         .unwrap_or_else(|| panic!("{hist:#?}"));
-    assert_eq!(d["count"], u64::from(SLOW + FAST), "{d:#}");
+    assert!(
+        within(d["count"].as_u64().unwrap(), u64::from(SLOW + FAST)),
+        "{blind} where BPF does not run: {d:#}"
+    );
     let buckets = d["buckets"].as_array().unwrap();
     let count_in = |lo: u64, hi: u64| -> u64 {
         buckets
@@ -131,14 +146,23 @@ fn check_handshakes(rec: &TempFile, port: u16) {
             .sum()
     };
     // About 1 s: the log2 buckets 0.5-1 s and 1-2 s.
-    assert_eq!(count_in(524_288, 2_097_151), u64::from(SLOW), "{d:#}");
+    assert!(
+        within(count_in(524_288, 2_097_151), u64::from(SLOW)),
+        "{blind} where BPF does not run: {d:#}"
+    );
     // Under 10 ms: every bucket up to 8-16 ms.
-    assert_eq!(count_in(0, 16_383), u64::from(FAST), "{d:#}");
+    assert!(
+        within(count_in(0, 16_383), u64::from(FAST)),
+        "{blind} where BPF does not run: {d:#}"
+    );
     let max_ms = d["max_us"].as_u64().unwrap() / 1000;
     assert!((900..1500).contains(&max_ms), "{d:#}");
 
     let connects = replay(rec, &["connect"]);
-    assert_eq!(connects.len(), usize::from(SLOW + FAST), "{connects:#?}");
+    assert!(
+        within(connects.len() as u64, u64::from(SLOW + FAST)),
+        "{blind} where BPF does not run: {connects:#?}"
+    );
     for c in &connects {
         assert_eq!(c["pid"], our_pid(), "{c}");
         assert_eq!(c["comm"], "tt-hs", "{c}");
