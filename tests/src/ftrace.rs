@@ -78,6 +78,12 @@ impl Ftrace {
     pub fn blind(&self) -> u64 {
         self.lines().iter().filter(|l| blind(l)).count() as u64
     }
+
+    /// The events a BPF program could see (all but the [`Self::blind`]
+    /// ones), one line each.
+    pub fn seen(&self) -> Vec<String> {
+        self.lines().into_iter().filter(|l| !blind(l)).collect()
+    }
 }
 
 impl Drop for Ftrace {

@@ -285,3 +285,47 @@ fn refused_connects_here_are_left_to_connect_failures() {
     assert_eq!(f.len(), 1, "{f:#?}");
     assert!(f[0].summary.contains("NO_SOCKET"), "{}", f[0].summary);
 }
+
+/// A socket's memory taken by another socket (a client's, then a server's
+/// accepted one): two flows with their own owners, not one flow with the
+/// first tuple and the last owner.
+#[test]
+fn a_reused_socket_address_is_two_flows() {
+    let (mut b, cx) = (RetransSpike::default(), context());
+    let client = tuple(40001, 7000);
+    let server = tuple(7000, 40002);
+    for i in 0..30 {
+        let e = retrans(
+            i,
+            1,
+            client,
+            owner(9, "tt-client"),
+            TcpState::Established,
+            RetransKind::Fast,
+        );
+        b.on_event(&annotated(e, None), &cx);
+    }
+    for i in 30..32 {
+        let e = retrans(
+            i,
+            1,
+            server,
+            owner(8, "tt-server"),
+            TcpState::LastAck,
+            RetransKind::Rto,
+        );
+        b.on_event(&annotated(e, None), &cx);
+    }
+    let f = examine(&b, 10, &rate(32, 2_000), false);
+    let s = &f[0].subjects;
+    assert_eq!(
+        (s[0].lport, s[0].comm.as_deref()),
+        (Some(40001), Some("tt-client")),
+        "{s:#?}"
+    );
+    assert_eq!(
+        (s[1].lport, s[1].comm.as_deref()),
+        (Some(7000), Some("tt-server")),
+        "{s:#?}"
+    );
+}

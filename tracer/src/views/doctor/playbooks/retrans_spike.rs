@@ -97,7 +97,10 @@ impl FlowRt {
 
 #[derive(Default)]
 pub struct RetransSpike {
-    flows: HashMap<u64, FlowRt>,
+    /// By socket and tuple: a socket's memory is soon another socket's
+    /// (a client's, then an accepted one's), and the two lives must not
+    /// share counts or an owner.
+    flows: HashMap<(u64, Tuple), FlowRt>,
     /// Every retransmitted segment seen, by kind (flows past the cap too).
     segs: ByKind,
     /// The shortest handshake by destination, for its distance.
@@ -117,11 +120,13 @@ impl Examine for RetransSpike {
         }
         let n = u64::from(segs.unwrap_or(1));
         self.segs[slot(kind)] += n;
-        if !self.flows.contains_key(&a.event.sock) && self.flows.len() >= MAX_FLOWS {
+        let tuple = a.event.tuple.unmapped();
+        let key = (a.event.sock, tuple);
+        if !self.flows.contains_key(&key) && self.flows.len() >= MAX_FLOWS {
             return;
         }
-        let f = self.flows.entry(a.event.sock).or_insert(FlowRt {
-            tuple: a.event.tuple.unmapped(),
+        let f = self.flows.entry(key).or_insert(FlowRt {
+            tuple,
             owner: None,
             segs: ByKind::default(),
             rtos: 0,

@@ -12,7 +12,7 @@ use super::{Examine, Scene};
 use crate::{
     counters::Counter,
     engine::Annotated,
-    event::{EventKind, RetransKind, TcpState},
+    event::{EventKind, RetransKind, TcpState, Tuple},
     sysctls::Sysctls,
     views::{
         Context,
@@ -43,8 +43,9 @@ pub struct Settings {
     /// Retransmission timeouts of established connections (not of
     /// handshakes, which `tcp_syn_retries` governs).
     rto_established: u64,
-    /// SYN retransmits per connecting socket.
-    syn_retrans: std::collections::HashMap<u64, u8>,
+    /// SYN retransmits per connecting socket, by socket and tuple (the
+    /// memory of one failed connect is soon the next one's).
+    syn_retrans: std::collections::HashMap<(u64, Tuple), u8>,
 }
 
 impl Settings {
@@ -64,9 +65,10 @@ impl Examine for Settings {
             failed: None,
             ..
         } = a.event.kind
-            && (self.syn_retrans.len() < MAX_SOCKS || self.syn_retrans.contains_key(&a.event.sock))
+            && let key = (a.event.sock, a.event.tuple)
+            && (self.syn_retrans.len() < MAX_SOCKS || self.syn_retrans.contains_key(&key))
         {
-            let n = self.syn_retrans.entry(a.event.sock).or_default();
+            let n = self.syn_retrans.entry(key).or_default();
             *n = n.saturating_add(1);
         }
         if let EventKind::Retrans {
@@ -307,6 +309,32 @@ mod tests {
             tcp_fin_timeout: 60,
             ..Sysctls::default()
         }
+    }
+
+    /// Two failed connects one after the other in the same socket memory,
+    /// each with one lost SYN: loss, not a dead host.
+    #[test]
+    fn a_reused_socket_address_is_two_connects() {
+        use crate::engine::tests::{owner, retrans, tuple};
+        let (mut b, cx) = (Settings::default(), crate::views::testing::context());
+        for (i, lport) in [40001, 40002].into_iter().enumerate() {
+            let e = retrans(
+                i as u64,
+                7,
+                tuple(lport, 80),
+                owner(9, "curl"),
+                TcpState::SynSent,
+                RetransKind::Syn,
+            );
+            let a = Annotated {
+                owner: Some(e.task),
+                event: e,
+                prev_state_ns: None,
+                state: None,
+            };
+            b.on_event(&a, &cx);
+        }
+        assert_eq!(b.dead_host_connects(), 0);
     }
 
     #[test]
