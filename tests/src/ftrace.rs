@@ -14,6 +14,7 @@
 //! tell the events no BPF tool could see from events tcptrace lost.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
@@ -29,6 +30,12 @@ impl Ftrace {
     /// Records `event` (`tcp/tcp_retransmit_skb`) where `filter` (ftrace's
     /// filter syntax over the event's fields, e.g. `dport == 8080`) holds.
     pub fn start(event: &str, filter: &str) -> Self {
+        Self::start_with_buffer(event, filter, 2048)
+    }
+
+    /// [`Self::start`] with a ring of `kb` KiB per CPU (2 MiB holds about
+    /// 25 000 state changes; older events are overwritten beyond).
+    pub fn start_with_buffer(event: &str, filter: &str, kb: u32) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
             .into_iter()
@@ -45,7 +52,7 @@ impl Ftrace {
             dir,
             event: event.to_owned(),
         };
-        t.write("buffer_size_kb", "2048");
+        t.write("buffer_size_kb", &kb.to_string());
         t.write(&format!("events/{event}/filter"), filter);
         t.write(&format!("events/{event}/enable"), "1");
         t
@@ -84,6 +91,49 @@ impl Ftrace {
     pub fn seen(&self) -> Vec<String> {
         self.lines().into_iter().filter(|l| !blind(l)).collect()
     }
+
+    /// The [`Self::blind`] events, one line each.
+    pub fn blind_lines(&self) -> Vec<String> {
+        self.lines().into_iter().filter(|l| blind(l)).collect()
+    }
+}
+
+/// The value of `name` in a trace line (`field(l, "sport")` is `41000` in
+/// `... sport=41000 dport=8080 ...`).
+pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    // After the time stamp (`36573.376050:`) and the event's name.
+    let is_time = |w: &str| {
+        w.strip_suffix(':')
+            .and_then(|t| t.split_once('.'))
+            .is_some_and(|(s, us)| {
+                [s, us]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+    };
+    let mut words = line.split_whitespace();
+    words.find(|w| is_time(w))?;
+    words
+        .skip(1)
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// How many sockets must change state, appear or go for two censuses
+/// (sockets per state) to be equal. A state change that no BPF program
+/// saw leaves one socket in its earlier state (2) or unseen (1).
+pub fn census_distance(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> u64 {
+    a.keys()
+        .chain(b.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|k| {
+            let (x, y) = (
+                a.get(k).copied().unwrap_or(0),
+                b.get(k).copied().unwrap_or(0),
+            );
+            x.abs_diff(y)
+        })
+        .sum()
 }
 
 impl Drop for Ftrace {
@@ -110,7 +160,16 @@ fn blind(line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::blind;
+    use super::{blind, field};
+
+    #[test]
+    fn reads_a_field() {
+        let l = "python3-4194000 [001] ..s1. 36573.376050: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=41000 dport=8080 saddr=127.0.0.1 oldstate=TCP_FIN_WAIT1 newstate=TCP_FIN_WAIT2";
+        assert_eq!(field(l, "sport"), Some("41000"));
+        assert_eq!(field(l, "dport"), Some("8080"));
+        assert_eq!(field(l, "newstate"), Some("TCP_FIN_WAIT2"));
+        assert_eq!(field(l, "port"), None);
+    }
 
     #[test]
     fn tells_interrupts_on_pid_1_threads() {
