@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 use tests::{
     NetNs, Tracer,
-    ftrace::Ftrace,
+    ftrace::{Ftrace, field},
     kernel,
     load::{bulk_transfers, quiet},
     require_root,
@@ -166,7 +166,9 @@ fn random_loss_kinds_match_kernel_counters() {
 
 /// A peer that goes silent after the handshake (nftables drops every
 /// segment on the port): the sender resends at growing intervals, each
-/// an `rto` (a loss probe may come first), as many as the timeouts.
+/// an `rto` (a loss probe may come first), as many as the timeouts. A
+/// timeout that fired where no BPF program runs (see `Ftrace`) joins two
+/// intervals, which still grow, but by less than half.
 #[test]
 fn black_holed_peer_gives_rto_at_growing_intervals() {
     require_root();
@@ -175,6 +177,7 @@ fn black_holed_peer_gives_rto_at_growing_intervals() {
     let port = unique_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
+    let peer = Ftrace::start("tcp/tcp_retransmit_skb", &format!("dport == {port}"));
     let l = ns.run("tt-server", move || TcpListener::bind(addr).unwrap());
     let c = ns.run("tt-hole", move || {
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap()
@@ -209,16 +212,25 @@ fn black_holed_peer_gives_rto_at_growing_intervals() {
     );
     let at: Vec<f64> = rto.iter().map(|r| secs(r)).collect();
     let gaps: Vec<f64> = at.windows(2).map(|w| w[1] - w[0]).collect();
-    eprintln!("rto at {at:?}, gaps {gaps:?}");
+    let blind = peer.blind();
+    eprintln!("rto at {at:?}, gaps {gaps:?}, {blind} retransmits where BPF does not run");
     assert!(gaps[0] >= 0.15, "the minimum RTO is 200 ms: {gaps:?}");
+    // With timeouts unseen, an interval may be two or more joined (0.4 +
+    // 0.8 s before 1.6 s): each still shorter than the next, which is at
+    // least twice the last one it holds.
+    let growth = if blind == 0 { 1.5 } else { 1.0 };
     for g in gaps.windows(2) {
-        assert!(g[1] >= 1.5 * g[0], "backoff doubles: {gaps:?}");
+        assert!(
+            g[1] >= growth * g[0],
+            "backoff doubles: {gaps:?}, {blind} retransmits where BPF does not run"
+        );
     }
 }
 
 /// The only data segment of a request is dropped once (an nftables quota
 /// lets its resend through): the sender's loss probe resends it before
-/// the RTO, one `tlp`, as TCPLossProbes counts.
+/// the RTO, one `tlp`, as TCPLossProbes counts, unless its timer fired
+/// where no BPF program runs (see `Ftrace`).
 #[test]
 fn dropped_last_segment_gives_a_tlp() {
     require_root();
@@ -236,6 +248,7 @@ fn dropped_last_segment_gives_a_tlp() {
          }}"
     ));
     let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
+    let peer = Ftrace::start("tcp/tcp_retransmit_skb", &format!("dport == {port}"));
     let probes = ns.counter("TcpExt", "TCPLossProbes");
     let l = ns.run("tt-server", move || TcpListener::bind(addr).unwrap());
     let server = std::thread::spawn(move || {
@@ -252,17 +265,27 @@ fn dropped_last_segment_gives_a_tlp() {
         c.read_exact(&mut k).unwrap();
     });
     server.join().unwrap();
+    // The probe was answered before the client's read returned.
+    assert_eq!(peer.count(), 1, "one retransmit: {:#?}", peer.lines());
+    let visible = peer.seen().len();
     let recs = t.wait_for("the probe", Duration::from_secs(10), |recs| {
-        !of_type(recs, "retrans").is_empty()
+        of_type(recs, "retrans").len() >= visible
     });
     let probes = ns.counter("TcpExt", "TCPLossProbes") - probes;
     t.stop();
+    assert_eq!(probes, 1, "the kernel counted {probes} loss probes");
     let rt = of_type(&recs, "retrans");
-    assert_eq!(rt.len(), 1, "{rt:?}");
+    assert_eq!(rt.len(), visible, "{rt:?}\nftrace: {:#?}", peer.lines());
+    if visible == 0 {
+        eprintln!(
+            "the probe fired where BPF does not run: {:#?}",
+            peer.lines()
+        );
+        return;
+    }
     assert_eq!(rt[0]["kind"], "tlp", "{}", rt[0]);
     assert_eq!(rt[0]["comm"], "tt-tlp", "{}", rt[0]);
     assert_eq!(rt[0]["segs"], 1, "{}", rt[0]);
-    assert_eq!(probes, 1, "the kernel counted {probes} loss probes");
 }
 
 /// A retransmit the kernel cannot send because the previous copy is still
@@ -270,7 +293,9 @@ fn dropped_last_segment_gives_a_tlp() {
 /// longer than the RTO): Linux 6.17+ fires the tracepoint with EBUSY, and
 /// tcptrace reports it as `"failed":"EBUSY"` with 0 segments, apart from
 /// the retransmits, which still add up to RetransSegs. Older kernels do
-/// not report such attempts ([`kernel::failed_retransmits_traced`]).
+/// not report such attempts ([`kernel::failed_retransmits_traced`]). The
+/// timer's attempts that fired where no BPF program runs (see `Ftrace`)
+/// are unseen.
 #[test]
 fn retransmit_of_a_segment_still_queued_fails_with_ebusy() {
     require_root();
@@ -283,6 +308,7 @@ fn retransmit_of_a_segment_still_queued_fails_with_ebusy() {
     let port = unique_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
+    let peer = Ftrace::start("tcp/tcp_retransmit_skb", &format!("dport == {port}"));
     let before = ns.counter("Tcp", "RetransSegs");
     let l = ns.run("tt-server", move || TcpListener::bind(addr).unwrap());
     let server = std::thread::spawn(move || {
@@ -297,7 +323,10 @@ fn retransmit_of_a_segment_still_queued_fails_with_ebusy() {
     });
     let kernel = ns.counter("Tcp", "RetransSegs") - before;
     let recs = t.stop();
-    let tol = 2 * lost(&recs, "").0;
+    // Lost events and events where no BPF program runs: a buffer of up to
+    // two segments each.
+    let blind = peer.blind();
+    let tol = 2 * (lost(&recs, "").0 + blind);
     let failed: Vec<&Value> = of_type(&recs, "retrans")
         .into_iter()
         .filter(|r| r.get("failed").is_some())
@@ -306,16 +335,30 @@ fn retransmit_of_a_segment_still_queued_fails_with_ebusy() {
         .iter()
         .map(|r| r["segs"].as_u64().unwrap())
         .sum();
-    eprintln!("failed attempts {failed:?}; retransmitted segments {segs}, kernel {kernel}");
+    eprintln!(
+        "failed attempts {failed:?}; retransmitted segments {segs}, kernel {kernel}; {blind} attempts where BPF does not run"
+    );
     assert!(
         segs <= kernel && kernel - segs <= tol,
-        "segs {segs}, kernel {kernel}"
+        "segs {segs}, kernel {kernel}, {blind} attempts where BPF does not run"
     );
     if !kernel::failed_retransmits_traced() {
         assert!(failed.is_empty(), "{failed:?}");
         return;
     }
-    assert!(!failed.is_empty(), "no failed attempt reported: {recs:?}");
+    // EBUSY is 16: the kernel's attempts, and those a BPF program saw.
+    let ebusy = |lines: Vec<String>| {
+        lines
+            .iter()
+            .filter(|l| field(l, "err") == Some("-16"))
+            .count()
+    };
+    assert!(ebusy(peer.lines()) > 0, "no EBUSY: {:#?}", peer.lines());
+    assert!(
+        !failed.is_empty() || ebusy(peer.seen()) == 0,
+        "no failed attempt reported: {recs:?}\nftrace: {:#?}",
+        peer.lines()
+    );
     for r in &failed {
         assert_eq!(r["failed"], "EBUSY", "{r}");
         assert_eq!(r["segs"], 0, "{r}");
