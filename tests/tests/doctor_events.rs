@@ -10,7 +10,7 @@
 //! are the same segments, so they must be equal, exactly.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     time::{Duration, Instant},
@@ -20,7 +20,7 @@ use socket2::SockRef;
 use tests::{
     NetNs,
     doctor::{Session, has_subject},
-    ftrace::Ftrace,
+    ftrace::{Ftrace, field},
     kernel,
     load::{bulk_transfers, quiet},
     netns::veth_pair,
@@ -118,7 +118,9 @@ fn doctor_retrans_spike_random_loss_names_kind_and_owner() {
 /// (a black hole): the senders time out again and again. One
 /// `retrans_spike` finding, RTO-dominated, naming three silent flows
 /// owned by `tt-hole`, although the segments are far too few for a rate
-/// (the rate guard holds it a warning); its counts equal nstat's.
+/// (the rate guard holds it a warning); its counts equal nstat's. A
+/// timeout that fired where no BPF program runs (see `Ftrace`) may break
+/// its flow's run of timeouts: that flow may not be called silent.
 #[test]
 fn doctor_retrans_spike_black_hole_is_rto_dominated() {
     require_root();
@@ -127,6 +129,7 @@ fn doctor_retrans_spike_black_hole_is_rto_dominated() {
     let port = unique_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let doctor = Session::start(&ns, 8, &[]);
+    let peer = Ftrace::start("tcp/tcp_retransmit_skb", &format!("dport == {port}"));
     let before = ns.nstat();
     let l = ns.run("tt-server", move || TcpListener::bind(addr).unwrap());
     let clients: Vec<TcpStream> = (0..3)
@@ -150,11 +153,23 @@ fn doctor_retrans_spike_black_hole_is_rto_dominated() {
     }
     let after = ns.nstat();
     let r = doctor.report();
+    // The clients (by port) with a retransmit no BPF program saw.
+    let blind = peer.blind_lines();
+    let hit: BTreeSet<&str> = blind.iter().filter_map(|l| field(l, "sport")).collect();
+    if r.findings.is_empty() && hit.len() == 3 {
+        eprintln!("no finding: every flow had a timeout where BPF does not run: {blind:#?}");
+        return;
+    }
     let f = r.one("retrans_spike");
     eprintln!("{f:#}");
     let e = &f["evidence"];
     assert_eq!(e["dominant"], "rto", "{f:#}");
-    assert_eq!(e["silent_flows"], 3, "{f:#}");
+    let silent = e["silent_flows"].as_u64().unwrap_or(0);
+    assert!(
+        silent <= 3 && silent + hit.len() as u64 >= 3,
+        "{} flows with a retransmit where BPF does not run: {f:#}",
+        hit.len()
+    );
     assert!(
         f["summary"].as_str().unwrap().contains("went silent"),
         "{f:#}"
@@ -174,7 +189,11 @@ fn doctor_retrans_spike_black_hole_is_rto_dominated() {
         grew(&before, &after, "TcpExtTCPTimeouts"),
         "{f:#}"
     );
-    assert!(e["by_kind"]["rto"].as_u64().unwrap() >= 9, "3 each: {f:#}");
+    assert!(
+        e["by_kind"]["rto"].as_u64().unwrap() + blind.len() as u64 >= 9,
+        "3 each, {} where BPF does not run: {f:#}",
+        blind.len()
+    );
     assert!(e["out_segs"].as_u64().unwrap() < 500, "too few for a rate");
     assert_eq!(f["severity"], "warning", "{f:#}");
     for s in f["subjects"].as_array().unwrap() {
@@ -185,7 +204,8 @@ fn doctor_retrans_spike_black_hole_is_rto_dominated() {
 
 /// A loop of connects to a closed port here: each is one RST sent
 /// (NO_SOCKET) and one received in SYN_SENT, which `connect_failures`
-/// explains. `rst_storm` must not say it a second time.
+/// explains (those a BPF program could see end, see `Ftrace`). `rst_storm`
+/// must not say it a second time.
 #[test]
 fn doctor_refused_connects_are_told_once() {
     require_root();
@@ -193,6 +213,11 @@ fn doctor_refused_connects_are_told_once() {
     let port = unique_port();
     let closed: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let doctor = Session::start(&ns, 4, &[]);
+    // SYN_SENT (2) -> CLOSE (7), in the same call as the error report.
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("dport == {port} && oldstate == 2 && newstate == 7"),
+    );
     let before = ns.nstat();
     const N: u64 = 40;
     ns.run("tt-refused", move || {
@@ -202,8 +227,14 @@ fn doctor_refused_connects_are_told_once() {
     });
     let after = ns.nstat();
     assert_eq!(grew(&before, &after, "TcpOutRsts"), N, "one RST each");
+    assert_eq!(peer.count(), N, "{:#?}", peer.lines());
     let r = doctor.report();
-    assert_eq!(r.one("connect_failures")["evidence"]["failures"], N);
+    assert_eq!(
+        r.one("connect_failures")["evidence"]["failures"],
+        N - peer.blind(),
+        "where BPF does not run: {:#?}",
+        peer.blind_lines()
+    );
     assert!(r.of("rst_storm").is_empty(), "{:#?}", r.findings);
     assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
 }
@@ -211,7 +242,10 @@ fn doctor_refused_connects_are_told_once() {
 /// Connects from another namespace to a closed port of the watched one:
 /// what the server's host sees is a storm of resets it sends (NO_SOCKET)
 /// to one peer. `rst_storm` names the port and the peer; its count is
-/// the namespace's TcpOutRsts delta exactly. (Kernels before 6.10 do not
+/// the namespace's TcpOutRsts delta exactly, but for the resets sent in
+/// an interrupt where no BPF program runs (see `Ftrace`; a tracepoint
+/// filter cannot tell this port's from other NO_SOCKET resets of the
+/// host, so those may widen the allowance). (Kernels before 6.10 do not
 /// trace resets that match no socket: there no finding can be made.)
 #[test]
 fn doctor_rst_storm_names_a_closed_port_and_its_peer() {
@@ -220,6 +254,9 @@ fn doctor_rst_storm_names_a_closed_port_and_its_peer() {
     let port = unique_port();
     let closed: SocketAddr = format!("10.201.0.2:{port}").parse().unwrap();
     let doctor = Session::start(&server, 4, &[]);
+    // NO_SOCKET is reason 1 (the field exists where they are traced).
+    let peer = kernel::no_socket_resets_traced()
+        .then(|| Ftrace::start("tcp/tcp_send_reset", "reason == 1"));
     let before = server.nstat();
     const N: u64 = 30;
     client.run("tt-refused", move || {
@@ -237,9 +274,16 @@ fn doctor_rst_storm_names_a_closed_port_and_its_peer() {
     }
     let f = r.one("rst_storm");
     eprintln!("{f:#}");
-    assert_eq!(f["evidence"]["resets"], N, "{f:#}");
-    assert_eq!(f["evidence"]["sent"], N, "TcpOutRsts delta: {f:#}");
-    assert_eq!(f["evidence"]["reasons"]["NO_SOCKET"], N, "{f:#}");
+    let peer = peer.expect("started where resets without a socket are traced");
+    assert!(peer.count() >= N, "{:#?}", peer.lines());
+    let blind = peer.blind();
+    let sent = f["evidence"]["sent"].as_u64().unwrap();
+    assert!(
+        sent <= N && sent + blind >= N,
+        "TcpOutRsts delta {N}, {blind} NO_SOCKET resets where BPF does not run: {f:#}"
+    );
+    assert_eq!(f["evidence"]["resets"], sent, "{f:#}");
+    assert_eq!(f["evidence"]["reasons"]["NO_SOCKET"], sent, "{f:#}");
     assert!(
         has_subject(f, |s| s["lport"] == port && s["raddr"] == "10.201.0.1"),
         "{f:#}"
@@ -250,7 +294,10 @@ fn doctor_rst_storm_names_a_closed_port_and_its_peer() {
 /// A server that aborts every connection mid-request (reads half of it,
 /// then closes with SO_LINGER 0): one `rst_storm` finding naming the
 /// server's thread and its port, the resets sent equal to TcpOutRsts and
-/// as many received by the client, with the kernel's reason.
+/// as many received by the client, with the kernel's reason. The client
+/// receives in softirq: a reset, or the end of a handshake (which the
+/// reset's state is known by), where no BPF program runs (see `Ftrace`)
+/// is unseen.
 #[test]
 fn doctor_rst_storm_names_the_aborting_process_and_port() {
     require_root();
@@ -258,6 +305,12 @@ fn doctor_rst_storm_names_the_aborting_process_and_port() {
     let port = unique_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let doctor = Session::start(&ns, 4, &[]);
+    let resets = Ftrace::start("tcp/tcp_receive_reset", &format!("dport == {port}"));
+    // SYN_SENT (2) -> ESTABLISHED (1).
+    let handshakes = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("dport == {port} && oldstate == 2 && newstate == 1"),
+    );
     let before = ns.nstat();
     const N: u64 = 40;
     let l = ns.run("tt-abort-srv", move || TcpListener::bind(addr).unwrap());
@@ -293,8 +346,20 @@ fn doctor_rst_storm_names_the_aborting_process_and_port() {
         let sent = e["sent"].as_u64().unwrap();
         assert!((N * 9 / 10..=N).contains(&sent), "TcpOutRsts {N}: {f:#}");
     }
-    assert_eq!(e["received"], N, "{f:#}");
-    assert_eq!(e["received_in"]["ESTABLISHED"], N, "{f:#}");
+    assert_eq!(resets.count(), N, "{:#?}", resets.lines());
+    let received = N - resets.blind();
+    assert_eq!(
+        e["received"],
+        received,
+        "{} where BPF does not run: {f:#}",
+        N - received
+    );
+    let established = e["received_in"]["ESTABLISHED"].as_u64().unwrap_or(0);
+    let unseen = handshakes.blind();
+    assert!(
+        established <= received && established + unseen >= received,
+        "{unseen} handshakes ended where BPF does not run: {f:#}"
+    );
     if kernel::no_socket_resets_traced() {
         // Kernels with reasons: unread data at close.
         assert_eq!(e["reasons"]["TCP_ABORT_ON_CLOSE"], N, "{f:#}");

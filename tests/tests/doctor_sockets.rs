@@ -13,6 +13,7 @@ use serde_json::Value;
 use tests::{
     NetNs,
     doctor::{Session, has_subject},
+    ftrace::Ftrace,
     our_pid, require_root, unique_port,
 };
 
@@ -38,7 +39,9 @@ fn num(v: &Value) -> f64 {
 /// unread bytes equal what `ss -tn state close-wait` shows (exactly: the
 /// sockets do not move until the test drops them; Recv-Q counts an
 /// unread FIN as one byte, as the kernel does), and the ages lie
-/// between the stuck line (3 s) and the session's length.
+/// between the stuck line (3 s) and the session's length. An age is known
+/// from the socket's entry into CLOSE_WAIT, in softirq: those that fired
+/// where no BPF program runs (see `Ftrace`) give none, so no stuck one.
 #[test]
 fn doctor_close_wait_leak_names_the_process_port_and_ages() {
     require_root();
@@ -49,6 +52,11 @@ fn doctor_close_wait_leak_names_the_process_port_and_ages() {
     const BYTES: usize = 100;
     let secs = 7;
     let doctor = Session::start(&ns, secs, &[]);
+    // The server's sockets entering CLOSE_WAIT (8).
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("sport == {port} && newstate == 8"),
+    );
     let server = ns.spawn("tt-cw-srv", move || {
         let l = TcpListener::bind(addr).unwrap();
         let mut held = Vec::new();
@@ -98,7 +106,14 @@ fn doctor_close_wait_leak_names_the_process_port_and_ages() {
         e["unread_bytes"], unread,
         "== the sum of ss's Recv-Q: {f:#}"
     );
-    assert_eq!(e["stuck"], N, "{f:#}");
+    assert_eq!(peer.count(), N as u64, "{:#?}", peer.lines());
+    let aged = N as u64 - peer.blind();
+    assert_eq!(
+        e["stuck"],
+        aged,
+        "{} entered CLOSE_WAIT where BPF does not run: {f:#}",
+        N as u64 - aged
+    );
     assert_eq!(e["growth"], N, "none at the start: {f:#}");
     let (oldest, median) = (num(&e["oldest_s"]), num(&e["median_s"]));
     assert!(
