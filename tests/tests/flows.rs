@@ -15,7 +15,7 @@ use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tests::{
     NetNs, TempFile, Tracer,
-    ftrace::Ftrace,
+    ftrace::{Ftrace, census_distance},
     kernel, our_pid, require_root,
     tracer::{forced_plan, of_type, run},
     unique_port, wait_until,
@@ -285,7 +285,9 @@ fn exhausted_ephemeral_ports_report_eaddrnotavail() {
     );
 }
 
-/// After a known workload, `top --json` shows the census the kernel shows.
+/// After a known workload, `top --json` shows the census the kernel shows,
+/// but for sockets whose last state change fired where no BPF program
+/// runs (see `Ftrace`).
 #[test]
 fn top_census_matches_ss() {
     require_root();
@@ -339,6 +341,10 @@ fn top_census_matches_ss() {
         "--port",
         &port.to_string(),
     ]);
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("sport == {port} || dport == {port}"),
+    );
     phase_tx.send(()).unwrap();
     ready_rx.recv().unwrap();
     // Let the last transitions settle, then compare the next snapshots.
@@ -369,9 +375,11 @@ fn top_census_matches_ss() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
         .collect();
-    assert_eq!(
-        census, kernel,
-        "tcptrace census vs ss -tan; last snapshot: {last:#}"
+    // Each state change no BPF program saw may leave one socket behind.
+    let blind = peer.blind_lines();
+    assert!(
+        census_distance(&census, &kernel) <= 2 * blind.len() as u64,
+        "tcptrace census {census:?} vs ss -tan {kernel:?}; where BPF does not run: {blind:#?}; last snapshot: {last:#}"
     );
     assert_eq!(kernel.get("ESTABLISHED"), Some(&6));
     assert_eq!(kernel.get("CLOSE_WAIT"), Some(&2));

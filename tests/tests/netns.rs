@@ -21,7 +21,9 @@ use std::{
 
 use serde_json::Value;
 use tests::{
-    NetNs, Tracer, our_pid, require_root,
+    NetNs, Tracer,
+    ftrace::{Ftrace, census_distance, field},
+    our_pid, require_root,
     tracer::{of_type, run},
     unique_port, wait_until,
 };
@@ -97,7 +99,9 @@ struct Side {
 /// last), clients in each: every server-side record is owned by its own
 /// namespace's server thread and carries its namespace; `top --json`'s
 /// census per namespace equals `ss -tan` there; `--netns` (a path live, an
-/// inode in replay) shows one namespace only.
+/// inode in replay) shows one namespace only. A state change that fired
+/// where no BPF program runs (see `Ftrace`) is unseen: its socket may be
+/// left behind in the census, and an accepted socket may be missing.
 #[test]
 fn same_listener_in_two_namespaces() {
     require_root();
@@ -133,6 +137,10 @@ fn same_listener_in_two_namespaces() {
         "--netns",
         &ns_path(&sides[0].ns),
     ]);
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("sport == {port} || dport == {port}"),
+    );
 
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Listeners first, A then B, so B's is the one seen last; then each
@@ -191,11 +199,20 @@ fn same_listener_in_two_namespaces() {
     let live_a = only_a.stop();
     drop((keep, listening));
 
-    // The census per namespace is what ss shows there.
+    // The census per namespace is what ss shows there (ftrace does not
+    // say the namespace: the state changes no BPF program saw may leave
+    // as many sockets behind in either).
+    let blind = peer.blind_lines();
+    let mut distance = 0;
     let last = last_top(&top_recs);
     for (s, k) in sides.iter().zip(&kernel) {
         let got = census_of(&last["census_by_netns"][s.netns.to_string()]);
-        assert_eq!(&got, k, "netns {}: tcptrace vs ss -tan: {last:#}", s.netns);
+        distance += census_distance(&got, k);
+        assert!(
+            distance <= 2 * blind.len() as u64,
+            "netns {}: tcptrace {got:?} vs ss -tan {k:?}; where BPF does not run: {blind:#?}; {last:#}",
+            s.netns
+        );
         assert_eq!(k.get("LISTEN"), Some(&1));
         assert_eq!(k.get("ESTABLISHED"), Some(&(2 * s.open as u64)));
         eprintln!("netns {}: census {got:?}, ss {k:?}", s.netns);
@@ -251,7 +268,16 @@ fn same_listener_in_two_namespaces() {
             .iter()
             .filter(|r| r["old"] == "LISTEN" && r["new"] == "SYN_RECV")
             .count();
-        assert_eq!(accepted, s.open + s.closed, "netns {}", s.netns);
+        let unseen = blind
+            .iter()
+            .filter(|l| field(l, "oldstate") == Some("TCP_LISTEN"))
+            .filter(|l| field(l, "newstate") == Some("TCP_SYN_RECV"))
+            .count();
+        assert!(
+            accepted <= s.open + s.closed && accepted + unseen >= s.open + s.closed,
+            "netns {}: {accepted} accepted, {unseen} where BPF does not run",
+            s.netns
+        );
         assert!(
             server_side
                 .iter()
@@ -288,9 +314,11 @@ fn same_listener_in_two_namespaces() {
 /// hook), so the server retransmits its SYN-ACK from a request socket,
 /// once with a listener from before start-up and once with one made after:
 /// the retransmits are reported with the listener's owner, counted on the
-/// listener, as many as the namespace's TCPSynRetrans; and once the
+/// listener, as many as the namespace's TCPSynRetrans but those whose
+/// timer fired where no BPF program runs (see `Ftrace`); and once the
 /// handshake completes and `ss` shows no SYN-RECV, `top` has no SYN_RECV
-/// row and its census equals `ss`.
+/// row and its census equals `ss` (but for sockets whose last state
+/// change no BPF program saw).
 #[test]
 fn synack_retransmits_leave_no_syn_recv_row() {
     require_root();
@@ -319,6 +347,14 @@ fn synack_retransmits_leave_no_syn_recv_row() {
     let path = ns_path(&ns);
     let top = Tracer::start(&["top", "--json", "--interval", "0.2", "--netns", &path]);
     let retrans = Tracer::start(&["retrans", "--json", "--netns", &path]);
+    let states = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("sport == {early} || dport == {early} || sport == {late} || dport == {late}"),
+    );
+    let peer = Ftrace::start(
+        "tcp/tcp_retransmit_synack",
+        &format!("sport == {early} || sport == {late}"),
+    );
     let before = ns.counter("TcpExt", "TCPSynRetrans");
     let (tx, rx) = mpsc::channel();
     ns.run("tt-srv-late", move || {
@@ -371,12 +407,16 @@ fn synack_retransmits_leave_no_syn_recv_row() {
     let flows = last["flows"].as_array().unwrap();
     let syn_recv: Vec<&Value> = flows.iter().filter(|f| f["state"] == "SYN_RECV").collect();
     assert!(syn_recv.is_empty(), "ghost SYN_RECV rows: {last:#}");
-    assert_eq!(census_of(&last["census"]), kernel, "{last:#}");
-    assert_eq!(
-        census_of(&last["census_by_netns"][netns.to_string()]),
-        kernel,
-        "{last:#}"
-    );
+    // Each state change no BPF program saw may leave one socket behind.
+    let unseen = 2 * states.blind();
+    for census in [&last["census"], &last["census_by_netns"][netns.to_string()]] {
+        let census = census_of(census);
+        assert!(
+            census_distance(&census, &kernel) <= unseen,
+            "tcptrace {census:?} vs ss {kernel:?}, {} state changes where BPF does not run: {last:#}",
+            unseen / 2
+        );
+    }
     // Retransmits: each with the listener's owner (the one from before
     // start-up is known from /proc, which names the process, not the
     // thread), as many as the kernel counted, and counted on the
@@ -386,7 +426,16 @@ fn synack_retransmits_leave_no_syn_recv_row() {
         .into_iter()
         .filter(|r| r["kind"] == "synack")
         .collect();
-    assert_eq!(synacks.len() as u64, synack_retrans, "{retrans:#?}");
+    // The kernel's, as ftrace saw them; tcptrace's, those a BPF program
+    // could see.
+    let blind = peer.blind_lines();
+    assert_eq!(peer.count(), synack_retrans, "{:#?}", peer.lines());
+    assert_eq!(
+        synacks.len() as u64,
+        synack_retrans - blind.len() as u64,
+        "{} where BPF does not run: {retrans:#?}",
+        blind.len()
+    );
     for r in &synacks {
         let owner = if r["lport"] == early {
             process.trim_end()
@@ -404,7 +453,11 @@ fn synack_retransmits_leave_no_syn_recv_row() {
             .find(|f| f["state"] == "LISTEN" && f["lport"] == port)
             .unwrap_or_else(|| panic!("no LISTEN row for {port}: {last:#}"));
         let n = synacks.iter().filter(|r| r["lport"] == port).count();
-        assert!(n >= 1, "no SYN-ACK retransmit on {port}");
+        let unseen = blind
+            .iter()
+            .filter(|l| field(l, "sport") == Some(port.to_string().as_str()))
+            .count();
+        assert!(n + unseen >= 1, "no SYN-ACK retransmit on {port}");
         assert_eq!(listener["retrans"], n as u64, "{listener}");
         assert_eq!(
             listener["raddr"], "0.0.0.0",

@@ -4,8 +4,13 @@
 //! its footer counts the flows the test made, `s` and `g` change what is
 //! shown, and `q` ends the run with status 0 within seconds. Also `-c N`
 //! and a replay on a terminal. (`top_groups.rs`: the rates of `--group`.)
+//! A state change that fired where no BPF program runs (see `Ftrace`;
+//! the client's FIN_WAIT2 comes with the server's delayed ACK, from a
+//! timer) leaves its socket behind or unseen: the screen is then judged
+//! by what it shows of that.
 
 use std::{
+    collections::BTreeMap,
     io::Read,
     net::{Shutdown, TcpListener, TcpStream},
     sync::mpsc,
@@ -13,7 +18,9 @@ use std::{
 };
 
 use tests::{
-    NetNs, require_root,
+    NetNs,
+    ftrace::{Ftrace, census_distance},
+    require_root,
     tmux::Tmux,
     tracer::{binary, forced_plan, run},
     unique_port,
@@ -44,6 +51,46 @@ fn census(screen: &[String]) -> Vec<String> {
         .collect();
     c.sort();
     c
+}
+
+/// [`census`] as a map from state to sockets.
+fn census_map(screen: &[String]) -> BTreeMap<String, u64> {
+    census(screen)
+        .iter()
+        .filter_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The kernel's number of a state: the order in which `s` visits them.
+fn kernel_order(state: &str) -> u8 {
+    let order = [
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    order
+        .iter()
+        .position(|s| *s == state)
+        .map_or(u8::MAX, |i| i as u8 + 1)
+}
+
+/// The flows the footer counts, when it shows them all (`N of N flows`).
+fn all_flows(screen: &[String]) -> Option<usize> {
+    let f = footer(screen);
+    let (shown, rest) = f.split_once(" of ")?;
+    let total = rest.strip_suffix(" flows")?;
+    (shown == total).then(|| total.parse().ok())?
 }
 
 /// The footer: the line above the help line.
@@ -87,6 +134,10 @@ fn top_in_a_terminal(width: usize, height: usize) {
         argv.extend(["--connect-plan", p.arg()]);
     }
     let t = Tmux::start(&argv, width, height);
+    let peer = Ftrace::start(
+        "sock/inet_sock_set_state",
+        &format!("sport == {port} || dport == {port}"),
+    );
     // Up: the screen has a footer (the start-up line is gone).
     let (up, screen) = t.wait_for(Duration::from_secs(20), |s| {
         s.iter().any(|l| l.starts_with("q quit"))
@@ -121,41 +172,55 @@ fn top_in_a_terminal(width: usize, height: usize) {
         open
     });
 
-    // The census equals ss in the namespace; every flow is counted.
-    let want_flows = format!("{FLOWS} of {FLOWS} flows");
-    let mut ss = Vec::new();
+    // The census equals ss in the namespace; every flow is counted (but
+    // for each state change no BPF program saw: a socket left behind, or
+    // one not seen at all).
+    let mut ss = BTreeMap::new();
+    let mut blind = 0;
     let (ok, screen) = t.wait_for(Duration::from_secs(15), |s| {
-        ss = ns
-            .ss_census(port)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        ss.sort();
-        footer(s) == want_flows && census(s) == ss
+        ss = ns.ss_census(port);
+        blind = peer.blind();
+        all_flows(s).is_some_and(|n| n <= FLOWS && n + blind as usize >= FLOWS)
+            && census_distance(&census_map(s), &ss) <= 2 * blind
     });
     assert!(
         ok,
-        "want footer {want_flows:?} and the census of ss {ss:?}: {screen:#?}"
+        "want footer \"{FLOWS} of {FLOWS} flows\" and the census of ss {ss:?}, {blind} state changes where BPF does not run: {screen:#?}"
     );
-    assert_eq!(
-        ss,
-        [
-            format!("CLOSE_WAIT={HALF_CLOSED}"),
-            format!("ESTABLISHED={}", 2 * OPEN),
-            format!("FIN_WAIT2={HALF_CLOSED}"),
-            "LISTEN=1".to_string(),
-        ]
-    );
+    let want_ss: BTreeMap<String, u64> = [
+        ("CLOSE_WAIT", HALF_CLOSED),
+        ("ESTABLISHED", 2 * OPEN),
+        ("FIN_WAIT2", HALF_CLOSED),
+        ("LISTEN", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as u64))
+    .collect();
+    assert_eq!(ss, want_ss);
     fits(&t, &screen);
+    // What the screen shows (all of the above unless `blind`).
+    let shown = census_map(&screen);
+    let flows = all_flows(&screen).unwrap();
+    let cw = shown.get("CLOSE_WAIT").copied().unwrap_or(0) as usize;
+    if cw == 0 {
+        assert!(blind >= HALF_CLOSED as u64, "{screen:#?}");
+        eprintln!("no CLOSE_WAIT seen ({blind} state changes where BPF does not run): no keys");
+        return;
+    }
 
     // `s` cycles through the states in the census, in the kernel's order:
-    // ESTABLISHED, FIN_WAIT2, CLOSE_WAIT.
-    for _ in 0..3 {
+    // ESTABLISHED, FIN_WAIT2, CLOSE_WAIT (and any state a socket was left
+    // in before).
+    let presses = shown
+        .keys()
+        .filter(|s| kernel_order(s) <= kernel_order("CLOSE_WAIT"))
+        .count();
+    for _ in 0..presses {
         t.press("s");
     }
-    let want = format!("{HALF_CLOSED} of {HALF_CLOSED} flows in CLOSE_WAIT ({FLOWS} in all)");
+    let want = format!("{cw} of {cw} flows in CLOSE_WAIT ({flows} in all)");
     let (ok, screen) = t.wait_for(Duration::from_secs(5), |s| footer(s) == want);
-    assert!(ok, "after s s s, want {want:?}: {screen:#?}");
+    assert!(ok, "after s x {presses}, want {want:?}: {screen:#?}");
     // The rows: the server's sockets in CLOSE_WAIT. Their owner is the
     // server thread (its name cut to fit at 80 columns); under load from
     // other processes the engine has been seen to give one of them to
@@ -167,26 +232,26 @@ fn top_in_a_terminal(width: usize, height: usize) {
         .iter()
         .filter(|l| l.contains(" CLOSE_WAIT ") && l.contains(&local))
         .collect();
-    assert_eq!(rows.len(), HALF_CLOSED, "{screen:#?}");
+    assert_eq!(rows.len(), cw, "{screen:#?}");
     let pid = std::process::id().to_string();
     let ours = rows
         .iter()
         .filter(|r| r.split_whitespace().next() == Some(pid.as_str()) && r.contains("tt-top-sr"))
         .count();
     assert!(ours > 0, "no row owned by the server thread: {screen:#?}");
-    if ours < HALF_CLOSED {
+    if ours < cw {
         eprintln!(
-            "warning: {} of {HALF_CLOSED} server sockets owned by another process: {rows:#?}",
-            HALF_CLOSED - ours
+            "warning: {} of {cw} server sockets owned by another process: {rows:#?}",
+            cw - ours
         );
     }
     fits(&t, &screen);
 
     // `g` rolls them up per owner: the server thread's group holds its rows.
     t.press("g");
-    let groups = if ours == HALF_CLOSED { 1 } else { 2 };
+    let groups = if ours == cw { 1 } else { 2 };
     let want = format!(
-        "{groups} of {groups} groups by owner of {HALF_CLOSED} flows in CLOSE_WAIT ({FLOWS} in all)"
+        "{groups} of {groups} groups by owner of {cw} flows in CLOSE_WAIT ({flows} in all)"
     );
     let (ok, screen) = t.wait_for(Duration::from_secs(5), |s| footer(s) == want);
     assert!(ok, "after g, want {want:?}: {screen:#?}");
