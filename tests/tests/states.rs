@@ -76,14 +76,14 @@ fn traced(line: &str) -> (String, String) {
     (state("oldstate"), state("newstate"))
 }
 
+/// State changes as (old, new).
+type Changes = Vec<(String, String)>;
+
 /// The state changes of one socket, as the kernel made them and as a BPF
 /// program could see them (all but those in an interrupt where none
 /// runs, see `Ftrace`).
-fn kernel_and_seen(
-    peer: &Ftrace,
-    pred: impl Fn(&str, (&str, &str)) -> bool,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let pick = |lines: Vec<String>| -> Vec<(String, String)> {
+fn kernel_and_seen(peer: &Ftrace, pred: impl Fn(&str, (&str, &str)) -> bool) -> (Changes, Changes) {
+    let pick = |lines: Vec<String>| -> Changes {
         lines
             .iter()
             .filter(|l| {
