@@ -69,7 +69,7 @@ fn secs(r: &Value) -> f64 {
     p[0] * 3600.0 + p[1] * 60.0 + p[2]
 }
 
-/// Under 20 % random loss each kind's segments equal the kernel counter
+/// Under 12 % random loss each kind's segments equal the kernel counter
 /// that counts the same retransmits:
 /// - `fast` = TCPFastRetrans (the kernel adds a buffer's segments there
 ///   for every retransmit outside the Loss state in
@@ -96,7 +96,12 @@ fn random_loss_kinds_match_kernel_counters() {
     let ns = NetNs::new("kinds");
     ns.small_segments();
     let port = unique_port();
-    ns.random_drop(port, 20);
+    // 12 %, not more: the loss is on both directions, so an attempt (the
+    // segment or its ACK) fails with 1 - 0.88^2 = 23 %. At 20 % (36 % an
+    // attempt) a transfer once stalled past its 60 s read timeout in CI:
+    // timeouts back off from 0.2 s, doubling, so nine failed attempts in a
+    // row wait 102 s (0.36^9 = 1e-4 per loss, and a run has hundreds).
+    ns.random_drop(port, 12);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Tracer::start(&["retrans", "--json", "--port", &port.to_string()]);
     let peer = Ftrace::start(
@@ -122,7 +127,7 @@ fn random_loss_kinds_match_kernel_counters() {
     let count = |kind: &str| kinds.get(kind).map_or(0, |&(n, _)| n);
     eprintln!("kernel {k:?}\ntcptrace (records, segments) {kinds:?}, lost tolerance {tol}");
     let near = |ours: u64, theirs: u64| ours <= theirs && theirs - ours <= tol;
-    assert!(k["RetransSegs"] > 0, "20 % loss retransmitted nothing");
+    assert!(k["RetransSegs"] > 0, "12 % loss retransmitted nothing");
     assert!(
         !kinds.contains_key("data"),
         "every kind known here: {kinds:?}"
