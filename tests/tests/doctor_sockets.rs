@@ -129,6 +129,40 @@ fn doctor_close_wait_leak_names_the_process_port_and_ages() {
     assert_eq!(r.code, 3, "a warning: exit status 3");
 }
 
+/// `doctor --port P` speaks of port P's sockets only, as every view does:
+/// two servers (one thread name) each leak CLOSE_WAIT sockets, 6 on P and
+/// 9 on Q. One `close_wait_leak` finding, for P, whose count equals what
+/// `ss` shows on P; the socket tables cut at the pipeline's door like the
+/// events (without the cut, Q's leak is a second finding).
+#[test]
+fn doctor_port_filter_cuts_the_socket_tables() {
+    require_root();
+    let ns = NetNs::new("dr-cut");
+    let (p, q) = (unique_port(), unique_port());
+    let doctor = Session::start(&ns, 6, &["--port", &p.to_string()]);
+    let mut kept = Vec::new();
+    for (port, n) in [(p, 6), (q, 9)] {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let l = ns.run("tt-cut-srv", move || TcpListener::bind(addr).unwrap());
+        ns.run("tt-cut-cli", move || {
+            for _ in 0..n {
+                drop(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap());
+            }
+        });
+        let held: Vec<TcpStream> = (0..n).map(|_| l.accept().unwrap().0).collect();
+        kept.push((l, held));
+    }
+    let r = doctor.report();
+    let on = |port: u16| ss(&ns, &["state", "close-wait", &format!("( sport = :{port} )")]);
+    assert_eq!((on(p).len(), on(q).len()), (6, 9), "the leaks as ss sees them");
+    let f = r.one("close_wait_leak");
+    assert_eq!(f["evidence"]["close_wait"], 6, "== ss on port {p} alone: {f:#}");
+    for s in f["subjects"].as_array().unwrap() {
+        assert_eq!(s["lport"], p, "only port {p}: {f:#}");
+    }
+    drop(kept);
+}
+
 /// `ip_local_port_range` narrowed to 8 ports (`tcp_tw_reuse` 0, so that a
 /// port in TIME_WAIT is not taken again) and 30 short connections to one
 /// destination by a thread `tt-pe-cli`: the first 8 leave their ports in

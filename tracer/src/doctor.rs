@@ -20,6 +20,7 @@ Examples:
   sudo tcptrace doctor                    watch 10 s, then the findings
   sudo tcptrace doctor --duration 60      a longer look at a rare problem
   sudo tcptrace doctor --netns /run/netns/blue
+  sudo tcptrace doctor --port 8080        that service's sockets only
   sudo tcptrace doctor --json | jq 'select(.type == \"finding\")'
   sudo tcptrace doctor --wan              retransmission rates judged for a WAN
   sudo tcptrace doctor --json | jq 'select(.playbook == \"close_wait_leak\")'

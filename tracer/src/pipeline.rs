@@ -188,7 +188,16 @@ impl Pipeline {
             }
             // Also once `--count` is reached: a summary at the end covers
             // the whole run.
-            Input::Counters(c) => self.view.on_counters(&c, &mut self.out),
+            Input::Counters(mut c) => {
+                // The socket tables are cut by the filter like the events
+                // (`doctor --port 8080` speaks of those sockets only); the
+                // counters are the namespace's and cannot be.
+                if let Some(t) = c.tables.as_mut() {
+                    let filter = &self.cx.filter;
+                    t.retain_sockets(|s| filter.matches_flow(&s.tuple, s.owner.as_ref()));
+                }
+                self.view.on_counters(&c, &mut self.out)
+            }
             Input::Tick(now) => {
                 self.engine.advance(now);
                 self.outcomes();

@@ -51,6 +51,19 @@ impl Tables {
         }
     }
 
+    /// Keeps the sockets `keep` wants, and the descriptor counts of the
+    /// processes that still hold one of them.
+    pub fn retain_sockets(&mut self, keep: impl Fn(&SockInfo) -> bool) {
+        self.sockets.retain(|s| keep(s));
+        let pids: BTreeSet<u32> = self
+            .sockets
+            .iter()
+            .filter_map(|s| s.owner)
+            .map(|o| o.pid)
+            .collect();
+        self.fds.retain(|f| pids.contains(&f.pid));
+    }
+
     /// The descriptors of process `pid`, if it held a socket.
     pub fn fd_use(&self, pid: u32) -> Option<&FdUse> {
         self.fds.iter().find(|f| f.pid == pid)
