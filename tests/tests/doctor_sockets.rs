@@ -153,10 +153,22 @@ fn doctor_port_filter_cuts_the_socket_tables() {
         kept.push((l, held));
     }
     let r = doctor.report();
-    let on = |port: u16| ss(&ns, &["state", "close-wait", &format!("( sport = :{port} )")]);
-    assert_eq!((on(p).len(), on(q).len()), (6, 9), "the leaks as ss sees them");
+    let on = |port: u16| {
+        ss(
+            &ns,
+            &["state", "close-wait", &format!("( sport = :{port} )")],
+        )
+    };
+    assert_eq!(
+        (on(p).len(), on(q).len()),
+        (6, 9),
+        "the leaks as ss sees them"
+    );
     let f = r.one("close_wait_leak");
-    assert_eq!(f["evidence"]["close_wait"], 6, "== ss on port {p} alone: {f:#}");
+    assert_eq!(
+        f["evidence"]["close_wait"], 6,
+        "== ss on port {p} alone: {f:#}"
+    );
     for s in f["subjects"].as_array().unwrap() {
         assert_eq!(s["lport"], p, "only port {p}: {f:#}");
     }

@@ -14,9 +14,7 @@ mod views;
 pub use every::Every;
 pub use filter::FilterArgs;
 pub(crate) use parse::*;
-pub use views::{
-    ConnectArgs, HistArgs, RetransArgs, StreamArgs, TopArgs, ViewCommand,
-};
+pub use views::{ConnectArgs, HistArgs, RetransArgs, StreamArgs, TopArgs, ViewCommand};
 
 use crate::{
     hooks::connect::{Choice, ConnectPlan},

@@ -2,6 +2,7 @@
 //! what each command means.
 
 use super::*;
+use crate::event::{RetransKind, TcpState};
 use clap::CommandFactory;
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

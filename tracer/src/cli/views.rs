@@ -21,7 +21,6 @@ use crate::{
     },
 };
 
-
 /// The views, live or over a recording.
 #[derive(Debug, Subcommand)]
 pub enum ViewCommand {
