@@ -204,10 +204,6 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         }
-        // The ring is fullest now, before anything reads it.
-        if let Some(f) = &src.fill {
-            src.fill_high = src.fill_high.max(f.used());
-        }
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from
             // before /proc was read, held or processed; seeds that are in
@@ -342,6 +338,7 @@ impl Seeding {
 
 /// Reads the ring into `held` while the seeds are being read.
 fn hold(src: &mut Source, held: &mut Vec<Event>) {
+    src.sample_fill();
     while held.len() < HOLD_MAX {
         let Some(ev) = src.next_event() else { break };
         held.extend(ev);
@@ -349,6 +346,18 @@ fn hold(src: &mut Source, held: &mut Vec<Event>) {
 }
 
 impl Source {
+    /// Notes the ring's fill just before a run of reads, when it is
+    /// fullest. Here, not at the top of the loop: a stop (SIGSTOP, a
+    /// descheduled VM) or a slow step between the sample and the reads
+    /// would show an empty ring after a full one was drained (an agent
+    /// stopped just past its sample reported 0.017 after losing 9 374
+    /// events).
+    fn sample_fill(&mut self) {
+        if let Some(f) = &self.fill {
+            self.fill_high = self.fill_high.max(f.used());
+        }
+    }
+
     /// The next record in the ring, decoded (`Some(None)`: it could not
     /// be, and is counted); `None` when the ring is empty.
     fn next_event(&mut self) -> Option<Option<Event>> {
@@ -379,6 +388,7 @@ fn release(held: &mut Vec<Event>, p: &mut Pipeline, cg: &mut cgroups::Resolver) 
 /// Drains everything in the ring into the pipeline; returns how many
 /// records it read.
 fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
+    src.sample_fill();
     let mut n = 0;
     while !p.done() {
         let Some(ev) = src.next_event() else { break };
