@@ -102,6 +102,7 @@ fn check(bin: &PathBuf) -> (Option<i32>, Value) {
 }
 
 pub fn run(opts: Opts) -> Result<()> {
+    hold_cmdline_recording();
     let (check_rc, report) = check(&opts.bin);
     println!("kernels-guest: tcptrace check exited with {check_rc:?}");
     let allowed: Vec<String> = report["connect_plans"]
@@ -160,4 +161,21 @@ pub fn run(opts: Opts) -> Result<()> {
         serde_json::to_string(&result).context("encoding the result")?
     );
     Ok(())
+}
+
+/// Keeps ftrace's comm recording on for the whole guest run, so that the
+/// tests' own tracefs instances (the non-BPF peer, `tests/src/ftrace.rs`)
+/// do not turn it on and off: each time, the kernel live-patches
+/// `__schedule` (the recording hooks `sched_switch`), and under qemu's
+/// TCG a 6.1 guest hung in that patching's int3 handler (RCU stalls, the
+/// run hit its time limit). One instance with one event that tests never
+/// make fire (an OOM kill) holds the recording; the guest is thrown
+/// away with it. Best effort: without tracefs the tests say so.
+fn hold_cmdline_recording() {
+    let dir = std::path::Path::new("/sys/kernel/tracing/instances/tcptrace-guest");
+    let held = std::fs::create_dir_all(dir).is_ok()
+        && ["oom/mark_victim", "sock/inet_sk_error_report"]
+            .iter()
+            .any(|e| std::fs::write(dir.join("events").join(e).join("enable"), "1").is_ok());
+    println!("kernels-guest: ftrace comm recording held for the run: {held}");
 }
