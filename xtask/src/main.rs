@@ -44,10 +44,10 @@ enum Task {
         args: Vec<String>,
     },
     /// fmt and clippy checks, root-free unit tests, then the privileged
-    /// integration tests (as root, single-threaded), once against the debug
-    /// and once against the release build of tcptrace, then, when this
-    /// machine can run VMs, on Debian 12's 6.1 and 6.12 (see `kernels`), and
-    /// a short fuzz run.
+    /// integration tests (as root, single-threaded) against the release
+    /// build of tcptrace, then, when this machine can run VMs, against the
+    /// debug build on Debian 12's 6.1 and 6.12 (see `kernels`), and a short
+    /// fuzz run.
     Test {
         /// Skip the fmt/clippy checks.
         #[arg(long)]
@@ -276,9 +276,10 @@ fn test(no_lint: bool, host_only: bool, filter: Option<String>) -> Result<()> {
         c.arg(f);
     }
     check(c)?;
-    // The privileged integration tests drive the real binary: the debug
-    // build (assertions on) and the release build (what users run).
-    let builds = [build(false)?, build(true)?];
+    // The privileged integration tests drive the real binary: here the
+    // release build (what users run); the VMs below run the debug build
+    // (assertions on), so each build meets the suite once.
+    let bin = build(true)?;
     let mut c = cargo();
     c.args(["test", "--package", "tests", "--no-run"]);
     check(c)?;
@@ -287,48 +288,39 @@ fn test(no_lint: bool, host_only: bool, filter: Option<String>) -> Result<()> {
             "xtask: the integration tests load BPF programs and create network namespaces: running them through sudo"
         );
     }
-    let mut failed = Vec::new();
-    for bin in &builds {
-        eprintln!("xtask: privileged tests against {}", bin.display());
-        let mut c = if is_root() {
-            cargo()
-        } else {
-            let mut c = Command::new("sudo");
-            c.args([
-                "-E",
-                "env",
-                &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
-                "cargo",
-            ]);
-            c.current_dir(root_dir());
-            c
-        };
-        // Every privileged test binary runs even if an earlier one fails.
+    eprintln!("xtask: privileged tests against {}", bin.display());
+    let mut c = if is_root() {
+        cargo()
+    } else {
+        let mut c = Command::new("sudo");
         c.args([
-            "test",
-            "--package",
-            "tests",
-            "--no-fail-fast",
-            "--",
-            "--test-threads=1",
+            "-E",
+            "env",
+            &format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+            "cargo",
         ]);
-        if let Some(f) = &filter {
-            c.arg(f);
-        }
-        c.env("TCPTRACE_BIN", bin);
-        if let Err(e) = check(c) {
-            eprintln!("xtask: error: {e:#}");
-            failed.push(bin.display().to_string());
-        }
+        c.current_dir(root_dir());
+        c
+    };
+    // Every privileged test binary runs even if an earlier one fails.
+    c.args([
+        "test",
+        "--package",
+        "tests",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]);
+    if let Some(f) = &filter {
+        c.arg(f);
     }
-    if !failed.is_empty() {
-        bail!("privileged tests failed against {}", failed.join(" and "));
-    }
+    c.env("TCPTRACE_BIN", &bin);
+    check(c).with_context(|| format!("privileged tests failed against {}", bin.display()))?;
     if host_only {
         eprintln!("xtask: --host-only: not running the suite on 6.1 and 6.12 in VMs");
         return Ok(());
     }
-    // The same suite on Debian 12's kernels, in VMs (the debug build, made
-    // above).
+    // The same suite on Debian 12's kernels, in VMs, against the debug
+    // build.
     kernels::for_test(false, filter.as_deref())
 }
