@@ -127,45 +127,43 @@ impl NetNs {
         assert!(st.success(), "nft rejected:\n{ruleset}");
     }
 
-    /// Drops `percent` % of segments to and from `port` in the input hook
-    /// (a drop in the output hook is a local error, not a retransmission).
-    pub fn random_drop(&self, port: u16, percent: u32) {
+    /// Drops, in the input hook (a drop in the output hook is a local
+    /// error, not a retransmission), the segments each rule matches, in a
+    /// table of its own called `table`.
+    fn drop_in_input(&self, table: &str, rules: &[String]) {
+        let rules: String = rules.iter().map(|r| format!("{r} drop\n")).collect();
         self.nft(&format!(
-            "table inet loss {{
+            "table inet {table} {{
                chain input {{
                  type filter hook input priority 0; policy accept;
-                 tcp dport {port} numgen random mod 100 < {percent} drop
-                 tcp sport {port} numgen random mod 100 < {percent} drop
+                 {rules}
                }}
              }}"
         ));
+    }
+
+    /// Drops `percent` % of segments to and from `port`.
+    pub fn random_drop(&self, port: u16, percent: u32) {
+        let rule = |dir| format!("tcp {dir} {port} numgen random mod 100 < {percent}");
+        self.drop_in_input("loss", &[rule("dport"), rule("sport")]);
     }
 
     /// Drops every segment to or from `port` from now on (a black hole:
     /// the peer or path goes silent after the handshake).
     pub fn black_hole(&self, port: u16) {
-        self.nft(&format!(
-            "table inet hole {{
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp dport {port} drop
-                 tcp sport {port} drop
-               }}
-             }}"
-        ));
+        self.drop_in_input(
+            "hole",
+            &[format!("tcp dport {port}"), format!("tcp sport {port}")],
+        );
     }
 
     /// Drops every SYN to `port` (the listener exists; its handshakes never
     /// start): the client retransmits its SYN until it gives up.
     pub fn drop_syns(&self, port: u16) {
-        self.nft(&format!(
-            "table inet nosyn {{
-               chain input {{
-                 type filter hook input priority 0; policy accept;
-                 tcp dport {port} tcp flags & (syn | ack) == syn drop
-               }}
-             }}"
-        ));
+        self.drop_in_input(
+            "nosyn",
+            &[format!("tcp dport {port} tcp flags & (syn | ack) == syn")],
+        );
     }
 
     /// A counter from the namespace's `/proc/net/snmp` or `/proc/net/netstat`
@@ -234,6 +232,39 @@ impl NetNs {
                 f()
             })
             .expect("spawning a thread")
+    }
+
+    /// `cycles` connect/accept/close cycles on a listener at
+    /// 127.0.0.1:`port`, as fast as they go, on a thread called `thread`
+    /// (the client closes first: ten state transitions a cycle, and the
+    /// listener's two); the thread returns how long they took. Bounded:
+    /// panics if they take more than 60 s.
+    pub fn storm(
+        &self,
+        thread: &str,
+        port: u16,
+        cycles: u64,
+    ) -> std::thread::JoinHandle<std::time::Duration> {
+        use std::{
+            net::{TcpListener, TcpStream},
+            time::{Duration, Instant},
+        };
+        self.spawn(thread, move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let l = TcpListener::bind(addr).unwrap();
+            let start = Instant::now();
+            for i in 0..cycles {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the storm made only {i} connections in 60 s"
+                );
+                let c = TcpStream::connect(addr).unwrap();
+                let (s, _) = l.accept().unwrap();
+                drop(c);
+                drop(s);
+            }
+            start.elapsed()
+        })
     }
 
     /// [`NetNs::spawn`] and wait for the result.
