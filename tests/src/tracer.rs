@@ -23,8 +23,8 @@ use serde_json::Value;
 use crate::wait_until;
 
 /// Path of the binary under test: `TCPTRACE_BIN` (set by `cargo xtask
-/// test`, once for the debug and once for the release build), else the
-/// workspace's debug build.
+/// test`: the release build on the host, the debug build in the VMs),
+/// else the workspace's debug build.
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TCPTRACE_BIN") {
         return p.into();
@@ -36,6 +36,17 @@ pub fn binary() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Whether the binary under test is an optimised build (its `--version`
+/// does not say "debug build").
+pub fn optimised() -> bool {
+    static OPTIMISED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OPTIMISED.get_or_init(|| {
+        let out = output(&["--version"]);
+        assert!(out.status.success(), "tcptrace --version failed");
+        !String::from_utf8_lossy(&out.stdout).contains("debug build")
+    })
 }
 
 /// A connect hook plan (`tcptrace --connect-plan`).

@@ -45,9 +45,17 @@ Examples:
 Exit status: 0 on success (also when the output pipe closes), 1 on errors,
 2 on usage errors; doctor: 3 a warning, 4 a critical finding.";
 
+/// `--version`: a debug build says so (its user space runs several times
+/// slower, and a storm can outrun it where the release build loses nothing).
+const VERSION: &str = if cfg!(debug_assertions) {
+    concat!(env!("CARGO_PKG_VERSION"), " (debug build)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Watch the Linux TCP stack from inside the kernel.
 #[derive(Debug, Parser)]
-#[command(name = "tcptrace", version, about, after_help = EXAMPLES)]
+#[command(name = "tcptrace", version = VERSION, about, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
