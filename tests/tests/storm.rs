@@ -1,12 +1,20 @@
 //! A connect storm at full rate on every CPU (issue 10): the kernel side
-//! must lose nothing, not in the ring and not to a program skipped while
-//! another run of it was busy on the CPU (`recursion_misses`). The oracle
-//! is ftrace's own count of the same tracepoint, less the transitions
-//! that fired where no BPF program runs on these hosts (see `Ftrace`).
+//! must lose nothing, not in the ring and not to a program the kernel
+//! skipped because it was already running on the CPU (an interrupt's
+//! softirq changing another socket's state in the middle of a
+//! process-context run: `recursion_misses`; the BTF state program's second
+//! program handles those). The oracle is ftrace's own count of the same
+//! tracepoint, less the transitions that fired where no BPF program runs
+//! on these hosts (see `Ftrace`).
 
-use std::time::Duration;
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
 
 use nix::sys::signal::Signal;
+use socket2::{Domain, Socket, Type};
 use tests::{
     NetNs, Tracer, bpf,
     ftrace::Ftrace,
@@ -15,43 +23,89 @@ use tests::{
     unique_port,
 };
 
-/// Cycles each storm thread makes.
-const CYCLES: u64 = 3_000;
-/// Transitions a cycle makes (see `NetNs::storm`), and its listener.
-const PER_CYCLE: u64 = 10;
+/// Connections the storm makes at most, and for how long at most.
+const CONNS: u64 = 10_000;
+const LIMIT: Duration = Duration::from_secs(20);
+/// Transitions a connection makes: the client's CLOSE -> SYN_SENT ->
+/// ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE, the accepted socket's
+/// LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE;
+/// and the listener's CLOSE -> LISTEN and LISTEN -> CLOSE.
+const PER_CONN: u64 = 10;
 const LISTENER: u64 = 2;
 
-/// Two storm threads (one a CPU here) while `tcptrace states --json`
-/// watches with its default ring: every transition a BPF program could
-/// see is printed, none is reported lost, and the kernel skipped none of
-/// its programs' runs. A debug build's user space reads the ring several
-/// times slower than the storm fills it (on this machine it lost 13 316
-/// of 60 004 in the ring, the release build none): against one, the test
-/// holds it to the sum (printed + reported lost == made), not to zero.
+/// The bench's FIN storm: one thread connects (to eight loopback
+/// addresses, for ports) and closes at once, another accepts, reads until
+/// the client's FIN and closes, so the two CPUs' process-context
+/// transitions meet each other's softirqs. Returns the connections made.
+fn fin_storm(ns: &NetNs, port: u16) -> u64 {
+    ns.run("tt-storm", move || {
+        // A deep accept queue: with std's 128 the client outran the server,
+        // SYNs were dropped and each such connect waited a second.
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+            .unwrap();
+        l.listen(4096).unwrap();
+        let l: TcpListener = l.into();
+        let server = std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { break };
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 1];
+                if matches!(s.read(&mut buf), Ok(1)) {
+                    break; // the last connection says so
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut made = 0;
+        while made < CONNS && start.elapsed() < LIMIT {
+            let ip = [127, 0, 0, 1 + (made % 8) as u8];
+            drop(TcpStream::connect(SocketAddr::from((ip, port))).unwrap());
+            made += 1;
+        }
+        // The end: one more connection that sends a byte, then closes.
+        let mut last = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        std::io::Write::write_all(&mut last, b"x").unwrap();
+        server.join().expect("the storm's server panicked");
+        drop(last);
+        made + 1
+    })
+}
+
+/// A FIN storm on both CPUs while `tcptrace states --json` watches with
+/// its default ring: every transition a BPF program could see is printed
+/// and none is reported lost, whatever the kernel skipped (on this
+/// machine's kernel the bench's FIN storm made it skip 1 264 of 1.5
+/// million before the second program). A debug build's user space reads
+/// the ring several times slower than a storm fills it (13 316 of 60 004
+/// lost in the ring once here, the release build none): against one, the
+/// test holds it to the sum (printed + reported lost == made), not to
+/// zero.
 #[test]
 fn a_storm_on_every_cpu_loses_no_transition() {
     require_root();
     let ns = NetNs::new("storm");
     ns.many_connections();
-    let ports = [unique_port(), unique_port()];
-    let made = ports.len() as u64 * (CYCLES * PER_CYCLE + LISTENER);
-    let filter = ports
-        .iter()
-        .map(|p| format!("sport == {p} || dport == {p}"))
-        .collect::<Vec<_>>()
-        .join(" || ");
-    // 60 004 state changes: a ring of 8 MiB a CPU.
-    let peer = Ftrace::start_with_buffer("sock/inet_sock_set_state", &filter, 8192);
-    let list = format!("{},{}", ports[0], ports[1]);
-    let t = Tracer::start(&["states", "--json", "--port", &list]);
-
-    let storms = ports.map(|p| ns.storm("tt-storm", p, CYCLES));
-    let took: Vec<Duration> = storms
-        .into_iter()
-        .map(|h| h.join().expect("a storm thread panicked"))
-        .collect();
+    let port = unique_port();
+    // 100 002 state changes at most: a ring of 16 MiB a CPU.
+    let peer = Ftrace::start_with_buffer(
+        "sock/inet_sock_set_state",
+        &format!("sport == {port} || dport == {port}"),
+        16384,
+    );
+    let t = Tracer::start(&["states", "--json", "--port", &port.to_string()]);
+    let started = Instant::now();
+    let conns = fin_storm(&ns, port);
+    let took = started.elapsed();
+    let made = conns * PER_CONN + LISTENER;
+    // The last connection's server side closes as the thread ends: wait
+    // for ftrace to see its last transition.
+    let settled = tests::wait_until(Duration::from_secs(5), || peer.count() >= made);
     let (traced, blind) = (peer.count(), peer.blind());
-    assert_eq!(traced, made, "ftrace saw every transition of the storms");
+    assert!(
+        settled && traced == made,
+        "ftrace saw {traced} of the {made} transitions"
+    );
     let expected = made - blind;
     t.settle(Duration::from_secs(20), |r| {
         of_type(r, "state").len() as u64 + tracer::lost(r, "output").0 >= expected
@@ -67,9 +121,8 @@ fn a_storm_on_every_cpu_loses_no_transition() {
         .map(|r| format!("{} {}", r["count"], r["source"]))
         .collect();
     eprintln!(
-        "storms of {CYCLES} cycles in {took:?}: {made} transitions, {blind} where BPF does not run; {printed} printed, {lost} reported lost, {skipped} runs skipped by the kernel"
+        "storm of {conns} connections in {took:?}: {made} transitions, {blind} where BPF does not run; {printed} printed, {lost} reported lost; the kernel skipped {skipped} program runs"
     );
-    assert_eq!(skipped, 0, "the kernel skipped runs of tcptrace's programs");
     if tracer::optimised() {
         assert_eq!(
             lost, 0,
@@ -77,6 +130,10 @@ fn a_storm_on_every_cpu_loses_no_transition() {
             f.stderr
         );
     }
+    assert!(
+        !sources.iter().any(|s| s.contains("kernel-nested")),
+        "transitions the kernel skipped were lost: {sources:?}"
+    );
     assert_eq!(
         printed + lost,
         expected,

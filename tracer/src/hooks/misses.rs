@@ -2,18 +2,39 @@
 //! not run nested on one CPU (a softirq's state change arriving while the
 //! program is handling a state change in process context is skipped). The
 //! kernel counts these per program (`recursion_misses` of
-//! `bpf_prog_info`, Linux 5.12+); we read and report them as lost.
+//! `bpf_prog_info`, Linux 5.12+); we read and report them as lost, less
+//! those the BTF state program's second program handled (see
+//! `tracer-ebpf/src/state_btf.rs`): its own misses are not losses (the
+//! first program ran then), and its `NESTED_CAUGHT` count is the first
+//! one's misses it made up for.
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use aya::Ebpf;
+use aya::{Ebpf, maps::PerCpuArray};
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
 
-/// Sum of `recursion_misses` over the loaded programs.
+use super::state_hook::BTF_NESTED_PROGRAM;
+
+/// Runs the kernel skipped and no program made up for: the sum of
+/// `recursion_misses` over the loaded programs but the nested one, less
+/// what it caught (read after the misses, so that a transition caught
+/// between the two reads shows as one loss too few for a moment, never as
+/// one too many).
 pub fn recursion_misses(bpf: &Ebpf) -> u64 {
-    bpf.programs()
+    let missed: u64 = bpf
+        .programs()
+        .filter(|(name, _)| *name != BTF_NESTED_PROGRAM)
         .filter_map(|(_, p)| p.fd().ok().map(|fd| prog_misses(fd.as_fd().as_raw_fd())))
-        .sum()
+        .sum();
+    missed.saturating_sub(caught(bpf))
+}
+
+/// Transitions the nested program handled (0 when it is not loaded).
+fn caught(bpf: &Ebpf) -> u64 {
+    bpf.map("NESTED_CAUGHT")
+        .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        .and_then(|a| a.get(&0, 0).ok())
+        .map_or(0, |v| v.iter().sum())
 }
 
 fn prog_misses(fd: i32) -> u64 {

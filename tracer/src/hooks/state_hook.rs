@@ -16,6 +16,9 @@ use crate::btf::Btf;
 
 /// The BTF program's name in the object, and its tracepoint.
 pub const BTF_PROGRAM: &str = "inet_sock_set_state_btf";
+/// Its second program, which handles the transitions the kernel skipped
+/// for the first because it was running on the CPU (`misses`).
+pub const BTF_NESTED_PROGRAM: &str = "inet_sock_set_state_btf_nested";
 const BTF_TRACEPOINT: &str = "inet_sock_set_state";
 
 /// Where state transitions come from.
@@ -160,16 +163,21 @@ fn btf_with_typedef_at(id: u32, name: &str) -> Vec<u8> {
     out
 }
 
+/// Loads and attaches the BTF program, then its second for nested
+/// transitions (attached after it: the kernel calls them in that order).
 fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
     let raw = btf_with_typedef_at(state.attach_id, &format!("btf_trace_{BTF_TRACEPOINT}"));
     let btf = AyaBtf::parse(&raw, aya::Endianness::default())
         .context("building the tracepoint's BTF type")?;
-    let prog: &mut BtfTracePoint = bpf
-        .program_mut(BTF_PROGRAM)
-        .with_context(|| format!("the object has no program {BTF_PROGRAM}"))?
-        .try_into()?;
-    prog.load(BTF_TRACEPOINT, &btf)?;
-    prog.attach()?;
+    for name in [BTF_PROGRAM, BTF_NESTED_PROGRAM] {
+        let prog: &mut BtfTracePoint = bpf
+            .program_mut(name)
+            .with_context(|| format!("the object has no program {name}"))?
+            .try_into()?;
+        prog.load(BTF_TRACEPOINT, &btf)
+            .with_context(|| format!("loading {name}"))?;
+        prog.attach().with_context(|| format!("attaching {name}"))?;
+    }
     Ok(())
 }
 
@@ -273,6 +281,7 @@ mod tests {
     fn the_kernel_crate_has_the_btf_program() {
         let src = include_str!("../../../tracer-ebpf/src/state_btf.rs");
         assert!(src.contains(&format!("pub fn {BTF_PROGRAM}(")));
+        assert!(src.contains(&format!("pub fn {BTF_NESTED_PROGRAM}(")));
         assert!(src.contains(&format!(
             "#[btf_tracepoint(function = \"{BTF_TRACEPOINT}\")]"
         )));
