@@ -321,7 +321,11 @@ impl Running {
                         let source = field(&l, "\"source\":\"").unwrap_or("?");
                         let source = source.split('"').next().unwrap_or("?").to_string();
                         lost(&source, field(&l, "\"count\":").map_or(0, number));
-                    } else if !l.is_empty() {
+                    } else if l.starts_with("{\"type\":\"state\"")
+                        || l.starts_with("{\"type\":\"retrans\"")
+                    {
+                        // Not the closing `summary` record: its `segs` is
+                        // the run's total (counting it doubled the sum).
                         events += 1;
                         segs += field(&l, "\"segs\":").map_or(1, |v| number(v).max(1));
                     }
