@@ -74,19 +74,17 @@ fn fin_storm(ns: &NetNs, port: u16) -> u64 {
 
 /// A FIN storm on both CPUs while `tcptrace states --json` watches with
 /// its default ring: every transition a BPF program could see is printed
-/// and none is reported lost, whatever the kernel skipped (on this
+/// and none is reported lost, whatever the kernel skipped. On this
 /// machine's kernel the bench's FIN storm made it skip 1 264 of 1.5
-/// million before the second program; in eleven runs of this test the
-/// first program was skipped up to 486 times, every one made up for).
-/// With `bpf_stats_enabled` on, the kernel's timing around each run
-/// widens the moments where the first program counts as running but has
-/// not yet raised its flag, or has lowered it: then some are lost (66 of
-/// 228 once in six runs), and said so; the test runs with it off, as
-/// hosts do. A debug build's user space reads
-/// the ring several times slower than a storm fills it (13 316 of 60 004
-/// lost in the ring once here, the release build none): against one, the
-/// test holds it to the sum (printed + reported lost == made), not to
-/// zero.
+/// million before the second program; here, in ten runs with the second
+/// program keyed on the transition, the first was skipped 0 to 582 times
+/// and every one was made up for. (Keyed on a flag raised around the
+/// first program's work instead, it once lost 30 of 31: the kernel counts
+/// the program as running before its first instruction and after its
+/// last.) A debug build's user space reads the ring several times slower
+/// than a storm fills it (13 316 of 60 004 lost in the ring once here, the
+/// release build none): against one, the test holds it to the sum
+/// (printed + reported lost == made), not to zero.
 #[test]
 fn a_storm_on_every_cpu_loses_no_transition() {
     require_root();
@@ -99,7 +97,17 @@ fn a_storm_on_every_cpu_loses_no_transition() {
         &format!("sport == {port} || dport == {port}"),
         16384,
     );
-    let t = Tracer::start(&["states", "--json", "--port", &port.to_string()]);
+    // An output queue for the whole storm: this test's own reader (JSON
+    // parsed by a debug build) is slower than tcptrace, and what a slow
+    // reader makes tcptrace drop (and report) is another test's subject.
+    let t = Tracer::start(&[
+        "states",
+        "--json",
+        "--output-queue",
+        "128M",
+        "--port",
+        &port.to_string(),
+    ]);
     let started = Instant::now();
     let conns = fin_storm(&ns, port);
     let took = started.elapsed();
@@ -140,9 +148,12 @@ fn a_storm_on_every_cpu_loses_no_transition() {
         !sources.iter().any(|s| s.contains("kernel-nested")),
         "transitions the kernel skipped were lost: {sources:?}"
     );
-    assert_eq!(
-        printed + lost,
-        expected,
-        "{made} transitions made, {blind} where no BPF program runs; {printed} printed, lost {sources:?}"
+    // None missing; a transition twice only where the second program was
+    // itself skipped (see `hit` in tracer-ebpf/src/state_btf.rs: a nested
+    // transition in its first instructions; 2 in 100 012 once in the 6.1
+    // guest under emulation, none on this machine).
+    assert!(
+        printed + lost >= expected && printed + lost - expected <= skipped,
+        "{made} transitions made, {blind} where no BPF program runs; {printed} printed, lost {sources:?}, {skipped} runs skipped by the kernel"
     );
 }

@@ -169,7 +169,7 @@ fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
     let raw = btf_with_typedef_at(state.attach_id, &format!("btf_trace_{BTF_TRACEPOINT}"));
     let btf = AyaBtf::parse(&raw, aya::Endianness::default())
         .context("building the tracepoint's BTF type")?;
-    for name in [BTF_PROGRAM, BTF_NESTED_PROGRAM] {
+    let mut attach = |name: &str| -> Result<()> {
         let prog: &mut BtfTracePoint = bpf
             .program_mut(name)
             .with_context(|| format!("the object has no program {name}"))?
@@ -177,6 +177,19 @@ fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
         prog.load(BTF_TRACEPOINT, &btf)
             .with_context(|| format!("loading {name}"))?;
         prog.attach().with_context(|| format!("attaching {name}"))?;
+        Ok(())
+    };
+    attach(BTF_PROGRAM)?;
+    if let Err(e) = attach(BTF_NESTED_PROGRAM) {
+        // Both or neither: the classic tracepoint may be attached next,
+        // and the first alone would send every transition twice.
+        if let Some(p) = bpf.program_mut(BTF_PROGRAM) {
+            let p: Result<&mut BtfTracePoint, _> = p.try_into();
+            if let Ok(p) = p {
+                let _ = p.unload();
+            }
+        }
+        return Err(e);
     }
     Ok(())
 }
