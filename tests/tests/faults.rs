@@ -281,7 +281,9 @@ fn full_output_is_an_error() {
             errors[0].starts_with("tcptrace: error: cannot write the output"),
             "{args:?}: {err}"
         );
-        assert!(took < Duration::from_secs(15), "{args:?} took {took:?}");
+        // A guard against a hang on the full output, not a speed measure:
+        // a 6.1 guest under emulation, beside another guest, took 16 s.
+        assert!(took < Duration::from_secs(60), "{args:?} took {took:?}");
         seen.push(format!("{args:?}: {:?}", errors[0]));
     }
     stop.store(true, Ordering::Relaxed);

@@ -150,8 +150,10 @@ fn top_in_a_terminal(width: usize, height: usize) {
         "sock/inet_sock_set_state",
         &format!("sport == {port} || dport == {port}"),
     );
-    // Up: the screen has a footer (the start-up line is gone).
-    let (up, screen) = t.wait_for(Duration::from_secs(20), |s| {
+    // Up: the screen has a footer (the start-up line is gone). Bounded
+    // generously: a 6.12 guest under emulation, beside another guest, had
+    // not drawn it after 20 s.
+    let (up, screen) = t.wait_for(Duration::from_secs(60), |s| {
         s.iter().any(|l| l.starts_with("q quit"))
     });
     assert!(up, "top did not come up in {width}x{height}: {screen:#?}");
