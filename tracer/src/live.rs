@@ -6,33 +6,29 @@
 //! the kernel's counters (for views that show rates) and ticks. Stops on
 //! SIGINT/SIGTERM, `--duration`, `--count` or a closed output pipe.
 
+mod seeding;
+mod source;
+
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep, sleep_until},
 };
-use tracer_common::RttHist;
 
 use crate::{
     cgroups, counters,
-    engine::flows::Rtt,
-    event::{Clock, Event},
+    event::Clock,
     hooks::{self, Probe},
     memory,
-    pipeline::{Input, Pipeline, Seeds},
-    procnet,
-    record::{Start, lost},
-    stderr, wire,
+    pipeline::{Input, Pipeline},
+    record::Start,
+    stderr,
 };
-
-/// Records read between two samples of the ring's fill (a run's first
-/// read is sampled too): a stop in the middle of a drain hides at most
-/// this many of a full ring.
-const FILL_SAMPLE_EVERY: u64 = 16;
+use seeding::{Seeding, hold, release};
+use source::{Source, check_lost, drain, read_rtt};
 
 /// How often the ring is drained while events flow and nothing forces a
 /// wakeup.
@@ -65,27 +61,6 @@ pub struct RunOptions {
     pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
     /// Raised on SIGHUP instead of stopping (the agent's log reopens).
     pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-}
-
-struct Source {
-    ring: AsyncFd<RingBuf<MapData>>,
-    lost: PerCpuArray<MapData, u64>,
-    lost_seen: u64,
-    /// Kernel recursion misses at start-up and reported so far.
-    nested_seen: u64,
-    /// Events whose fields the kernel would not let us read, reported so far.
-    unreadable_seen: u64,
-    rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
-    decode_errors: u64,
-    /// Names owners' cgroups before their first event is pushed.
-    cgroups: cgroups::Resolver,
-    /// The ring's fill, sampled as it is read (None if the positions
-    /// could not be mapped: then no fill is reported), and the highest
-    /// since it was last reported.
-    fill: Option<hooks::ring_fill::RingFill>,
-    fill_high: u64,
-    /// Records read since the ring was last found empty.
-    reads_in_run: u64,
 }
 
 /// Loads and attaches the programs the pipeline's view needs, then pushes
@@ -288,177 +263,5 @@ async fn next_key(
     match keys {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// `/proc` seeding on a thread of its own.
-struct Seeding(std::sync::mpsc::Receiver<Vec<procnet::Seed>>);
-
-impl Seeding {
-    /// Starts reading; tuples carry their namespace if `netns` (as the
-    /// kernel's events then do).
-    fn start(netns: bool) -> Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("tcptrace-seed".into())
-            .spawn(move || {
-                let _ = tx.send(procnet::seed(netns));
-            })
-            .context("starting the /proc reader")?;
-        Ok(Self(rx))
-    }
-
-    /// Hands the seeds to the engine once they are read (waiting for them
-    /// if `wait`), before the `held` events; returns whether seeding is over.
-    fn merge(
-        &self,
-        p: &mut Pipeline,
-        held: &[Event],
-        wait: bool,
-        cg: &mut cgroups::Resolver,
-    ) -> bool {
-        let seeds = if wait {
-            self.0.recv().ok()
-        } else {
-            match self.0.try_recv() {
-                Ok(s) => Some(s),
-                Err(std::sync::mpsc::TryRecvError::Empty) => return false,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
-            }
-        };
-        if let Some(seeds) = seeds {
-            for o in seeds.iter().filter_map(|s| s.owner.as_ref()) {
-                cg.name(p, o.cgroup.get());
-            }
-            p.push(Input::Seeds(Box::new(Seeds {
-                seeds: seeds
-                    .into_iter()
-                    .map(|s| (s.tuple, s.state, s.owner))
-                    .collect(),
-                coming: held.iter().map(|e| e.tuple).collect(),
-                now_ns: Clock::monotonic_now(),
-            })));
-            memory::release();
-        }
-        true
-    }
-}
-
-/// Reads the ring into `held` while the seeds are being read.
-fn hold(src: &mut Source, held: &mut Vec<Event>) {
-    while held.len() < HOLD_MAX {
-        let Some(ev) = src.next_event() else { break };
-        held.extend(ev);
-    }
-}
-
-impl Source {
-    /// Notes the ring's fill at the first read of a run of reads and
-    /// every [`FILL_SAMPLE_EVERY`] reads after it. Not once at the top of
-    /// the loop: an agent stopped (SIGSTOP, a descheduled VM) after that
-    /// sample, or in the middle of a drain, went on to drain a full ring
-    /// unseen (the 6.1 VM reported a peak fill of 0.017 after 9 374 events
-    /// were lost). Two atomic loads per sample.
-    fn sample_fill(&mut self) {
-        if let Some(f) = &self.fill {
-            self.fill_high = self.fill_high.max(f.used());
-        }
-    }
-
-    /// The next record in the ring, decoded (`Some(None)`: it could not
-    /// be, and is counted); `None` when the ring is empty.
-    fn next_event(&mut self) -> Option<Option<Event>> {
-        if self.reads_in_run.is_multiple_of(FILL_SAMPLE_EVERY) {
-            self.sample_fill();
-        }
-        let Some(item) = self.ring.get_mut().next() else {
-            self.reads_in_run = 0;
-            return None;
-        };
-        self.reads_in_run += 1;
-        let rec = wire::read_record(&item);
-        drop(item);
-        let ev = rec.and_then(|w| wire::decode(&w)).ok();
-        self.decode_errors += u64::from(ev.is_none());
-        Some(ev)
-    }
-}
-
-/// Pushes the held events into the pipeline.
-fn release(held: &mut Vec<Event>, p: &mut Pipeline, cg: &mut cgroups::Resolver) {
-    if held.is_empty() {
-        return;
-    }
-    for ev in held.drain(..) {
-        if p.done() {
-            break;
-        }
-        cg.name(p, ev.task.cgroup.get());
-        p.push(Input::Event(ev));
-    }
-    held.shrink_to_fit();
-}
-
-/// Drains everything in the ring into the pipeline; returns how many
-/// records it read.
-fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
-    let mut n = 0;
-    while !p.done() {
-        let Some(ev) = src.next_event() else { break };
-        if let Some(ev) = ev {
-            src.cgroups.name(p, ev.task.cgroup.get());
-            p.push(Input::Event(ev));
-        }
-        n += 1;
-    }
-    n
-}
-
-/// Reports events lost since the last look: those the kernel could not
-/// queue (ring full), those it skipped because one of our programs was
-/// already running on that CPU, and those with fields our programs could
-/// not read.
-fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe) {
-    let total = hooks::lost_total(&src.lost);
-    let full = total.saturating_sub(src.lost_seen);
-    src.lost_seen = src.lost_seen.max(total);
-    let nested_total = hooks::nested_misses(probe);
-    let nested = nested_total.saturating_sub(src.nested_seen);
-    src.nested_seen = src.nested_seen.max(nested_total);
-    // Layout drift shows up as a number: fields a program needed and
-    // could not read (see `tcptrace check`).
-    let unreadable_total = probe.unreadable_total().unwrap_or(src.unreadable_seen);
-    let unreadable = unreadable_total.saturating_sub(src.unreadable_seen);
-    src.unreadable_seen = src.unreadable_seen.max(unreadable_total);
-    for (count, source) in [
-        (full, lost::KERNEL),
-        (nested, lost::KERNEL_NESTED),
-        (unreadable, lost::UNREADABLE),
-    ] {
-        if count > 0 {
-            p.push(Input::Lost {
-                source: source.to_string(),
-                count,
-            });
-        }
-    }
-}
-
-/// Hands the kernel's per-socket RTT histograms to the pipeline.
-fn read_rtt(src: &mut Source, p: &mut Pipeline) {
-    let Some(map) = &src.rtt else { return };
-    let now = Clock::monotonic_now();
-    let snapshot: Vec<(u64, RttHist)> = map.iter().filter_map(Result::ok).collect();
-    for (sock, h) in snapshot {
-        p.push(Input::Rtt {
-            ts_ns: now,
-            sock,
-            rtt: Box::new(Rtt {
-                slots: h.slots,
-                count: h.count,
-                sum_us: h.sum_us,
-                last_us: h.last_us,
-            }),
-        });
     }
 }
