@@ -167,17 +167,22 @@ impl KernelFilter {
     };
 }
 
+/// Slots in the kernel's array of event rings (one per CPU id): the most
+/// CPUs tcptrace can run on. User space sets the array's real size to the
+/// host's possible CPUs at load, and refuses a host with more.
+pub const MAX_CPUS: usize = 4096;
+
 /// `bpf_ringbuf_query` flags, and `bpf_ringbuf_submit` flags.
 pub mod ringbuf {
     pub const BPF_RB_NO_WAKEUP: u64 = 1;
     pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
     pub const BPF_RB_AVAIL_DATA: u64 = 0;
-    pub const BPF_RB_RING_SIZE: u64 = 1;
 }
 
 /// Names of maps and globals, shared so neither side can misspell them.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
+    pub const RING_BYTES: &str = "RING_BYTES";
     pub const LOST: &str = "LOST";
     pub const UNREADABLE: &str = "UNREADABLE";
     pub const CONNECTS: &str = "CONNECTS";

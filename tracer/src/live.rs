@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use tokio::{
-    io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep, sleep_until},
 };
 
 use crate::{
-    cgroups, counters,
+    counters,
     event::Clock,
     hooks::{self, Probe},
     memory,
@@ -86,37 +85,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             "--netns needs each socket's network namespace, and this kernel's BTF does not say where it is (sock_common.skc_net, net.ns.inum; see `tcptrace check`)"
         );
     }
-    let ring = probe.take_ring()?;
-    let fill = match hooks::ring_fill::RingFill::new(std::os::fd::AsFd::as_fd(&ring), ring_bytes) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            stderr::say(format_args!(
-                "warning: the ring's fill is not reported: {e:#}"
-            ));
-            None
-        }
-    };
-    let mut src = Source {
-        // SAFETY: the ring buffer owns its map fd, which stays open and the
-        // same for as long as the AsyncFd owns the ring.
-        ring: unsafe { AsyncFd::register(ring) }
-            .map_err(|e| e.into_parts().1)
-            .context("watching the ring buffer")?,
-        lost: probe.take_lost()?,
-        lost_seen: 0,
-        nested_seen: hooks::nested_misses(&probe),
-        unreadable_seen: 0,
-        rtt: if wants.rtt {
-            Some(probe.take_rtt()?)
-        } else {
-            None
-        },
-        decode_errors: 0,
-        cgroups: cgroups::Resolver::new(),
-        fill,
-        fill_high: 0,
-        reads_in_run: 0,
-    };
+    let mut src = Source::new(&mut probe, wants.rtt)?;
     // Handlers first: whoever sees the start ("watching", or the agent's
     // metrics saying the hooks are attached) may signal us at once.
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -171,7 +140,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     loop {
         tokio::select! {
             _ = sleep(wait) => {}
-            r = src.ring.readable_mut() => { r?.clear_ready(); }
+            r = src.woken() => r?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => match &opts.reopen {
@@ -195,7 +164,8 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             if held.len() >= HOLD_MAX {
                 release(&mut held, &mut p, &mut src.cgroups);
             }
-            hold(&mut src, &mut held);
+            let cutoff = src.cutoff();
+            hold(&mut src, &mut held, cutoff);
             if hold_until.is_none() && !held.is_empty() {
                 hold_until = Some(Instant::now() + SEED_HOLD);
             }
@@ -207,7 +177,8 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             }
         }
         release(&mut held, &mut p, &mut src.cgroups);
-        wait = if drain(&mut src, &mut p) == 0 {
+        let cutoff = src.cutoff();
+        wait = if drain(&mut src, &mut p, cutoff) == 0 && !src.holding() {
             (wait * 2).min(IDLE_WAIT)
         } else {
             DRAIN_EVERY
@@ -215,10 +186,10 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         if Instant::now() >= slow_at {
             slow_at = Instant::now() + SLOW_EVERY;
             check_lost(&mut src, &mut p, &probe);
-            if let Some(f) = &src.fill {
+            if let Some(used) = &mut src.fill_high {
                 p.push(Input::Ring {
-                    used: std::mem::take(&mut src.fill_high),
-                    size: f.size(),
+                    used: std::mem::take(used),
+                    size: src.ring_bytes,
                 });
             }
             read_rtt(&mut src, &mut p);
@@ -234,13 +205,13 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     if let Some(s) = &seeding
         && !p.done()
     {
-        hold(&mut src, &mut held);
+        hold(&mut src, &mut held, u64::MAX);
         s.merge(&mut p, &held, true, &mut src.cgroups);
     }
     release(&mut held, &mut p, &mut src.cgroups);
     // What the kernel already wrote still counts.
     if !p.done() {
-        drain(&mut src, &mut p);
+        drain(&mut src, &mut p, u64::MAX);
     }
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);

@@ -12,13 +12,14 @@ mod misses;
 mod object_check;
 pub mod privileges;
 pub mod ring_fill;
+pub mod rings;
 pub mod state_hook;
 pub mod table;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray},
     programs::TracePoint,
 };
 use tracer_common::{ABSENT, hook, names};
@@ -119,6 +120,8 @@ impl Report {
 pub struct Probe {
     pub bpf: Ebpf,
     pub report: Report,
+    /// The event rings, until the reader takes them.
+    rings: Option<rings::Rings>,
 }
 
 impl Probe {
@@ -211,7 +214,11 @@ impl Probe {
         if let Ok(off) = &netns_off {
             loader.override_global(names::NETNS_OFF, off, true);
         }
-        loader.map_max_entries(names::EVENTS, ring_bytes);
+        let cpus = rings::possible_cpus()?;
+        let plan = rings::Plan::new(ring_bytes, cpus);
+        loader.map_max_entries(names::EVENTS, cpus);
+        let each = u64::from(plan.bytes);
+        loader.override_global(names::RING_BYTES, &each, true);
         loader.override_global(names::FILTER, &filter, true);
         let pidns = own_pid_namespace();
         loader.override_global(names::PIDNS, &pidns, true);
@@ -239,6 +246,7 @@ impl Probe {
                 "the kernel refused tcptrace's BPF maps or programs (is BPF disabled, or are you missing CAP_BPF?){why}"
             ))
         })?;
+        let rings = rings::install(&mut bpf, plan, cpus)?;
         let mut report = Report {
             reset_reasons,
             netns: netns_off.is_ok(),
@@ -304,7 +312,11 @@ impl Probe {
             report.hooks.extend(tried);
             report.connect = plan;
         }
-        Ok(Self { bpf, report })
+        Ok(Self {
+            bpf,
+            report,
+            rings: Some(rings),
+        })
     }
 
     /// Events the kernel programs skipped, or sent with a field unknown,
@@ -332,13 +344,9 @@ impl Probe {
             .collect()
     }
 
-    /// The ring buffer, taken out of the object.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .bpf
-            .take_map(names::EVENTS)
-            .context("the object has no EVENTS map")?;
-        Ok(RingBuf::try_from(map)?)
+    /// The event rings (once).
+    pub fn take_rings(&mut self) -> Result<rings::Rings> {
+        self.rings.take().context("the event rings were taken")
     }
 
     /// The per-socket RTT histograms (present when RTT was wanted).

@@ -66,11 +66,16 @@ impl Seeding {
     }
 }
 
-/// Reads the ring into `held` while the seeds are being read.
-pub(super) fn hold(src: &mut Source, held: &mut Vec<Event>) {
+/// Reads the rings into `held` (up to `cutoff`, see
+/// [`Source::cutoff`]) while the seeds are being read.
+pub(super) fn hold(src: &mut Source, held: &mut Vec<Event>, cutoff: u64) {
     while held.len() < HOLD_MAX {
-        let Some(ev) = src.next_event() else { break };
-        held.extend(ev);
+        let Some(ev) = src.next_event(cutoff) else {
+            break;
+        };
+        if !src.repeats.seen(&ev) {
+            held.push(ev);
+        }
     }
 }
 

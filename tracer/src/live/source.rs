@@ -1,7 +1,9 @@
-//! The ring-buffer side of a live run: reading and decoding records
-//! (sampling the ring's fill as it goes), and the kernel's lost counters
-//! and RTT map, each pushed through the pipeline's door.
+//! The kernel's side of a live run: the event rings (one per CPU, or per
+//! few CPUs), read in time order and decoded, sampling each ring's fill
+//! as it goes; the kernel's lost counters and RTT map, each pushed through
+//! the pipeline's door.
 
+use anyhow::{Context as _, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tracer_common::RttHist;
@@ -9,22 +11,46 @@ use tracer_common::RttHist;
 use crate::{
     cgroups,
     engine::flows::Rtt,
-    event::{Clock, Event},
-    hooks::{self, Probe},
+    event::{Clock, Event, EventKind, TcpState},
+    hooks::{self, Probe, ring_fill::RingFill, rings::Rings},
     pipeline::{Input, Pipeline},
     record::lost,
-    wire,
+    stderr, wire,
 };
 
-/// Records read between two samples of the ring's fill (a run's first
+/// Records read between two samples of a ring's fill (a run's first
 /// read is sampled too): a stop in the middle of a drain hides at most
 /// this many of a full ring.
 const FILL_SAMPLE_EVERY: u64 = 16;
 
-/// The kernel's side of a live run: the ring, its counters, and what
+/// How long after its time a record may still be on its way into its
+/// ring: a program takes its record's time when it starts and commits it
+/// a few microseconds later. With several rings, a record goes out only
+/// once it is this old, so that one from another CPU with an earlier time
+/// cannot come after it (a socket's transitions can happen on different
+/// CPUs); the wait is well under one drain interval.
+const IN_FLIGHT_NS: u64 = 5_000_000;
+
+/// State records remembered to recognise a repeat: a repeat follows
+/// its original within a few records.
+const RECENT: usize = 16;
+
+/// One of the kernel's rings, watched for the programs' rare wakeups, with
+/// its next record read ahead (to merge the rings in time order).
+pub(super) struct Ring {
+    fd: AsyncFd<RingBuf<MapData>>,
+    head: Option<Event>,
+    /// The ring's fill, sampled as it is read (None if its positions
+    /// could not be mapped).
+    fill: Option<RingFill>,
+    /// Records read since the ring was last found empty.
+    reads_in_run: u64,
+}
+
+/// The kernel's side of a live run: the rings, their counters, and what
 /// has been reported of them.
 pub(super) struct Source {
-    pub(super) ring: AsyncFd<RingBuf<MapData>>,
+    pub(super) rings: Vec<Ring>,
     pub(super) lost: PerCpuArray<MapData, u64>,
     pub(super) lost_seen: u64,
     /// Kernel recursion misses at start-up and reported so far.
@@ -35,57 +61,203 @@ pub(super) struct Source {
     pub(super) decode_errors: u64,
     /// Names owners' cgroups before their first event is pushed.
     pub(super) cgroups: cgroups::Resolver,
-    /// The ring's fill, sampled as it is read (None if the positions
-    /// could not be mapped: then no fill is reported), and the highest
-    /// since it was last reported.
-    pub(super) fill: Option<hooks::ring_fill::RingFill>,
-    pub(super) fill_high: u64,
-    /// Records read since the ring was last found empty.
-    pub(super) reads_in_run: u64,
+    /// The size of each ring, and the highest fill of any since it was
+    /// last reported (when fills are known).
+    pub(super) ring_bytes: u64,
+    pub(super) fill_high: Option<u64>,
+    /// Drops the kernel's rare repeated state record.
+    pub(super) repeats: Repeats,
 }
 
 impl Source {
-    /// Notes the ring's fill at the first read of a run of reads and
-    /// every [`FILL_SAMPLE_EVERY`] reads after it. Not once at the top of
-    /// the loop: an agent stopped (SIGSTOP, a descheduled VM) after that
-    /// sample, or in the middle of a drain, went on to drain a full ring
-    /// unseen (the 6.1 VM reported a peak fill of 0.017 after 9 374 events
-    /// were lost). Two atomic loads per sample.
-    fn sample_fill(&mut self) {
-        if let Some(f) = &self.fill {
-            self.fill_high = self.fill_high.max(f.used());
+    /// Takes the rings and counters out of the loaded `probe`.
+    pub(super) fn new(probe: &mut Probe, rtt: bool) -> Result<Self> {
+        let Rings { plan, rings } = probe.take_rings()?;
+        let mut fills_known = true;
+        let rings = rings
+            .into_iter()
+            .map(|ring| {
+                let fill = RingFill::new(std::os::fd::AsFd::as_fd(&ring), plan.bytes)
+                    .inspect_err(|e| {
+                        if fills_known {
+                            stderr::say(format_args!(
+                                "warning: the ring's fill is not reported: {e:#}"
+                            ));
+                        }
+                        fills_known = false;
+                    })
+                    .ok();
+                Ok(Ring {
+                    // SAFETY: the ring buffer owns its map fd, which stays
+                    // open and the same for as long as the AsyncFd owns it.
+                    fd: unsafe { AsyncFd::register(ring) }
+                        .map_err(|e| e.into_parts().1)
+                        .context("watching the ring buffer")?,
+                    head: None,
+                    fill,
+                    reads_in_run: 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            rings,
+            lost: probe.take_lost()?,
+            lost_seen: 0,
+            nested_seen: hooks::nested_misses(probe),
+            unreadable_seen: 0,
+            rtt: if rtt { Some(probe.take_rtt()?) } else { None },
+            decode_errors: 0,
+            cgroups: cgroups::Resolver::new(),
+            ring_bytes: u64::from(plan.bytes),
+            fill_high: fills_known.then_some(0),
+            repeats: Repeats::default(),
+        })
+    }
+
+    /// Waits until a program wakes the reader (a ring is filling), and
+    /// clears the wakeup.
+    pub(super) async fn woken(&mut self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| {
+            let mut woken = false;
+            for r in &mut self.rings {
+                match r.fd.poll_read_ready_mut(cx) {
+                    std::task::Poll::Ready(Ok(mut g)) => {
+                        g.clear_ready();
+                        woken = true;
+                    }
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => {}
+                }
+            }
+            if woken {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The latest time a record may have to go out now: every record
+    /// with a time up to it is in its ring (see [`IN_FLIGHT_NS`]); any
+    /// time with one ring. Taken before the rings are read.
+    pub(super) fn cutoff(&self) -> u64 {
+        if self.rings.len() == 1 {
+            u64::MAX
+        } else {
+            Clock::monotonic_now().saturating_sub(IN_FLIGHT_NS)
         }
     }
 
-    /// The next record in the ring, decoded (`Some(None)`: it could not
-    /// be, and is counted); `None` when the ring is empty.
-    pub(super) fn next_event(&mut self) -> Option<Option<Event>> {
-        if self.reads_in_run.is_multiple_of(FILL_SAMPLE_EVERY) {
-            self.sample_fill();
+    /// Whether a record was read and is waiting to be old enough.
+    pub(super) fn holding(&self) -> bool {
+        self.rings.iter().any(|r| r.head.is_some())
+    }
+
+    /// The earliest record of all rings, if its time is at most `cutoff`;
+    /// `None` when the rings are empty or their next records too recent.
+    pub(super) fn next_event(&mut self, cutoff: u64) -> Option<Event> {
+        let mut best: Option<(usize, u64)> = None;
+        for i in 0..self.rings.len() {
+            if let Some(ts) = self.peek(i)
+                && best.is_none_or(|(_, b)| ts < b)
+            {
+                best = Some((i, ts));
+            }
         }
-        let Some(item) = self.ring.get_mut().next() else {
-            self.reads_in_run = 0;
-            return None;
-        };
-        self.reads_in_run += 1;
-        let rec = wire::read_record(&item);
-        drop(item);
-        let ev = rec.and_then(|w| wire::decode(&w)).ok();
-        self.decode_errors += u64::from(ev.is_none());
-        Some(ev)
+        match best {
+            Some((i, ts)) if ts <= cutoff => self.rings[i].head.take(),
+            _ => None,
+        }
+    }
+
+    /// The time of ring `i`'s next record, read ahead into its head.
+    fn peek(&mut self, i: usize) -> Option<u64> {
+        let r = &mut self.rings[i];
+        while r.head.is_none() {
+            if r.reads_in_run.is_multiple_of(FILL_SAMPLE_EVERY)
+                && let (Some(f), Some(high)) = (&r.fill, &mut self.fill_high)
+            {
+                // Not once at the top of the loop: an agent stopped
+                // (SIGSTOP, a descheduled VM) after that sample, or in the
+                // middle of a drain, went on to drain a full ring unseen
+                // (the 6.1 VM reported a peak fill of 0.017 after 9 374
+                // events were lost). Two atomic loads per sample.
+                *high = (*high).max(f.used());
+            }
+            let Some(item) = r.fd.get_mut().next() else {
+                r.reads_in_run = 0;
+                return None;
+            };
+            r.reads_in_run += 1;
+            let rec = wire::read_record(&item);
+            drop(item);
+            r.head = rec.and_then(|w| wire::decode(&w)).ok();
+            self.decode_errors += u64::from(r.head.is_none());
+        }
+        r.head.as_ref().map(|e| e.ts_ns)
     }
 }
 
-/// Drains everything in the ring into the pipeline; returns how many
-/// records it read.
-pub(super) fn drain(src: &mut Source, p: &mut Pipeline) -> usize {
+/// The last [`RECENT`] state records handed on (socket, old and new
+/// state), newest at `at - 1`.
+pub(super) struct Repeats {
+    recent: [(u64, TcpState, TcpState); RECENT],
+    at: usize,
+}
+
+impl Default for Repeats {
+    fn default() -> Self {
+        Self {
+            recent: [(0, TcpState::Close, TcpState::Close); RECENT],
+            at: 0,
+        }
+    }
+}
+
+impl Repeats {
+    /// Whether `ev` repeats the socket's last state record (and if not,
+    /// remembers it). The kernel sends a transition twice in one case:
+    /// when another transition lands in the first instructions of the
+    /// second state program, the first runs for it and the second then
+    /// takes its own transition for one the first missed (see
+    /// tracer-ebpf's `state_btf.rs`). A socket cannot make the same
+    /// change twice in a row.
+    pub(super) fn seen(&mut self, ev: &Event) -> bool {
+        let EventKind::State { old, new } = ev.kind else {
+            return false;
+        };
+        if ev.sock == 0 {
+            return false;
+        }
+        for k in 1..=RECENT {
+            let (sock, o, n) = self.recent[(self.at + RECENT - k) % RECENT];
+            if sock == ev.sock {
+                if (o, n) == (old, new) {
+                    return true;
+                }
+                break;
+            }
+        }
+        self.recent[self.at] = (ev.sock, old, new);
+        self.at = (self.at + 1) % RECENT;
+        false
+    }
+}
+
+/// Drains the rings into the pipeline in time order, up to `cutoff`;
+/// returns how many records it pushed.
+pub(super) fn drain(src: &mut Source, p: &mut Pipeline, cutoff: u64) -> usize {
     let mut n = 0;
     while !p.done() {
-        let Some(ev) = src.next_event() else { break };
-        if let Some(ev) = ev {
-            src.cgroups.name(p, ev.task.cgroup.get());
-            p.push(Input::Event(ev));
+        let Some(ev) = src.next_event(cutoff) else {
+            break;
+        };
+        if src.repeats.seen(&ev) {
+            continue;
         }
+        src.cgroups.name(p, ev.task.cgroup.get());
+        p.push(Input::Event(ev));
         n += 1;
     }
     n
@@ -137,5 +309,28 @@ pub(super) fn read_rtt(src: &mut Source, p: &mut Pipeline) {
                 last_us: h.last_us,
             }),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::{owner, state, tuple};
+
+    #[test]
+    fn a_repeated_transition_is_dropped_and_a_new_life_is_not() {
+        use TcpState::*;
+        let ev = |sock, old, new| state(1, sock, tuple(1, 2), owner(7, "curl"), old, new);
+        let mut r = Repeats::default();
+        assert!(!r.seen(&ev(1, Close, SynSent)));
+        assert!(!r.seen(&ev(2, Listen, SynRecv)));
+        // The kernel's repeat, a record or two later.
+        assert!(r.seen(&ev(1, Close, SynSent)));
+        assert!(!r.seen(&ev(1, SynSent, Close)));
+        // A failed connect tried again on the same socket.
+        assert!(!r.seen(&ev(1, Close, SynSent)));
+        // Unknown sockets are never repeats.
+        assert!(!r.seen(&ev(0, Close, SynSent)));
+        assert!(!r.seen(&ev(0, Close, SynSent)));
     }
 }
