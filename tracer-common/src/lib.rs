@@ -107,7 +107,8 @@ pub struct WireEvent {
     /// attempt (`err` of `tcp_retransmit_skb`, Linux 6.17+), positive.
     pub errno: u16,
     /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
-    /// [`NO_REASON`] when the kernel has none (before 6.10).
+    /// [`NO_REASON`] when the kernel has none (before 6.10). STATE:
+    /// [`FROM_NESTED`] when the second state program sent it.
     pub reason: u16,
     /// One of [`kind`].
     pub kind: u8,
@@ -166,6 +167,11 @@ impl KernelFilter {
         _pad: 0,
     };
 }
+
+/// `reason` of a state record the second BTF state program sent (a
+/// transition the first was skipped for; rarely, one it had sent: user
+/// space drops such a repeat).
+pub const FROM_NESTED: u16 = 1;
 
 /// Slots in the kernel's array of event rings (one per CPU id): the most
 /// CPUs tcptrace can run on. User space sets the array's real size to the

@@ -44,7 +44,9 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
-use tracer_common::{AF_INET, IPPROTO_TCP, KERNEL_OFFSET_MASK, SockOffsets, hook, kind};
+use tracer_common::{
+    AF_INET, FROM_NESTED, IPPROTO_TCP, KERNEL_OFFSET_MASK, SockOffsets, hook, kind,
+};
 
 use crate::{
     emit::{Outcome, Skip, addr_v4, addr_words, bare_event, done, want, wanted},
@@ -91,7 +93,7 @@ pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
         // interrupt in the middle of this run).
         unsafe { core::ptr::write_volatile(last, hit(&ctx)) };
     }
-    done(hook::STATE, try_state(&ctx))
+    done(hook::STATE, try_state(&ctx, false))
 }
 
 /// The same transition, when the kernel skipped `inet_sock_set_state_btf`
@@ -109,7 +111,7 @@ pub fn inet_sock_set_state_btf_nested(ctx: BtfTracePointContext) -> u32 {
         // SAFETY: per-CPU slot; the first program never touches it.
         unsafe { *n += 1 };
     }
-    done(hook::STATE, try_state(&ctx))
+    done(hook::STATE, try_state(&ctx, true))
 }
 
 /// A `T` at `off` bytes into the socket: a load the verifier checks
@@ -130,7 +132,9 @@ fn inet_sport(sk: *const u8, off: u32) -> Result<u16, Skip> {
         .map_err(|_| Skip::Unreadable)
 }
 
-fn try_state(ctx: &BtfTracePointContext) -> Outcome {
+/// `nested`: called from the second program (its records say so, see
+/// [`FROM_NESTED`]).
+fn try_state(ctx: &BtfTracePointContext, nested: bool) -> Outcome {
     let o = SOCK_OFF.load();
     let sk: *const u8 = ctx.arg(0);
     if sk.is_null() {
@@ -161,6 +165,9 @@ fn try_state(ctx: &BtfTracePointContext) -> Outcome {
     } else {
         ev.saddr = addr_words([at(sk, o.saddr_v6), at(sk, o.saddr_v6 + 8)]);
         ev.daddr = addr_words([at(sk, o.daddr_v6), at(sk, o.daddr_v6 + 8)]);
+    }
+    if nested {
+        ev.reason = FROM_NESTED;
     }
     finish(&mut ev, sk as u64, netns::of_btf_sock(sk), &gate)
 }

@@ -73,9 +73,7 @@ pub(super) fn hold(src: &mut Source, held: &mut Vec<Event>, cutoff: u64) {
         let Some(ev) = src.next_event(cutoff) else {
             break;
         };
-        if !src.repeats.seen(&ev) {
-            held.push(ev);
-        }
+        held.push(ev);
     }
 }
 

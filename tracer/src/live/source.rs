@@ -6,7 +6,7 @@
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::RttHist;
+use tracer_common::{FROM_NESTED, RttHist};
 
 use crate::{
     cgroups,
@@ -39,7 +39,8 @@ const RECENT: usize = 16;
 /// its next record read ahead (to merge the rings in time order).
 pub(super) struct Ring {
     fd: AsyncFd<RingBuf<MapData>>,
-    head: Option<Event>,
+    /// The next record, and whether the second state program sent it.
+    head: Option<(Event, bool)>,
     /// The ring's fill, sampled as it is read (None if its positions
     /// could not be mapped).
     fill: Option<RingFill>,
@@ -66,7 +67,7 @@ pub(super) struct Source {
     pub(super) ring_bytes: u64,
     pub(super) fill_high: Option<u64>,
     /// Drops the kernel's rare repeated state record.
-    pub(super) repeats: Repeats,
+    repeats: Repeats,
 }
 
 impl Source {
@@ -156,7 +157,17 @@ impl Source {
 
     /// The earliest record of all rings, if its time is at most `cutoff`;
     /// `None` when the rings are empty or their next records too recent.
+    /// Skips the kernel's repeats (see [`Repeats`]).
     pub(super) fn next_event(&mut self, cutoff: u64) -> Option<Event> {
+        loop {
+            let (ev, nested) = self.next_record(cutoff)?;
+            if !self.repeats.seen(&ev, nested) {
+                return Some(ev);
+            }
+        }
+    }
+
+    fn next_record(&mut self, cutoff: u64) -> Option<(Event, bool)> {
         let mut best: Option<(usize, u64)> = None;
         for i in 0..self.rings.len() {
             if let Some(ts) = self.peek(i)
@@ -192,10 +203,12 @@ impl Source {
             r.reads_in_run += 1;
             let rec = wire::read_record(&item);
             drop(item);
-            r.head = rec.and_then(|w| wire::decode(&w)).ok();
+            r.head = rec
+                .and_then(|w| Ok((wire::decode(&w)?, w.reason == FROM_NESTED)))
+                .ok();
             self.decode_errors += u64::from(r.head.is_none());
         }
-        r.head.as_ref().map(|e| e.ts_ns)
+        r.head.as_ref().map(|(e, _)| e.ts_ns)
     }
 }
 
@@ -216,14 +229,17 @@ impl Default for Repeats {
 }
 
 impl Repeats {
-    /// Whether `ev` repeats the socket's last state record (and if not,
-    /// remembers it). The kernel sends a transition twice in one case:
-    /// when another transition lands in the first instructions of the
-    /// second state program, the first runs for it and the second then
-    /// takes its own transition for one the first missed (see
-    /// tracer-ebpf's `state_btf.rs`). A socket cannot make the same
-    /// change twice in a row.
-    pub(super) fn seen(&mut self, ev: &Event) -> bool {
+    /// Whether `ev`, a record the second state program sent (`nested`),
+    /// repeats the socket's last state record; remembers every state
+    /// record that is not a repeat. The kernel sends a transition twice
+    /// in one case: when another transition lands in the first
+    /// instructions of the second state program, the first runs for it
+    /// and the second then takes its own transition for one the first
+    /// missed (see tracer-ebpf's `state_btf.rs`). A socket cannot make
+    /// the same change twice in a row; but records lost in a full ring
+    /// can hide the changes between two lives of a socket's address, so
+    /// only the second program's records are suspected.
+    pub(super) fn seen(&mut self, ev: &Event, nested: bool) -> bool {
         let EventKind::State { old, new } = ev.kind else {
             return false;
         };
@@ -233,7 +249,7 @@ impl Repeats {
         for k in 1..=RECENT {
             let (sock, o, n) = self.recent[(self.at + RECENT - k) % RECENT];
             if sock == ev.sock {
-                if (o, n) == (old, new) {
+                if nested && (o, n) == (old, new) {
                     return true;
                 }
                 break;
@@ -253,9 +269,6 @@ pub(super) fn drain(src: &mut Source, p: &mut Pipeline, cutoff: u64) -> usize {
         let Some(ev) = src.next_event(cutoff) else {
             break;
         };
-        if src.repeats.seen(&ev) {
-            continue;
-        }
         src.cgroups.name(p, ev.task.cgroup.get());
         p.push(Input::Event(ev));
         n += 1;
@@ -322,15 +335,18 @@ mod tests {
         use TcpState::*;
         let ev = |sock, old, new| state(1, sock, tuple(1, 2), owner(7, "curl"), old, new);
         let mut r = Repeats::default();
-        assert!(!r.seen(&ev(1, Close, SynSent)));
-        assert!(!r.seen(&ev(2, Listen, SynRecv)));
+        assert!(!r.seen(&ev(1, Close, SynSent), false));
+        assert!(!r.seen(&ev(2, Listen, SynRecv), false));
         // The kernel's repeat, a record or two later.
-        assert!(r.seen(&ev(1, Close, SynSent)));
-        assert!(!r.seen(&ev(1, SynSent, Close)));
+        assert!(r.seen(&ev(1, Close, SynSent), true));
+        assert!(!r.seen(&ev(1, SynSent, Close), true));
         // A failed connect tried again on the same socket.
-        assert!(!r.seen(&ev(1, Close, SynSent)));
+        assert!(!r.seen(&ev(1, Close, SynSent), true));
+        // The same change from the first program: a new life of the
+        // address whose changes between were lost.
+        assert!(!r.seen(&ev(2, Listen, SynRecv), false));
         // Unknown sockets are never repeats.
-        assert!(!r.seen(&ev(0, Close, SynSent)));
-        assert!(!r.seen(&ev(0, Close, SynSent)));
+        assert!(!r.seen(&ev(0, Close, SynSent), true));
+        assert!(!r.seen(&ev(0, Close, SynSent), true));
     }
 }
