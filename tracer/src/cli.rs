@@ -181,10 +181,12 @@ pub struct RunArgs {
     /// Stop after this many records.
     #[arg(short, long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     pub count: Option<u64>,
-    /// Size of the kernel's event buffer, a power of two from 64K to 1G
-    /// (default 4M, about 60 ms of a 700 000 events/s storm). Larger rides
-    /// out longer stalls of tcptrace; smaller uses less memory (the buffer
-    /// is mapped twice, so it counts twice in RSS). Live only.
+    /// Size of the kernel's event buffers, all CPUs together, a power of
+    /// two from 64K to 1G (default 4M, about 60 ms of a 700 000 events/s
+    /// storm). Split into a ring per CPU, or per few CPUs when each would
+    /// get less than 256K. Larger rides out longer stalls of tcptrace;
+    /// smaller uses less memory (the rings are mapped twice, so they
+    /// count twice in RSS). Live only.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
     /// Output waiting for a slow reader at most, in bytes (default 4M);

@@ -190,7 +190,7 @@ impl Metrics {
         );
         r.register(
             "ring_fill_ratio",
-            "Highest fill of the kernel's event ring over the last second (0 to 1; the programs lose events at 1)",
+            "Highest fill of any of the kernel's event rings (one per CPU) over the last second (0 to 1; the programs lose events at 1)",
             m.ring_fill.clone(),
         );
         r.register_with_unit(
