@@ -67,7 +67,20 @@ pub fn possible_cpus() -> Result<u32> {
 /// The rings a run reads, in ring order, and how they were sized.
 pub struct Rings {
     pub plan: Plan,
-    pub rings: Vec<RingBuf<MapData>>,
+    maps: Vec<MapData>,
+}
+
+impl Rings {
+    /// Maps the rings into this process for reading. Apart from
+    /// [`install`]: the kernel maps a ring's every page at once (the whole
+    /// budget counts in RSS from then on), so it is done after loading,
+    /// once the BTF parsed meanwhile is freed, not on top of it.
+    pub fn open(self) -> Result<Vec<RingBuf<MapData>>> {
+        self.maps
+            .into_iter()
+            .map(|m| Ok(RingBuf::try_from(Map::RingBuf(m))?))
+            .collect()
+    }
 }
 
 /// Makes the rings of `plan` and puts them in every CPU's slot of the
@@ -90,11 +103,7 @@ pub fn install(bpf: &mut Ebpf, plan: Plan, cpus: u32) -> Result<Rings> {
             .set(cpu, &made[plan.ring_of(cpu) as usize], 0)
             .with_context(|| format!("giving CPU {cpu} its event ring"))?;
     }
-    let rings = made
-        .into_iter()
-        .map(|m| RingBuf::try_from(Map::RingBuf(m)))
-        .collect::<Result<_, _>>()?;
-    Ok(Rings { plan, rings })
+    Ok(Rings { plan, maps: made })
 }
 
 #[cfg(test)]

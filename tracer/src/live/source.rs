@@ -12,7 +12,7 @@ use crate::{
     cgroups,
     engine::flows::Rtt,
     event::{Clock, Event, EventKind, TcpState},
-    hooks::{self, Probe, ring_fill::RingFill, rings::Rings},
+    hooks::{self, Probe, ring_fill::RingFill},
     pipeline::{Input, Pipeline},
     record::lost,
     stderr, wire,
@@ -73,9 +73,11 @@ pub(super) struct Source {
 impl Source {
     /// Takes the rings and counters out of the loaded `probe`.
     pub(super) fn new(probe: &mut Probe, rtt: bool) -> Result<Self> {
-        let Rings { plan, rings } = probe.take_rings()?;
+        let rings = probe.take_rings()?;
+        let plan = rings.plan;
         let mut fills_known = true;
         let rings = rings
+            .open()?
             .into_iter()
             .map(|ring| {
                 let fill = RingFill::new(std::os::fd::AsFd::as_fd(&ring), plan.bytes)
