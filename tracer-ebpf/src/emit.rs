@@ -56,10 +56,11 @@ static EVENTS: ArrayOfMaps<RingBuf<WireEvent, TEMPLATE_BYTES>, { tracer_common::
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events skipped, or sent with a field unknown, because a field they
-/// needed could not be read: per CPU, indexed by [`hook`] id. Touched only
-/// on that failure path.
+/// needed could not be read: per CPU, one count per [`hook`] id, all in
+/// one value (user space reads them with one lookup a second, not one per
+/// hook). Touched only on that failure path.
 #[map(name = "UNREADABLE")]
-static UNREADABLE: PerCpuArray<u64> = PerCpuArray::with_max_entries(hook::SLOTS, 0);
+static UNREADABLE: PerCpuArray<[u64; hook::SLOTS as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
 static FILTER: Global<KernelFilter> = Global::new(KernelFilter::ANY);
@@ -117,10 +118,12 @@ pub type Outcome = Result<(), Skip>;
 #[inline(always)]
 pub fn done(hook: u8, outcome: Outcome) -> u32 {
     if let Err(Skip::Unreadable) = outcome
-        && let Some(n) = UNREADABLE.get_ptr_mut(u32::from(hook))
+        && let Some(counts) = UNREADABLE.get_ptr_mut(0)
+        && u32::from(hook) < hook::SLOTS
     {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *n += 1 };
+        // SAFETY: this CPU's value, no concurrent writer on this CPU; the
+        // index is checked just above.
+        unsafe { (*counts)[usize::from(hook)] += 1 };
     }
     0
 }

@@ -137,9 +137,16 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let deadline = opts.duration.map(|d| Instant::now() + d);
     let mut wait = DRAIN_EVERY;
     let mut slow_at = Instant::now() + SLOW_EVERY;
+    // Each timer made once and reset in place: a timer made in the loop
+    // and dropped when another branch won cost a wakeup of the runtime
+    // per drain (a write to its eventfd, and one more epoll_wait).
+    let nap = sleep(wait);
+    let end = sleep_until(deadline.unwrap_or_else(Instant::now));
+    tokio::pin!(nap, end);
     loop {
+        nap.as_mut().reset(Instant::now() + wait);
         tokio::select! {
-            _ = sleep(wait) => {}
+            _ = &mut nap => {}
             r = src.woken() => r?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -154,7 +161,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
                 }
                 continue;
             }
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
+            _ = &mut end, if deadline.is_some() => break,
         }
         if let Some(s) = &seeding {
             // Read the ring first: the seeds must meet every event from

@@ -332,16 +332,17 @@ impl Probe {
             .bpf
             .map(names::UNREADABLE)
             .context("the object has no UNREADABLE map")?;
-        let counts = PerCpuArray::<_, u64>::try_from(map)?;
-        HOOKS
+        let counts = PerCpuArray::<_, [u64; hook::SLOTS as usize]>::try_from(map)?;
+        let per_cpu = counts
+            .get(&0, 0)
+            .context("reading the kernel's unreadable-field counts")?;
+        Ok(HOOKS
             .iter()
             .map(|h| {
-                let per_cpu = counts
-                    .get(&u32::from(h.id), 0)
-                    .with_context(|| format!("reading the unreadable count of {}", h.program))?;
-                Ok((h, per_cpu.iter().sum()))
+                let slot = usize::from(h.id);
+                (h, per_cpu.iter().map(|c| c.get(slot).copied().unwrap_or(0)).sum())
             })
-            .collect()
+            .collect())
     }
 
     /// The event rings (once).
