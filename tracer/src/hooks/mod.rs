@@ -340,7 +340,13 @@ impl Probe {
             .iter()
             .map(|h| {
                 let slot = usize::from(h.id);
-                (h, per_cpu.iter().map(|c| c.get(slot).copied().unwrap_or(0)).sum())
+                (
+                    h,
+                    per_cpu
+                        .iter()
+                        .map(|c| c.get(slot).copied().unwrap_or(0))
+                        .sum(),
+                )
             })
             .collect())
     }
