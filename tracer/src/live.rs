@@ -171,8 +171,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             if held.len() >= HOLD_MAX {
                 release(&mut held, &mut p, &mut src.cgroups);
             }
-            let cutoff = src.cutoff();
-            hold(&mut src, &mut held, cutoff);
+            hold(&mut src, &mut held, false);
             if hold_until.is_none() && !held.is_empty() {
                 hold_until = Some(Instant::now() + SEED_HOLD);
             }
@@ -184,8 +183,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
             }
         }
         release(&mut held, &mut p, &mut src.cgroups);
-        let cutoff = src.cutoff();
-        wait = if drain(&mut src, &mut p, cutoff) == 0 && !src.holding() {
+        wait = if drain(&mut src, &mut p, false) == 0 && !src.holding() {
             (wait * 2).min(IDLE_WAIT)
         } else {
             DRAIN_EVERY
@@ -212,13 +210,13 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     if let Some(s) = &seeding
         && !p.done()
     {
-        hold(&mut src, &mut held, u64::MAX);
+        hold(&mut src, &mut held, true);
         s.merge(&mut p, &held, true, &mut src.cgroups);
     }
     release(&mut held, &mut p, &mut src.cgroups);
     // What the kernel already wrote still counts.
     if !p.done() {
-        drain(&mut src, &mut p, u64::MAX);
+        drain(&mut src, &mut p, true);
     }
     check_lost(&mut src, &mut p, &probe);
     read_rtt(&mut src, &mut p);

@@ -66,9 +66,10 @@ impl Seeding {
     }
 }
 
-/// Reads the rings into `held` (up to `cutoff`, see
-/// [`Source::cutoff`]) while the seeds are being read.
-pub(super) fn hold(src: &mut Source, held: &mut Vec<Event>, cutoff: u64) {
+/// Reads the rings into `held` (all of them in the `last` pass, see
+/// [`Source::begin`]) while the seeds are being read.
+pub(super) fn hold(src: &mut Source, held: &mut Vec<Event>, last: bool) {
+    let cutoff = src.begin(last);
     while held.len() < HOLD_MAX {
         let Some(ev) = src.next_event(cutoff) else {
             break;

@@ -31,9 +31,12 @@ const FILL_SAMPLE_EVERY: u64 = 16;
 /// CPUs); the wait is well under one drain interval.
 const IN_FLIGHT_NS: u64 = 5_000_000;
 
-/// State records remembered to recognise a repeat: a repeat follows
-/// its original within a few records.
-const RECENT: usize = 16;
+/// State records remembered to recognise a repeat: the original and its
+/// repeat are a few records apart on their CPU, but every transition of
+/// one softirq run (a batch of packets) can come between them, and the
+/// other CPUs' records are merged in. Looked through only for the second
+/// program's records (about 1 in 1 000 in a storm).
+const RECENT: usize = 1024;
 
 /// One of the kernel's rings, watched for the programs' rare wakeups, with
 /// its next record read ahead (to merge the rings in time order).
@@ -46,6 +49,8 @@ pub(super) struct Ring {
     fill: Option<RingFill>,
     /// Records read since the ring was last found empty.
     reads_in_run: u64,
+    /// Found empty in this pass (see [`Source::begin`]).
+    empty: bool,
 }
 
 /// The kernel's side of a live run: the rings, their counters, and what
@@ -99,6 +104,7 @@ impl Source {
                     head: None,
                     fill,
                     reads_in_run: 0,
+                    empty: false,
                 })
             })
             .collect::<Result<_>>()?;
@@ -141,11 +147,19 @@ impl Source {
         .await
     }
 
-    /// The latest time a record may have to go out now: every record
-    /// with a time up to it is in its ring (see [`IN_FLIGHT_NS`]); any
-    /// time with one ring. Taken before the rings are read.
-    pub(super) fn cutoff(&self) -> u64 {
-        if self.rings.len() == 1 {
+    /// Starts a pass over the rings; returns the latest time a record
+    /// may have to go out in it: every record with a time up to it is in
+    /// its ring (see [`IN_FLIGHT_NS`]); any time with one ring, or in the
+    /// `last` pass, when the programs are stopping. So a ring
+    /// found empty in the pass is not looked at again in it: what comes
+    /// into it meanwhile is later than the cutoff (and each look at a
+    /// ring's producer position is a cache line the kernel writes from
+    /// another CPU).
+    pub(super) fn begin(&mut self, last: bool) -> u64 {
+        for r in &mut self.rings {
+            r.empty = false;
+        }
+        if last || self.rings.len() == 1 {
             u64::MAX
         } else {
             Clock::monotonic_now().saturating_sub(IN_FLIGHT_NS)
@@ -187,7 +201,7 @@ impl Source {
     /// The time of ring `i`'s next record, read ahead into its head.
     fn peek(&mut self, i: usize) -> Option<u64> {
         let r = &mut self.rings[i];
-        while r.head.is_none() {
+        while r.head.is_none() && !r.empty {
             if r.reads_in_run.is_multiple_of(FILL_SAMPLE_EVERY)
                 && let (Some(f), Some(high)) = (&r.fill, &mut self.fill_high)
             {
@@ -200,6 +214,7 @@ impl Source {
             }
             let Some(item) = r.fd.get_mut().next() else {
                 r.reads_in_run = 0;
+                r.empty = true;
                 return None;
             };
             r.reads_in_run += 1;
@@ -217,14 +232,14 @@ impl Source {
 /// The last [`RECENT`] state records handed on (socket, old and new
 /// state), newest at `at - 1`.
 pub(super) struct Repeats {
-    recent: [(u64, TcpState, TcpState); RECENT],
+    recent: Vec<(u64, TcpState, TcpState)>,
     at: usize,
 }
 
 impl Default for Repeats {
     fn default() -> Self {
         Self {
-            recent: [(0, TcpState::Close, TcpState::Close); RECENT],
+            recent: vec![(0, TcpState::Close, TcpState::Close); RECENT],
             at: 0,
         }
     }
@@ -248,13 +263,15 @@ impl Repeats {
         if ev.sock == 0 {
             return false;
         }
-        for k in 1..=RECENT {
-            let (sock, o, n) = self.recent[(self.at + RECENT - k) % RECENT];
-            if sock == ev.sock {
-                if nested && (o, n) == (old, new) {
-                    return true;
+        if nested {
+            for k in 1..=RECENT {
+                let (sock, o, n) = self.recent[(self.at + RECENT - k) % RECENT];
+                if sock == ev.sock {
+                    if (o, n) == (old, new) {
+                        return true;
+                    }
+                    break;
                 }
-                break;
             }
         }
         self.recent[self.at] = (ev.sock, old, new);
@@ -263,9 +280,11 @@ impl Repeats {
     }
 }
 
-/// Drains the rings into the pipeline in time order, up to `cutoff`;
-/// returns how many records it pushed.
-pub(super) fn drain(src: &mut Source, p: &mut Pipeline, cutoff: u64) -> usize {
+/// Drains the rings into the pipeline in time order (all of them in the
+/// `last` pass, see [`Source::begin`]); returns how many records it
+/// pushed.
+pub(super) fn drain(src: &mut Source, p: &mut Pipeline, last: bool) -> usize {
+    let cutoff = src.begin(last);
     let mut n = 0;
     while !p.done() {
         let Some(ev) = src.next_event(cutoff) else {
