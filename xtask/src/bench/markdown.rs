@@ -166,7 +166,10 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
                 x.unit,
                 num(x.rate_min),
                 num(x.rate_max),
-                opt(x.slowdown_pct, |v| format!("{v:+.1} %")),
+                opt(x.slowdown_pct, |v| match x.slowdown_ci {
+                    Some((lo, hi)) => format!("{v:+.1} % ({lo:+.0} to {hi:+.0})"),
+                    None => format!("{v:+.1} %"),
+                }),
                 seen,
                 lost_text(x),
                 opt(x.cpu_us_per_event, num),
@@ -269,7 +272,7 @@ pub fn markdown(r: &Results, goals: &[Goal]) -> String {
     let _ = writeln!(
         s,
         "\n## How to read this\n\n\
-- **rate**: connections/s of one client thread (storms), or MB/s of the bulk flows (retransmit, steady). **slowdown** = median baseline rate / median rate − 1.\n\
+- **rate**: connections/s of one client thread (storms), or MB/s of the bulk flows (retransmit, steady). **slowdown** = median baseline rate / median rate − 1; in brackets the 95 % confidence interval (Student's t) of the mean of the rounds' own slowdowns, each run against the baseline run of its round: with three rounds on a noisy VM it is wide, and a goal of ≤ 5 % is met only when its top is.\n\
 - **events seen**: lines the tool printed for the workload's port (the in-kernel count for `bpftrace ... count`); for retransmissions the segments they held (tcptrace's `segs`, the bpftrace peers' `tcp_gso_segs`), the unit of `RetransSegs`. Summary views (`top`, `connect`) print no line per event.\n\
 - **lost**: what the tool itself reported: tcptrace `lost` records or warnings by source (`kernel`: ring buffer full; `kernel-nested`: the kernel skipped our program because it was already running on that CPU; `output`: our output fell behind), bpftrace's and libbpf-tools' perf-buffer `lost` lines.\n\
 - **tracer CPU**: user + system time of all the tracer's threads (`/proc/<pid>/task/*/schedstat`) from attached until its output has been still for 200 ms, so start-up and exit are left out; per event it is divided by the events the workload made in the kernel (the expected transitions, or `RetransSegs`), the same denominator for every configuration. In-kernel BPF time is not in it: it shows up as slowdown.\n\
