@@ -59,11 +59,6 @@ impl RingFill {
         let producer = at(self.page);
         producer.saturating_sub(consumer).min(self.size)
     }
-
-    /// The ring's data size in bytes.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
 }
 
 impl Drop for RingFill {

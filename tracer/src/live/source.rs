@@ -6,7 +6,7 @@
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{FROM_NESTED, RttHist};
+use tracer_common::{FROM_NESTED, RttHist, kind};
 
 use crate::{
     cgroups,
@@ -221,7 +221,10 @@ impl Source {
             let rec = wire::read_record(&item);
             drop(item);
             r.head = rec
-                .and_then(|w| Ok((wire::decode(&w)?, w.reason == FROM_NESTED)))
+                .and_then(|w| {
+                    let nested = w.kind == kind::STATE && w.reason == FROM_NESTED;
+                    Ok((wire::decode(&w)?, nested))
+                })
                 .ok();
             self.decode_errors += u64::from(r.head.is_none());
         }
