@@ -88,23 +88,34 @@ fn check_reports_the_hook_plan() {
         assert!(allowed("fexit"), "{v:#}");
     }
 
-    // Both state hooks are tried; runs use the BTF tracepoint wherever the
-    // kernel has BTF (this host, Debian's 6.1 and 6.12), and the classic
-    // one attaches too (the fallback; on 6.1 that needs its stack well
-    // under 512 bytes, as that verifier rounds every frame up to 32).
-    let state_ok = |name: &str| hooks.iter().any(|h| h["hook"] == name && h["ok"] == true);
-    assert!(state_ok("sock:inet_sock_set_state"), "{v:#}");
-    if v["btf"] == true {
-        assert!(state_ok("tp_btf:inet_sock_set_state"), "{v:#}");
-        assert_eq!(v["state_hook"], "tp_btf", "{v:#}");
-    } else {
-        assert_eq!(v["state_hook"], "tracepoint", "{v:#}");
+    // Both forms of the state and retransmit hooks are tried; runs use the
+    // BTF tracepoint wherever the kernel has BTF (this host, Debian's 6.1
+    // and 6.12), and the classic one attaches too (the fallback; on 6.1
+    // that needs its stack well under 512 bytes, as that verifier rounds
+    // every frame up to 32).
+    let hook_ok = |name: &str| hooks.iter().any(|h| h["hook"] == name && h["ok"] == true);
+    for (tracepoint, key) in [
+        ("sock:inet_sock_set_state", "state_hook"),
+        ("tcp:tcp_retransmit_skb", "retransmit_hook"),
+    ] {
+        assert!(hook_ok(tracepoint), "{v:#}");
+        if v["btf"] == true {
+            let btf = format!("tp_btf:{}", tracepoint.split_once(':').unwrap().1);
+            assert!(hook_ok(&btf), "{v:#}");
+            assert_eq!(v[key], "tp_btf", "{v:#}");
+        } else {
+            assert_eq!(v[key], "tracepoint", "{v:#}");
+        }
     }
 
     let (status, text, _) = run(&["check"]);
     assert!(status.success());
     assert!(text.contains("plan") && text.contains("connect:"), "{text}");
-    assert!(text.contains("state transitions: "), "{text}");
+    assert!(
+        text.contains("sock:inet_sock_set_state: from ")
+            && text.contains("tcp:tcp_retransmit_skb: from "),
+        "{text}"
+    );
     // Every hook of the plan attached here: no FAIL, and one verdict line
     // last, counting them all.
     assert!(!text.contains("FAIL"), "{text}");

@@ -96,7 +96,7 @@ fn kernel_and_seen(peer: &Ftrace, pred: impl Fn(&str, (&str, &str)) -> bool) -> 
     (pick(peer.lines()), pick(peer.seen()))
 }
 
-/// `hook`: `--state-hook` (`None`: tcptrace's own choice). Each sequence
+/// `hook`: `--hook-type` (`None`: tcptrace's own choice). Each sequence
 /// is the kernel's (ftrace's) but for the changes that fired in an
 /// interrupt where no BPF program runs (see `Ftrace`).
 fn check_sequences(ip: &str, family: &str, hook: Option<&str>) {
@@ -106,7 +106,7 @@ fn check_sequences(ip: &str, family: &str, hook: Option<&str>) {
     let ps = port.to_string();
     let mut args = vec!["states", "--json", "--port", &ps];
     if let Some(h) = hook {
-        args.extend(["--state-hook", h]);
+        args.extend(["--hook-type", h]);
     }
     let t = Tracer::start(&args);
     let peer = Ftrace::start(

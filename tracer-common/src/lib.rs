@@ -108,7 +108,8 @@ pub struct WireEvent {
     pub errno: u16,
     /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
     /// [`NO_REASON`] when the kernel has none (before 6.10). STATE:
-    /// [`FROM_NESTED`] when the second state program sent it.
+    /// [`FROM_NESTED`] when the second state program sent it. RETRANS:
+    /// [`FROM_NESTED`] when the second retransmit program sent it.
     pub reason: u16,
     /// One of [`kind`].
     pub kind: u8,
@@ -201,6 +202,7 @@ pub mod names {
     pub const SKB_SEGS_OFF: &str = "SKB_SEGS_OFF";
     pub const NETNS_OFF: &str = "NETNS_OFF";
     pub const SOCK_OFF: &str = "SOCK_OFF";
+    pub const RETRANS_ARGS: &str = "RETRANS_ARGS";
     pub const CONG_OFF: &str = "CONG_OFF";
     pub const PIDNS: &str = "PIDNS";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
@@ -226,6 +228,8 @@ mod pod {
     unsafe impl aya::Pod for super::PidNs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RetransArgs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CongOffsets {}
     // SAFETY: as above.

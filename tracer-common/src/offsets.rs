@@ -169,9 +169,9 @@ pub struct NetnsOffsets {
 
 const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
 
-/// Where the BTF state program (`tp_btf/inet_sock_set_state`, which gets
-/// the `struct sock *` rather than a record) finds what the classic
-/// tracepoint's record holds: byte offsets from the socket, resolved from
+/// Where the BTF programs (`tp_btf/inet_sock_set_state` and
+/// `tp_btf/tcp_retransmit_skb`, which get the `struct sock *` rather than a
+/// record) find what the classic tracepoints' records hold: byte offsets from the socket, resolved from
 /// the running kernel's BTF by user space and handed over in the global
 /// [`names::SOCK_OFF`]. Byte order as in the kernel: the ports are network
 /// order there, the family and protocol host order.
@@ -194,9 +194,11 @@ pub struct SockOffsets {
     pub saddr_v6: u32,
     /// `sk->__sk_common.skc_v6_daddr` (struct in6_addr).
     pub daddr_v6: u32,
+    /// `sk->__sk_common.skc_state` (u8).
+    pub state: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 36);
 
 impl SockOffsets {
     /// Nothing known: the BTF state program is not used.
@@ -209,6 +211,29 @@ impl SockOffsets {
         daddr: NO_OFFSET,
         saddr_v6: NO_OFFSET,
         daddr_v6: NO_OFFSET,
+        state: NO_OFFSET,
+    };
+}
+
+/// What the BTF retransmit program needs besides [`SockOffsets`], from
+/// the running kernel's BTF and tracefs (global [`names::RETRANS_ARGS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetransArgs {
+    /// `TCP_SKB_CB(skb)->seq`: bytes from the `struct sk_buff`
+    /// ([`NO_OFFSET`] when unknown; the first sequence number of the
+    /// retransmitted buffer tells two retransmits of a socket apart).
+    pub skb_seq: u32,
+    /// 1 when the tracepoint has a third argument, `int err` (6.17+).
+    pub has_err: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<RetransArgs>() == 8);
+
+impl RetransArgs {
+    pub const ABSENT: Self = Self {
+        skb_seq: NO_OFFSET,
+        has_err: 0,
     };
 }
 

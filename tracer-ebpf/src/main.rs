@@ -17,13 +17,16 @@
 #![no_std]
 #![no_main]
 
+mod btf_sock;
 mod connect;
 mod emit;
 mod error;
 mod global;
+mod nested;
 mod netns;
 mod reset;
 mod retrans;
+mod retrans_btf;
 mod rtt;
 mod sockaddr;
 mod span;

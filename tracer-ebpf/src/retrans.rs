@@ -11,7 +11,8 @@
 //! match-tracepoint: tcp:tcp_retransmit_synack (`skaddr` is the listener,
 //!   `req` the request socket, which user space never sees as a flow).
 //! The fields each needs and reads are their rows of the hook table
-//! (`tracer/src/hooks/table.rs`).
+//! (`tracer/src/hooks/table.rs`). `retrans_btf.rs` is the first on the
+//! BTF tracepoint, which user space prefers where the kernel allows it.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{
@@ -40,7 +41,7 @@ static CONG_OFF: Global<CongOffsets> = Global::new(CongOffsets::ABSENT);
 /// The socket's congestion state and whether the loss-probe timer is the
 /// pending one, packed as [`cong`] says; 0 when unknown.
 #[inline(always)]
-fn congestion(sk: u64) -> Result<u8, Skip> {
+pub fn congestion(sk: u64) -> Result<u8, Skip> {
     let off = CONG_OFF.load();
     if off.at == NO_OFFSET || sk == 0 {
         return Ok(0);
@@ -73,6 +74,17 @@ fn segments(ctx: &TracePointContext, off: &TpOffsets) -> Result<u16, Skip> {
     // SAFETY: checked read of kernel memory.
     unsafe { bpf_probe_read_kernel((skb + u64::from(segs_off & SKB_OFFSET_MASK)) as *const u16) }
         .map_err(|_| Skip::Unreadable)
+}
+
+/// Segments in `skb`, a buffer the verifier knows by its BTF type (the
+/// BTF program's argument): a plain load. 0 when unknown.
+#[inline(always)]
+pub fn segs_at(skb: *const u8) -> u16 {
+    let segs_off = SKB_SEGS_OFF.load();
+    if segs_off == ABSENT as u32 || skb.is_null() {
+        return 0;
+    }
+    crate::btf_sock::at::<u16>(skb, segs_off & SKB_OFFSET_MASK)
 }
 
 #[tracepoint]

@@ -141,7 +141,7 @@ pub fn run(a: &AgentArgs) -> Result<()> {
             duration: a.run.duration,
             ring_bytes: a.run.ring_size,
             connect: a.run.connect_choice(),
-            state: a.run.state_choice(),
+            forms: a.run.form_choice(),
             what: "TCP for the log and the metrics",
             reopen: Some(reopen),
         },

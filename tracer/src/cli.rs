@@ -18,7 +18,7 @@ pub use views::{ConnectArgs, HistArgs, RetransArgs, StreamArgs, TopArgs, ViewCom
 
 use crate::{
     hooks::connect::{Choice, ConnectPlan},
-    hooks::state_hook::{self, StateHook},
+    hooks::forms::{self, Form},
     sinks::{Mode, OutputSpec, QUEUE_BYTES},
 };
 
@@ -199,19 +199,19 @@ pub struct RunArgs {
     /// if it cannot attach. For testing each plan. Live only.
     #[arg(long, value_name = "PLAN", value_parser = parse_connect_plan)]
     pub connect_plan: Option<ConnectPlan>,
-    /// Watch state transitions through this hook only (tp_btf or
-    /// tracepoint) instead of the BTF tracepoint where the kernel allows
-    /// it and the classic one elsewhere; fails if it cannot attach. For
-    /// testing each. Live only.
-    #[arg(long, value_name = "HOOK", value_parser = parse_state_hook)]
-    pub state_hook: Option<StateHook>,
+    /// Watch state transitions and retransmits through this type of hook
+    /// only (tp_btf or tracepoint) instead of the BTF tracepoint where the
+    /// kernel allows it and the classic one elsewhere; fails if it cannot
+    /// attach. For testing each. Live only.
+    #[arg(long, alias = "state-hook", value_name = "TYPE", value_parser = parse_hook_type)]
+    pub hook_type: Option<Form>,
 }
 
 impl RunArgs {
-    /// Which state hooks a live run tries.
-    pub fn state_choice(&self) -> state_hook::Choice {
-        self.state_hook
-            .map_or(state_hook::Choice::First, state_hook::Choice::Only)
+    /// Which hook forms a live run tries.
+    pub fn form_choice(&self) -> forms::Choice {
+        self.hook_type
+            .map_or(forms::Choice::First, forms::Choice::Only)
     }
 
     /// Which connect plans a live run tries.

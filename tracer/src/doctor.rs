@@ -64,7 +64,7 @@ pub fn run(a: &DoctorArgs) -> Result<Status> {
             duration: Some(a.duration),
             ring_bytes: None,
             connect: crate::hooks::connect::Choice::First,
-            state: crate::hooks::state_hook::Choice::First,
+            forms: crate::hooks::forms::Choice::First,
             what: "the TCP stack for the doctor's playbooks",
             keys: None,
             reopen: None,

@@ -54,8 +54,8 @@ pub struct RunOptions {
     pub what: &'static str,
     /// Which connect plan to attach (`--connect-plan`).
     pub connect: hooks::connect::Choice,
-    /// Which state hook to attach (`--state-hook`).
-    pub state: hooks::state_hook::Choice,
+    /// Which form of the hooks that have two to attach (`--hook-type`).
+    pub forms: hooks::forms::Choice,
     /// Keys pressed on `top`'s screen, pushed as they come.
     pub keys: Option<tokio::sync::mpsc::UnboundedReceiver<crate::keys::Key>>,
     /// Raised on SIGHUP instead of stopping (the agent's log reopens).
@@ -75,7 +75,7 @@ pub fn run(p: Pipeline, opts: RunOptions) -> Result<()> {
 async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     let wants = p.wants();
     let ring_bytes = opts.ring_bytes.unwrap_or(hooks::RING_BYTES);
-    let mut probe = Probe::load(p.filter(), wants, ring_bytes, opts.connect, opts.state)?;
+    let mut probe = Probe::load(p.filter(), wants, ring_bytes, opts.connect, opts.forms)?;
     // Loading parsed the kernel's BTF (the fexit plan) and the object:
     // many megabytes of small allocations, all freed by now.
     memory::release();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{
     event::RetransKind,
-    hooks::{connect::ConnectPlan, state_hook::StateHook},
+    hooks::{connect::ConnectPlan, forms::Form},
 };
 
 /// Durations and intervals at most this long (a year): past it a run is
@@ -84,10 +84,10 @@ pub(crate) fn bytes(s: &str) -> Option<u64> {
     Some(num.parse::<u64>().ok()?.saturating_mul(mult))
 }
 
-pub(crate) fn parse_state_hook(s: &str) -> Result<StateHook, String> {
-    StateHook::from_short(s).ok_or_else(|| {
-        let names: Vec<&str> = StateHook::ORDER.iter().map(|h| h.short()).collect();
-        format!("not a state hook: use one of {}", names.join(", "))
+pub(crate) fn parse_hook_type(s: &str) -> Result<Form, String> {
+    Form::from_short(s).ok_or_else(|| {
+        let names: Vec<&str> = Form::ORDER.iter().map(|h| h.short()).collect();
+        format!("not a hook type: use one of {}", names.join(", "))
     })
 }
 

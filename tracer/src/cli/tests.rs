@@ -153,18 +153,26 @@ fn bad_values_are_usage_errors_with_a_sentence() {
         panic!("not record");
     };
     assert_eq!(r.run.connect_choice(), Choice::Only(ConnectPlan::Kprobe));
-    assert_eq!(r.run.state_choice(), state_hook::Choice::First);
-    let Command::View(v) = parse(&["states", "--state-hook", "tracepoint"])
+    assert_eq!(r.run.form_choice(), forms::Choice::First);
+    let Command::View(v) = parse(&["states", "--hook-type", "tracepoint"])
         .unwrap()
         .command
     else {
         panic!("not a view");
     };
     assert_eq!(
-        v.common().run.state_choice(),
-        state_hook::Choice::Only(StateHook::Tracepoint)
+        v.common().run.form_choice(),
+        forms::Choice::Only(Form::Tracepoint)
     );
-    assert!(parse(&["states", "--state-hook", "kprobe"]).is_err());
+    // The name it had when only state transitions had two forms.
+    let Command::View(v) = parse(&["states", "--state-hook", "tp_btf"])
+        .unwrap()
+        .command
+    else {
+        panic!("not a view");
+    };
+    assert_eq!(v.common().run.form_choice(), forms::Choice::Only(Form::Btf));
+    assert!(parse(&["states", "--hook-type", "kprobe"]).is_err());
     assert_eq!(parse(&["states", "-4", "-6"]).unwrap_err().exit_code(), 2);
     assert_eq!(parse(&["bogus"]).unwrap_err().exit_code(), 2);
 }

@@ -3,38 +3,47 @@
 //! program is handling a state change in process context is skipped). The
 //! kernel counts these per program (`recursion_misses` of
 //! `bpf_prog_info`, Linux 5.12+); we read and report them as lost, less
-//! those the BTF state program's second program handled (see
-//! `tracer-ebpf/src/state_btf.rs`): its own misses are not losses (the
-//! first program ran then), and its `NESTED_CAUGHT` count is the first
-//! one's misses it made up for.
+//! those the BTF programs' second programs handled (see
+//! `tracer-ebpf/src/nested.rs`): a second program's own misses are not
+//! losses (the first ran then), and its `NESTED_CAUGHT` count is the
+//! first one's misses it made up for.
 
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::{Ebpf, maps::PerCpuArray};
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
 
-use super::state_hook::BTF_NESTED_PROGRAM;
+use super::HOOKS;
 
 /// Runs the kernel skipped and no program made up for: the sum of
-/// `recursion_misses` over the loaded programs but the nested one, less
-/// what it caught (read after the misses, so that a transition caught
+/// `recursion_misses` over the loaded programs but the nested ones, less
+/// what they caught (read after the misses, so that a transition caught
 /// between the two reads shows as one loss too few for a moment, never as
 /// one too many).
 pub fn recursion_misses(bpf: &Ebpf) -> u64 {
     let missed: u64 = bpf
         .programs()
-        .filter(|(name, _)| *name != BTF_NESTED_PROGRAM)
+        .filter(|(name, _)| {
+            !HOOKS
+                .iter()
+                .any(|h| h.btf.is_some_and(|b| b.nested == *name))
+        })
         .filter_map(|(_, p)| p.fd().ok().map(|fd| prog_misses(fd.as_fd().as_raw_fd())))
         .sum();
     missed.saturating_sub(caught(bpf))
 }
 
-/// Transitions the nested program handled (0 when it is not loaded).
+/// Events the nested programs handled, every pair's slot summed (0 when
+/// none is loaded).
 fn caught(bpf: &Ebpf) -> u64 {
     bpf.map("NESTED_CAUGHT")
         .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-        .and_then(|a| a.get(&0, 0).ok())
-        .map_or(0, |v| v.iter().sum())
+        .map_or(0, |a| {
+            a.iter()
+                .filter_map(Result::ok)
+                .map(|v| v.iter().sum::<u64>())
+                .sum()
+        })
 }
 
 fn prog_misses(fd: i32) -> u64 {

@@ -6,6 +6,7 @@
 //! reports the kernel's per-hook count of unreadable fields.
 
 pub mod connect;
+pub mod forms;
 mod globals;
 mod misses;
 #[cfg(test)]
@@ -13,7 +14,6 @@ mod object_check;
 pub mod privileges;
 pub mod ring_fill;
 pub mod rings;
-pub mod state_hook;
 pub mod table;
 
 use anyhow::{Context as _, Result, bail};
@@ -26,10 +26,10 @@ use tracer_common::{ABSENT, hook, names};
 
 use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
+pub use forms::Form;
 use globals::{cong_offsets, own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use globals::{kernel_filter, netns_offsets};
-pub use state_hook::StateHook;
-pub use table::{Attach, HOOKS, Hook, Need};
+pub use table::{Attach, BtfForm, HOOKS, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000
 /// events/s (96 bytes each with the ring's header) about 60 ms of events,
@@ -99,11 +99,18 @@ pub struct Report {
     /// Events carry their socket's network namespace (the kernel's BTF
     /// says where it is); else every event's is 0.
     pub netns: bool,
-    /// Where state transitions come from.
-    pub state: Option<StateHook>,
+    /// The form attached of each hook that has two (by hook id), see
+    /// [`forms`].
+    pub forms: Vec<(u8, Form)>,
 }
 
 impl Report {
+    /// Where the events of hook `id` come from, if it has two forms and
+    /// is attached.
+    pub fn form(&self, id: u8) -> Option<Form> {
+        self.forms.iter().find(|(h, _)| *h == id).map(|(_, f)| *f)
+    }
+
     /// One line naming the hooks in use, for the start-up message.
     pub fn summary(&self) -> String {
         let ok: Vec<&str> = self
@@ -133,7 +140,7 @@ impl Probe {
         wants: Wants,
         ring_bytes: u32,
         connect: connect::Choice,
-        state: state_hook::Choice,
+        forms: forms::Choice,
     ) -> Result<Self> {
         let filter = kernel_filter(filter, &wants);
         if OBJECT.is_empty() {
@@ -194,13 +201,25 @@ impl Probe {
         if let Ok(off) = &segs_off {
             loader.override_global(names::SKB_SEGS_OFF, off, true);
         }
-        let sock_off = match (&btf, state) {
-            (_, state_hook::Choice::Only(StateHook::Tracepoint)) => Err("not wanted".into()),
-            (Ok(btf), _) => state_hook::prepare(btf),
+        let sock_off = match (&btf, forms) {
+            (_, forms::Choice::Only(Form::Tracepoint)) => Err("not wanted".into()),
+            (Ok(btf), _) => forms::sock_offsets(btf),
             (Err(e), _) => Err(e.clone()),
         };
         if let Ok(s) = &sock_off {
-            loader.override_global(names::SOCK_OFF, &s.offsets, true);
+            loader.override_global(names::SOCK_OFF, s, true);
+        }
+        let retrans_args = match (&btf, &sock_off, wants.retrans) {
+            (Ok(btf), Ok(_), true) => {
+                let has_err = offsets
+                    .iter()
+                    .any(|(g, o)| *g == names::RETRANS_TP && o.err != ABSENT);
+                Some(forms::retrans_args(btf, has_err))
+            }
+            _ => None,
+        };
+        if let Some(args) = &retrans_args {
+            loader.override_global(names::RETRANS_ARGS, args, true);
         }
         let cong_off = match (&btf, wants.retrans) {
             (Ok(btf), true) => cong_offsets(btf),
@@ -210,6 +229,18 @@ impl Probe {
         if let Ok(off) = &cong_off {
             loader.override_global(names::CONG_OFF, off, true);
         }
+        // What each wanted BTF form needs, found while the BTF is parsed
+        // (it is dropped before the object is loaded: megabytes).
+        let prepared: Vec<(u8, Result<forms::Prepared, String>)> = Hook::wanted(&wants)
+            .filter(|h| h.btf.is_some())
+            .map(|h| {
+                let p = match (&btf, &sock_off) {
+                    (Ok(btf), Ok(_)) => forms::prepare(btf, h),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                };
+                (h.id, p)
+            })
+            .collect();
         let netns_off = btf.and_then(|btf| netns_offsets(&btf));
         if let Ok(off) = &netns_off {
             loader.override_global(names::NETNS_OFF, off, true);
@@ -279,10 +310,10 @@ impl Probe {
             });
         }
         for hook in Hook::wanted(&wants) {
-            if hook.id == hook::STATE {
-                let (chosen, tried) = state_hook::attach(&mut bpf, hook, &sock_off, state)?;
+            if let Some((_, prepared)) = prepared.iter().find(|(id, _)| *id == hook.id) {
+                let (chosen, tried) = forms::attach(&mut bpf, hook, prepared, forms)?;
                 report.hooks.extend(tried);
-                report.state = Some(chosen);
+                report.forms.push((hook.id, chosen));
                 continue;
             }
             attach_tracepoint(&mut bpf, hook).with_context(|| {

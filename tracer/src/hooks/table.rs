@@ -83,10 +83,21 @@ pub struct Hook {
     /// The program's name in the object.
     pub program: &'static str,
     pub attach: Attach,
+    /// Its BTF form, where it has one (see [`super::forms`]).
+    pub btf: Option<BtfForm>,
     pub need: Need,
     /// The record layouts the program understands, in order of preference;
     /// this kernel's must match one (empty: not a tracepoint).
     pub layouts: &'static [Layout],
+}
+
+/// A hook's BTF form: two programs on the BTF tracepoint, the second for
+/// the events the kernel skipped the first for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BtfForm {
+    pub program: &'static str,
+    pub nested: &'static str,
+    pub tracepoint: &'static str,
 }
 
 /// One layout of a tracepoint record, as the program reads it.
@@ -127,6 +138,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::STATE_TP,
         },
         need: Need::Always,
+        btf: Some(BtfForm {
+            program: "inet_sock_set_state_btf",
+            nested: "inet_sock_set_state_btf_nested",
+            tracepoint: "inet_sock_set_state",
+        }),
         layouts: &[Layout::new(
             &[F::Skaddr, F::Sport, F::Dport, F::Oldstate, F::Newstate],
             &[
@@ -148,6 +164,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::RETRANS_TP,
         },
         need: Need::Retrans,
+        btf: Some(BtfForm {
+            program: "tcp_retransmit_skb_btf",
+            nested: "tcp_retransmit_skb_btf_nested",
+            tracepoint: "tcp_retransmit_skb",
+        }),
         layouts: &[Layout::new(
             FLOW,
             &[
@@ -171,6 +192,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SYNACK_TP,
         },
         need: Need::Retrans,
+        btf: None,
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {
@@ -182,6 +204,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SEND_RESET_TP,
         },
         need: Need::Resets,
+        btf: None,
         // 6.x: sockaddr blobs; older: ports and addresses as elsewhere.
         // `skbaddr`: the namespace of a reset sent for no socket.
         layouts: &[
@@ -213,6 +236,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::RECV_RESET_TP,
         },
         need: Need::Resets,
+        btf: None,
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {
@@ -224,6 +248,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::ERROR_TP,
         },
         need: Need::Errors,
+        btf: None,
         layouts: &[Layout::new(
             &[F::Error, F::Protocol, F::Sport, F::Dport],
             FLOW_OPTIONAL,
@@ -238,6 +263,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::PROBE_TP,
         },
         need: Need::Rtt,
+        btf: None,
         // Newer kernels name the socket (`skaddr`); older ones (6.1) only
         // its addresses, as sockaddr blobs: the program then finds the
         // socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`).
@@ -254,6 +280,7 @@ pub const HOOKS: &[Hook] = &[
         program: "fexit_tcp_v4_connect",
         attach: Attach::Fexit("tcp_v4_connect"),
         need: Need::Connect(ConnectPlan::Fexit),
+        btf: None,
         layouts: &[],
     },
     Hook {
@@ -261,6 +288,7 @@ pub const HOOKS: &[Hook] = &[
         program: "fexit_tcp_v6_connect",
         attach: Attach::Fexit("tcp_v6_connect"),
         need: Need::Connect(ConnectPlan::Fexit),
+        btf: None,
         layouts: &[],
     },
     Hook {
@@ -268,6 +296,7 @@ pub const HOOKS: &[Hook] = &[
         program: "kprobe_tcp_connect",
         attach: Attach::Kprobe(&["tcp_v4_connect", "tcp_v6_connect"]),
         need: Need::Connect(ConnectPlan::Kprobe),
+        btf: None,
         layouts: &[],
     },
     Hook {
@@ -275,6 +304,7 @@ pub const HOOKS: &[Hook] = &[
         program: "kretprobe_tcp_connect",
         attach: Attach::Kretprobe(&["tcp_v4_connect", "tcp_v6_connect"]),
         need: Need::Connect(ConnectPlan::Kprobe),
+        btf: None,
         layouts: &[],
     },
     Hook {
@@ -286,6 +316,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::CONNECT_ENTER_TP,
         },
         need: Need::Connect(ConnectPlan::Syscalls),
+        btf: None,
         layouts: &[Layout::new(&[F::Uservaddr], &[])],
     },
     Hook {
@@ -297,6 +328,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::CONNECT_EXIT_TP,
         },
         need: Need::Connect(ConnectPlan::Syscalls),
+        btf: None,
         layouts: &[Layout::new(&[F::Ret], &[])],
     },
 ];

@@ -136,7 +136,7 @@ pub fn run(json_out: bool) -> Result<bool> {
         },
         crate::hooks::RING_BYTES,
         crate::hooks::connect::Choice::All,
-        crate::hooks::state_hook::Choice::All,
+        crate::hooks::forms::Choice::All,
     );
     let exercised = probe.as_ref().map(|_| self_test());
     let unreadable = probe.as_ref().map(|p| p.unreadable_by_hook());
@@ -150,11 +150,13 @@ pub fn run(json_out: bool) -> Result<bool> {
     );
 
     if json_out {
-        let state_hook = probe
-            .as_ref()
-            .ok()
-            .and_then(|p| p.report.state)
-            .map(|h| h.short());
+        let form = |id| {
+            probe
+                .as_ref()
+                .ok()
+                .and_then(|p| p.report.form(id))
+                .map(|h| h.short())
+        };
         let (hooks, plan, plans, error) = match &probe {
             Ok(p) => (
                 p.report
@@ -195,7 +197,8 @@ pub fn run(json_out: bool) -> Result<bool> {
                 "absent": c.absent,
             })).collect::<Vec<_>>(),
             "hooks": hooks,
-            "state_hook": state_hook,
+            "state_hook": form(tracer_common::hook::STATE),
+            "retransmit_hook": form(tracer_common::hook::RETRANSMIT_SKB),
             "connect_plan": plan,
             "connect_plans": plans,
             "core_ok": ok,
@@ -267,8 +270,10 @@ pub fn run(json_out: bool) -> Result<bool> {
                     .collect();
                 println!("  {}: {}", need.label(), titles.join(", "));
             }
-            if let Some(h) = p.report.state {
-                println!("  state transitions: {h} (--state-hook {})", h.short());
+            for row in HOOKS.iter().filter(|h| h.btf.is_some()) {
+                if let Some(f) = p.report.form(row.id) {
+                    println!("  {}: from {} (--hook-type {f})", row.title(), f.name(row));
+                }
             }
             match p.report.connect {
                 Some(c) => println!("  connect: {c}"),

@@ -1,16 +1,16 @@
 //! The last line of `tcptrace check`: one verdict on whether tracing
 //! works here and with which plan, and how each hook is marked: a connect
-//! plan (or state hook) this kernel refuses is a `fallback` (the plan
+//! plan (or a hook's BTF or classic form) this kernel refuses is a `fallback` (the plan
 //! falls back to the next one), not a failure, when another one attached.
 
-use crate::hooks::{ConnectPlan, HookStatus, Report, StateHook};
+use crate::hooks::{ConnectPlan, Form, HOOKS, HookStatus, Report};
 
 /// How `check` marks a hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
     Ok,
-    /// A connect plan or state hook this kernel refuses while another
-    /// one works.
+    /// A connect plan, or one form of a hook, this kernel refuses while
+    /// another one works.
     Fallback,
     Fail,
 }
@@ -30,9 +30,13 @@ fn connect_plan_of(h: &HookStatus) -> Option<ConnectPlan> {
     ConnectPlan::ORDER.into_iter().find(|p| p.name() == h.hook)
 }
 
-/// Whether `h` is one of the state hooks.
-fn is_state_hook(h: &HookStatus) -> bool {
-    StateHook::ORDER.into_iter().any(|s| s.name() == h.hook)
+/// Whether `h` is one form of a hook with two, of which one attached.
+fn other_form_attached(report: &Report, h: &HookStatus) -> bool {
+    HOOKS.iter().any(|row| {
+        row.btf.is_some()
+            && report.form(row.id).is_some()
+            && Form::ORDER.into_iter().any(|f| f.name(row) == h.hook)
+    })
 }
 
 /// How `h` is marked in `report`.
@@ -40,13 +44,13 @@ pub fn mark(report: &Report, h: &HookStatus) -> Mark {
     match (&h.result, connect_plan_of(h), report.connect) {
         (Ok(()), _, _) => Mark::Ok,
         (Err(_), Some(_), Some(_)) => Mark::Fallback,
-        (Err(_), None, _) if is_state_hook(h) && report.state.is_some() => Mark::Fallback,
+        (Err(_), None, _) if other_form_attached(report, h) => Mark::Fallback,
         (Err(_), _, _) => Mark::Fail,
     }
 }
 
 /// The hooks of the plan: every hook but the connect plans not chosen
-/// and the state hooks refused while another attached.
+/// and the hook forms refused while another attached.
 fn planned(report: &Report) -> impl Iterator<Item = &HookStatus> {
     report
         .hooks
@@ -159,18 +163,20 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_state_hook_is_a_fallback_when_the_other_attached() {
+    fn a_refused_hook_form_is_a_fallback_when_the_other_attached() {
+        let state = &HOOKS[0];
+        assert_eq!(state.id, tracer_common::hook::STATE);
         let mut r = report_618();
-        r.hooks[0].hook = StateHook::Tracepoint.name().into();
-        r.hooks.push(status(StateHook::Btf.name(), false));
-        r.state = Some(StateHook::Tracepoint);
+        r.hooks[0].hook = Form::Tracepoint.name(state);
+        r.hooks.push(status(&Form::Btf.name(state), false));
+        r.forms = vec![(state.id, Form::Tracepoint)];
         assert_eq!(mark(&r, &r.hooks[5]), Mark::Fallback);
         assert_eq!(
             verdict(Some(&r), None, 0).1,
             "tracing works: plan syscalls connect, 3 of 3 hooks"
         );
-        // No state hook attached: the refusal is a failure.
-        r.state = None;
+        // No form of it attached: the refusal is a failure.
+        r.forms.clear();
         assert_eq!(mark(&r, &r.hooks[5]), Mark::Fail);
     }
 }

@@ -1,39 +1,38 @@
-//! The hook for TCP state transitions, which runs on every connection of
-//! the host: the BTF tracepoint `tp_btf/inet_sock_set_state` where this
-//! kernel allows it (cheaper per event, and skipped only when this very
-//! program is already running on the CPU), else the classic tracepoint
-//! `sock:inet_sock_set_state` of the hook table. Chosen by trying to load
-//! and attach; `--state-hook` picks one, `tcptrace check` tries both.
+//! The two forms of a hook that has a BTF tracepoint program besides its
+//! classic one: state transitions (every connection of the host) and
+//! retransmits. The BTF form, `tp_btf/<tracepoint>`, where this kernel
+//! allows it: cheaper per event (no record filled before the program
+//! runs), and skipped only when this very program is already running on
+//! the CPU, those few handled by its second program; else the classic
+//! tracepoint of the hook table, skipped whenever *any* kprobe or
+//! tracepoint program runs on the CPU. Chosen by trying to load and
+//! attach; `--hook-type` picks one, `tcptrace check` tries both.
 
 use std::fmt;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{Btf as AyaBtf, Ebpf, programs::BtfTracePoint};
-use tracer_common::{KERNEL_OFFSET_MASK, SockOffsets};
+use tracer_common::{KERNEL_OFFSET_MASK, NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, SockOffsets};
 
-use super::{HookStatus, attach_tracepoint, table::Hook};
+use super::{
+    HookStatus, attach_tracepoint,
+    table::{BtfForm, Hook},
+};
 use crate::btf::Btf;
 
-/// The BTF program's name in the object, and its tracepoint.
-pub const BTF_PROGRAM: &str = "inet_sock_set_state_btf";
-/// Its second program, which handles the transitions the kernel skipped
-/// for the first because it was running on the CPU (`misses`).
-pub const BTF_NESTED_PROGRAM: &str = "inet_sock_set_state_btf_nested";
-const BTF_TRACEPOINT: &str = "inet_sock_set_state";
-
-/// Where state transitions come from.
+/// Where a hook's events come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateHook {
-    /// `tp_btf/inet_sock_set_state`: needs kernel BTF (5.5+).
+pub enum Form {
+    /// `tp_btf/<tracepoint>`: needs kernel BTF (5.5+).
     Btf,
     /// The classic tracepoint, with offsets from its format file.
     Tracepoint,
 }
 
-impl StateHook {
-    pub const ORDER: [StateHook; 2] = [Self::Btf, Self::Tracepoint];
+impl Form {
+    pub const ORDER: [Form; 2] = [Self::Btf, Self::Tracepoint];
 
-    /// The name on the command line (`--state-hook`).
+    /// The name on the command line (`--hook-type`).
     pub fn short(self) -> &'static str {
         match self {
             Self::Btf => "tp_btf",
@@ -45,61 +44,62 @@ impl StateHook {
         Self::ORDER.into_iter().find(|h| h.short() == s)
     }
 
-    /// The name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Btf => "tp_btf:inet_sock_set_state",
-            Self::Tracepoint => "sock:inet_sock_set_state",
+    /// The name in reports of `row` in this form.
+    pub fn name(self, row: &Hook) -> String {
+        match (self, row.btf) {
+            (Self::Btf, Some(b)) => format!("tp_btf:{}", b.tracepoint),
+            _ => row.title(),
         }
     }
 }
 
-impl fmt::Display for StateHook {
+impl fmt::Display for Form {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.short())
     }
 }
 
-/// Which state hooks to try.
+/// Which forms to try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {
-    /// The first in [`StateHook::ORDER`] that attaches.
+    /// The first in [`Form::ORDER`] that attaches.
     First,
     /// Only this one.
-    Only(StateHook),
+    Only(Form),
     /// Both, to report on each (`tcptrace check`; events come twice).
     All,
 }
 
 impl Choice {
-    fn tries(self, hook: StateHook) -> bool {
+    fn tries(self, form: Form) -> bool {
         match self {
             Self::First | Self::All => true,
-            Self::Only(h) => h == hook,
+            Self::Only(h) => h == form,
         }
     }
 }
 
-/// What the BTF program needs from the kernel's BTF.
-#[derive(Clone, Copy, Debug)]
-pub struct BtfState {
-    pub offsets: SockOffsets,
-    /// The id of the tracepoint's `btf_trace_inet_sock_set_state` type.
+/// What a BTF program needs to load: the id of its tracepoint's
+/// `btf_trace_<tracepoint>` type in the kernel's BTF.
+#[derive(Clone, Debug)]
+pub struct Prepared {
     attach_id: u32,
 }
 
-/// Reads [`BtfState`] from the kernel's BTF.
-pub fn prepare(btf: &Btf) -> Result<BtfState, String> {
-    let name = format!("btf_trace_{BTF_TRACEPOINT}");
-    Ok(BtfState {
-        offsets: sock_offsets(btf)?,
+/// Reads [`Prepared`] for `row` from the kernel's BTF.
+pub fn prepare(btf: &Btf, row: &Hook) -> Result<Prepared, String> {
+    let form = row
+        .btf
+        .ok_or_else(|| format!("{} has no BTF program", row.title()))?;
+    let name = format!("btf_trace_{}", form.tracepoint);
+    Ok(Prepared {
         attach_id: btf
             .typedef_id(&name)
             .ok_or_else(|| format!("BTF has no {name}"))?,
     })
 }
 
-/// Where the BTF program finds the record's fields in a `struct sock`,
+/// Where the BTF programs find the records' fields in a `struct sock`,
 /// from kernel BTF (see [`SockOffsets`]); every one is needed.
 pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
     let at = |ty: &str, path: &[&str]| -> Result<u32, String> {
@@ -121,7 +121,25 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
         daddr: common("skc_daddr")?,
         saddr_v6: common("skc_v6_rcv_saddr")?,
         daddr_v6: common("skc_v6_daddr")?,
+        state: common("skc_state")?,
     })
+}
+
+/// What the BTF retransmit program needs besides the socket's offsets:
+/// where a buffer's first sequence number is (optional: without it two
+/// retransmits of a socket in a row look alike to the nested program)
+/// and whether the tracepoint passes `err` (its classic record has the
+/// field exactly when it does).
+pub fn retrans_args(btf: &Btf, has_err: bool) -> RetransArgs {
+    let seq = btf
+        .member_offset("sk_buff", "cb")
+        .zip(btf.member_offset("tcp_skb_cb", "seq"))
+        .map(|(cb, seq)| cb + seq)
+        .filter(|off| off + 4 <= SKB_OFFSET_MASK + 1);
+    RetransArgs {
+        skb_seq: seq.unwrap_or(NO_OFFSET),
+        has_err: u32::from(has_err),
+    }
 }
 
 /// BTF that holds, at `id`, a typedef called `name`, and before it
@@ -164,9 +182,12 @@ fn btf_with_typedef_at(id: u32, name: &str) -> Vec<u8> {
 }
 
 /// Loads and attaches the BTF program, then its second for nested
-/// transitions (attached after it: the kernel calls them in that order).
-fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
-    let raw = btf_with_typedef_at(state.attach_id, &format!("btf_trace_{BTF_TRACEPOINT}"));
+/// events (attached after it: the kernel calls them in that order).
+fn attach_btf(bpf: &mut Ebpf, form: &BtfForm, prepared: &Prepared) -> Result<()> {
+    let raw = btf_with_typedef_at(
+        prepared.attach_id,
+        &format!("btf_trace_{}", form.tracepoint),
+    );
     let btf = AyaBtf::parse(&raw, aya::Endianness::default())
         .context("building the tracepoint's BTF type")?;
     let mut attach = |name: &str| -> Result<()> {
@@ -174,16 +195,16 @@ fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
             .program_mut(name)
             .with_context(|| format!("the object has no program {name}"))?
             .try_into()?;
-        prog.load(BTF_TRACEPOINT, &btf)
+        prog.load(form.tracepoint, &btf)
             .with_context(|| format!("loading {name}"))?;
         prog.attach().with_context(|| format!("attaching {name}"))?;
         Ok(())
     };
-    attach(BTF_PROGRAM)?;
-    if let Err(e) = attach(BTF_NESTED_PROGRAM) {
+    attach(form.program)?;
+    if let Err(e) = attach(form.nested) {
         // Both or neither: the classic tracepoint may be attached next,
-        // and the first alone would send every transition twice.
-        if let Some(p) = bpf.program_mut(BTF_PROGRAM) {
+        // and the first alone would send every event twice.
+        if let Some(p) = bpf.program_mut(form.program) {
             let p: Result<&mut BtfTracePoint, _> = p.try_into();
             if let Ok(p) = p {
                 let _ = p.unload();
@@ -194,47 +215,48 @@ fn attach_btf(bpf: &mut Ebpf, state: &BtfState) -> Result<()> {
     Ok(())
 }
 
-/// Attaches the state hook(s) `choice` asks for; `offsets` says whether
-/// the BTF program could be given its offsets. Returns the hook events
-/// come from and what each try gave.
+/// Attaches the form(s) of `row` that `choice` asks for; `prepared` says
+/// whether the BTF program could be given what it needs. Returns the form
+/// events come from and what each try gave.
 pub fn attach(
     bpf: &mut Ebpf,
     row: &Hook,
-    offsets: &Result<BtfState, String>,
+    prepared: &Result<Prepared, String>,
     choice: Choice,
-) -> Result<(StateHook, Vec<HookStatus>)> {
+) -> Result<(Form, Vec<HookStatus>)> {
     let mut tried = Vec::new();
     let mut chosen = None;
-    if choice.tries(StateHook::Btf) {
-        let r = match offsets {
-            Ok(state) => attach_btf(bpf, state).map_err(|e| format!("{e:#}")),
-            Err(e) => Err(e.clone()),
+    if choice.tries(Form::Btf) {
+        let r = match (prepared, row.btf) {
+            (Ok(p), Some(form)) => attach_btf(bpf, &form, p).map_err(|e| format!("{e:#}")),
+            (Err(e), _) => Err(e.clone()),
+            (Ok(_), None) => Err(format!("{} has no BTF program", row.title())),
         };
         if r.is_ok() {
-            chosen = Some(StateHook::Btf);
+            chosen = Some(Form::Btf);
         }
         tried.push(HookStatus {
-            hook: StateHook::Btf.name().into(),
+            hook: Form::Btf.name(row),
             result: r,
         });
     }
-    if choice.tries(StateHook::Tracepoint) && (chosen.is_none() || choice == Choice::All) {
+    if choice.tries(Form::Tracepoint) && (chosen.is_none() || choice == Choice::All) {
         match attach_tracepoint(bpf, row)
             .with_context(|| format!("cannot attach to tracepoint {}", row.title()))
         {
             Ok(()) => {
-                chosen.get_or_insert(StateHook::Tracepoint);
+                chosen.get_or_insert(Form::Tracepoint);
                 tried.push(HookStatus {
-                    hook: StateHook::Tracepoint.name().into(),
+                    hook: Form::Tracepoint.name(row),
                     result: Ok(()),
                 });
             }
             // `check` tries both: the fallback's failure is reported, not
             // fatal, when the BTF hook works (6.1's verifier refuses the
-            // classic program with every hook on: its stack is 32 bytes
-            // over the limit there).
+            // classic state program with every hook on: its stack is 32
+            // bytes over the limit there).
             Err(e) if chosen.is_some() => tried.push(HookStatus {
-                hook: StateHook::Tracepoint.name().into(),
+                hook: Form::Tracepoint.name(row),
                 result: Err(format!("{e:#}")),
             }),
             Err(e) => return Err(e),
@@ -248,7 +270,8 @@ pub fn attach(
                 .find_map(|h| h.result.as_ref().err())
                 .map_or("", String::as_str);
             bail!(
-                "the state hook `tp_btf` cannot attach on this kernel: {why}; leave out --state-hook to fall back to the classic tracepoint"
+                "the hook `{}` cannot attach on this kernel: {why}; leave out --hook-type to fall back to the classic tracepoint",
+                Form::Btf.name(row)
             )
         }
     }
@@ -257,28 +280,37 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::HOOKS;
 
     #[test]
     fn names_round_trip() {
-        for h in StateHook::ORDER {
-            assert_eq!(StateHook::from_short(h.short()), Some(h));
+        for h in Form::ORDER {
+            assert_eq!(Form::from_short(h.short()), Some(h));
         }
-        assert_eq!(StateHook::from_short("kprobe"), None);
+        assert_eq!(Form::from_short("kprobe"), None);
     }
 
     #[test]
     fn sock_offsets_of_this_kernel() {
         let btf = Btf::from_sys_fs().expect("this project's machines have kernel BTF");
-        let o = prepare(&btf).unwrap().offsets;
+        let o = sock_offsets(&btf).unwrap();
         // struct sock_common starts with the address pair, then the ports,
-        // then the family; IPv6 addresses follow later in it.
+        // then the family and the state; IPv6 addresses follow later in it.
         assert_eq!(
-            (o.daddr, o.saddr, o.dport, o.family),
-            (0, 4, 12, 16),
+            (o.daddr, o.saddr, o.dport, o.family, o.state),
+            (0, 4, 12, 16, 18),
             "{o:?}"
         );
         assert!(o.saddr_v6 > o.family && o.daddr_v6 > o.family, "{o:?}");
         assert!(o.protocol > 100 && o.sport > o.protocol, "{o:?}");
+        // The control block is within the buffer's first 4 KiB, `seq` first
+        // in it.
+        let r = retrans_args(&btf, true);
+        assert!(r.skb_seq != NO_OFFSET && r.skb_seq > 0, "{r:?}");
+        assert_eq!(r.has_err, 1);
+        for row in HOOKS.iter().filter(|h| h.btf.is_some()) {
+            prepare(&btf, row).unwrap();
+        }
     }
 
     #[test]
@@ -290,14 +322,23 @@ mod tests {
         assert_eq!(Btf::parse(raw).unwrap().typedef_id("btf_trace_x"), Some(5));
     }
 
+    /// Every row's BTF programs are in the kernel crate, on its tracepoint.
     #[test]
-    fn the_kernel_crate_has_the_btf_program() {
-        let src = include_str!("../../../tracer-ebpf/src/state_btf.rs");
-        assert!(src.contains(&format!("pub fn {BTF_PROGRAM}(")));
-        assert!(src.contains(&format!("pub fn {BTF_NESTED_PROGRAM}(")));
-        assert!(src.contains(&format!(
-            "#[btf_tracepoint(function = \"{BTF_TRACEPOINT}\")]"
-        )));
-        assert!(src.contains("static SOCK_OFF: Global<SockOffsets>"));
+    fn the_kernel_crate_has_the_btf_programs() {
+        let sources = [
+            include_str!("../../../tracer-ebpf/src/state_btf.rs"),
+            include_str!("../../../tracer-ebpf/src/retrans_btf.rs"),
+        ];
+        let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
+        assert_eq!(forms.len(), sources.len());
+        for form in forms {
+            let src = sources
+                .iter()
+                .find(|s| s.contains(&format!("pub fn {}(", form.program)))
+                .unwrap_or_else(|| panic!("no program {}", form.program));
+            assert!(src.contains(&format!("pub fn {}(", form.nested)));
+            let attr = format!("#[btf_tracepoint(function = \"{}\")]", form.tracepoint);
+            assert_eq!(src.matches(&attr).count(), 2, "{attr}");
+        }
     }
 }

@@ -1,0 +1,97 @@
+//! Retransmissions from the BTF tracepoint: the same records as
+//! `retrans.rs`'s `tcp_retransmit_skb`, read from the socket and buffer
+//! the kernel hands over instead of the classic record, and skipped only
+//! when this very program is already running on the CPU (the classic
+//! program shares one per-CPU guard with every kprobe and tracepoint
+//! program on the host: 128-177 of 445 000 retransmits skipped in the
+//! bench's 10 % loss workload). A second program handles those it is
+//! skipped for (see `nested.rs`).
+//!
+//! match-btf-tracepoint: tcp_retransmit_skb
+//! match-proto: TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
+//! (6.17+: TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err))
+//! Fields as `TP_fast_assign` of include/trace/events/tcp.h fills them: the
+//! flow as `btf_sock.rs` says, state = sk->sk_state, err = err. No task:
+//! retransmits come mostly from softirq, and user space names the owner
+//! from the flow's state transitions.
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use tracer_common::{FROM_NESTED, NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, hook, kind};
+
+use crate::{
+    btf_sock::{self, at},
+    emit::{Outcome, Skip, done, submit, want, wanted},
+    global::Global,
+    nested, netns,
+    retrans::{congestion, segs_at},
+};
+
+#[unsafe(no_mangle)]
+static RETRANS_ARGS: Global<RetransArgs> = Global::new(RetransArgs::ABSENT);
+
+/// This call's retransmit, for [`nested`]: the socket's pairs and the
+/// buffer's first sequence number.
+#[inline(always)]
+fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
+    let args = RETRANS_ARGS.load();
+    let skb: *const u8 = ctx.arg(1);
+    let seq = if args.skb_seq == NO_OFFSET || skb.is_null() {
+        0
+    } else {
+        at::<u32>(skb, args.skb_seq & SKB_OFFSET_MASK)
+    };
+    btf_sock::hit(ctx.arg(0), seq)
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    nested::begin(nested::RETRANS, hit(&ctx));
+    done(hook::RETRANSMIT_SKB, try_retrans(&ctx, false))
+}
+
+/// The same retransmit, when the kernel skipped `tcp_retransmit_skb_btf`
+/// for it (see `nested.rs`).
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb_btf_nested(ctx: BtfTracePointContext) -> u32 {
+    if !nested::skipped(nested::RETRANS, hit(&ctx)) {
+        return 0;
+    }
+    done(hook::RETRANSMIT_SKB, try_retrans(&ctx, true))
+}
+
+/// `nested`: called from the second program (its records say so, see
+/// [`FROM_NESTED`]).
+fn try_retrans(ctx: &BtfTracePointContext, nested: bool) -> Outcome {
+    let sk: *const u8 = ctx.arg(0);
+    let skb: *const u8 = ctx.arg(1);
+    if sk.is_null() {
+        return Err(Skip::Unreadable);
+    }
+    // A failed attempt (6.17+): nothing left the host and RetransSegs does
+    // not count it; sent with its error, user space keeps it apart.
+    let err: i32 = if RETRANS_ARGS.load().has_err != 0 {
+        ctx.arg(2)
+    } else {
+        0
+    };
+    let flow = btf_sock::ports(sk)?;
+    want(wanted(flow.2, flow.0, flow.1))?;
+    let mut ev = btf_sock::flow_event(sk, flow, kind::RETRANS, hook::RETRANSMIT_SKB);
+    ev.skaddr = sk as u64;
+    ev.state = at::<u8>(sk, btf_sock::offsets().state);
+    ev.errno = (err.unsigned_abs() & 0xffff) as u16;
+    if nested {
+        ev.reason = FROM_NESTED;
+    }
+    // Sent even without its congestion state, segment count or
+    // namespace, which are then unknown.
+    let cg = congestion(ev.skaddr);
+    if let Ok(c) = cg {
+        ev.cong = c;
+    }
+    let segs = segs_at(skb);
+    ev.segs = segs;
+    let ns = netns::set(&mut ev, netns::of_btf_sock(sk));
+    submit(&ev);
+    cg.map(drop).and(ns)
+}
