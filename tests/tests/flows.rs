@@ -178,14 +178,31 @@ fn check_handshakes(rec: &TempFile, port: u16, blind: u64) {
 }
 
 /// A connect to a closed port: ECONNREFUSED for the connecting thread, and
-/// the RST it received.
+/// the RST it received (and, since 6.10, the one the kernel sent for no
+/// socket), from the BTF tracepoints (the default here).
 #[test]
 fn refused_connect_reports_errno_and_received_reset() {
+    refused_connect(None);
+}
+
+/// The same from the classic tracepoints, the form kernels without BTF get.
+#[test]
+fn refused_connect_reports_errno_and_received_reset_classic_tracepoint() {
+    refused_connect(Some("tracepoint"));
+}
+
+/// `hook_type`: `--hook-type` (`None`: tcptrace's own choice).
+fn refused_connect(hook_type: Option<&str>) {
     require_root();
     let ns = NetNs::new("refused");
     let port = unique_port();
     let rec = TempFile::new("refused");
-    let t = Tracer::start(&["record", "-o", rec.path(), "--port", &port.to_string()]);
+    let port_arg = port.to_string();
+    let mut args = vec!["record", "-o", rec.path(), "--port", &port_arg];
+    if let Some(h) = hook_type {
+        args.extend(["--hook-type", h]);
+    }
+    let t = Tracer::start(&args);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let err = ns.run("tt-refused", move || {
         TcpStream::connect(target).unwrap_err()

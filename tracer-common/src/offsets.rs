@@ -169,8 +169,9 @@ pub struct NetnsOffsets {
 
 const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
 
-/// Where the BTF programs (`tp_btf/inet_sock_set_state` and
-/// `tp_btf/tcp_retransmit_skb`, which get the `struct sock *` rather than a
+/// Where the BTF programs (`tp_btf/inet_sock_set_state`,
+/// `tp_btf/tcp_retransmit_skb`, `tp_btf/tcp_send_reset` and
+/// `tp_btf/tcp_receive_reset`, which get the `struct sock *` rather than a
 /// record) find what the classic tracepoints' records hold: byte offsets from the socket, resolved from
 /// the running kernel's BTF by user space and handed over in the global
 /// [`names::SOCK_OFF`]. Byte order as in the kernel: the ports are network
@@ -196,9 +197,13 @@ pub struct SockOffsets {
     pub daddr_v6: u32,
     /// `sk->__sk_common.skc_state` (u8).
     pub state: u32,
+    /// `sk->__sk_common.skc_num` (u16, the local port in host order: the
+    /// one port field that timewait and request sockets share with full
+    /// ones).
+    pub num: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 36);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 40);
 
 impl SockOffsets {
     /// Nothing known: the BTF state program is not used.
@@ -212,6 +217,7 @@ impl SockOffsets {
         saddr_v6: NO_OFFSET,
         daddr_v6: NO_OFFSET,
         state: NO_OFFSET,
+        num: NO_OFFSET,
     };
 }
 
@@ -234,6 +240,35 @@ impl RetransArgs {
     pub const ABSENT: Self = Self {
         skb_seq: NO_OFFSET,
         has_err: 0,
+    };
+}
+
+/// What the BTF send-reset program needs besides [`SockOffsets`], from
+/// the running kernel's BTF and tracefs (global [`names::RESET_ARGS`]):
+/// where a buffer's IP and TCP headers are, for a reset sent for no
+/// socket (whose flow the kernel takes from the segment it answers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetArgs {
+    /// `skb->head` (a pointer).
+    pub skb_head: u32,
+    /// `skb->network_header` (u16, from `head`).
+    pub skb_network_header: u32,
+    /// `skb->transport_header` (u16, from `head`).
+    pub skb_transport_header: u32,
+    /// 1 when the tracepoint has a third argument, `enum sk_rst_reason
+    /// reason` (6.10+).
+    pub has_reason: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ResetArgs>() == 16);
+
+impl ResetArgs {
+    pub const ABSENT: Self = Self {
+        skb_head: NO_OFFSET,
+        skb_network_header: NO_OFFSET,
+        skb_transport_header: NO_OFFSET,
+        has_reason: 0,
     };
 }
 

@@ -92,3 +92,24 @@ pub fn flow_event(
     }
     ev
 }
+
+/// [`ports`] and [`flow_event`] for any socket the kernel may hand a
+/// tracepoint: a timewait or request socket (TIME_WAIT, NEW_SYN_RECV) has
+/// only the `sock_common` part, so its local port is `skc_num`, not
+/// `inet_sport` (the same port, host order).
+#[inline(always)]
+pub fn any_flow_event(sk: *const u8, state: u8, kind: u8, hook: u8) -> Result<WireEvent, Skip> {
+    const TCP_TIME_WAIT: u8 = 6;
+    const TCP_NEW_SYN_RECV: u8 = 12;
+    let o = offsets();
+    let flow = if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
+        (
+            at::<u16>(sk, o.num),
+            u16::from_be(at::<u16>(sk, o.dport)),
+            at::<u16>(sk, o.family),
+        )
+    } else {
+        ports(sk)?
+    };
+    Ok(flow_event(sk, flow, kind, hook))
+}

@@ -25,6 +25,7 @@ mod global;
 mod nested;
 mod netns;
 mod reset;
+mod reset_btf;
 mod retrans;
 mod retrans_btf;
 mod rtt;

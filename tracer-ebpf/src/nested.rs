@@ -34,7 +34,9 @@ pub type Hit = [u64; 2];
 /// first state program runs must not overwrite the transition it handles.
 pub const STATE: u32 = 0;
 pub const RETRANS: u32 = 1;
-const PAIRS: u32 = 2;
+pub const SEND_RESET: u32 = 2;
+pub const RECEIVE_RESET: u32 = 3;
+const PAIRS: u32 = 4;
 
 /// Per CPU and pair: the event the first program last began to handle.
 #[map(name = "LAST_HIT")]

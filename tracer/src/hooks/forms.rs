@@ -1,6 +1,6 @@
 //! The two forms of a hook that has a BTF tracepoint program besides its
-//! classic one: state transitions (every connection of the host) and
-//! retransmits. The BTF form, `tp_btf/<tracepoint>`, where this kernel
+//! classic one: state transitions (every connection of the host),
+//! retransmits and resets. The BTF form, `tp_btf/<tracepoint>`, where this kernel
 //! allows it: cheaper per event (no record filled before the program
 //! runs), and skipped only when this very program is already running on
 //! the CPU, those few handled by its second program; else the classic
@@ -12,7 +12,9 @@ use std::fmt;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{Btf as AyaBtf, Ebpf, programs::BtfTracePoint};
-use tracer_common::{KERNEL_OFFSET_MASK, NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, SockOffsets};
+use tracer_common::{
+    KERNEL_OFFSET_MASK, NO_OFFSET, ResetArgs, RetransArgs, SKB_OFFSET_MASK, SockOffsets,
+};
 
 use super::{
     HookStatus, attach_tracepoint,
@@ -122,6 +124,7 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
         saddr_v6: common("skc_v6_rcv_saddr")?,
         daddr_v6: common("skc_v6_daddr")?,
         state: common("skc_state")?,
+        num: common("skc_num")?,
     })
 }
 
@@ -179,6 +182,24 @@ fn btf_with_typedef_at(id: u32, name: &str) -> Vec<u8> {
     out.extend(types);
     out.extend(strings);
     out
+}
+
+/// What the BTF send-reset program needs besides the socket's offsets:
+/// where a buffer's headers are (optional: without them a reset sent for
+/// no socket is counted as unreadable) and whether the tracepoint passes
+/// `reason` (its classic record has the field exactly when it does).
+pub fn reset_args(btf: &Btf, has_reason: bool) -> ResetArgs {
+    let at = |m: &str| {
+        btf.member_offset("sk_buff", m)
+            .filter(|off| off + 8 <= KERNEL_OFFSET_MASK + 1)
+            .unwrap_or(NO_OFFSET)
+    };
+    ResetArgs {
+        skb_head: at("head"),
+        skb_network_header: at("network_header"),
+        skb_transport_header: at("transport_header"),
+        has_reason: u32::from(has_reason),
+    }
 }
 
 /// Loads and attaches the BTF program, then its second for nested
@@ -297,8 +318,8 @@ mod tests {
         // struct sock_common starts with the address pair, then the ports,
         // then the family and the state; IPv6 addresses follow later in it.
         assert_eq!(
-            (o.daddr, o.saddr, o.dport, o.family, o.state),
-            (0, 4, 12, 16, 18),
+            (o.daddr, o.saddr, o.dport, o.num, o.family, o.state),
+            (0, 4, 12, 14, 16, 18),
             "{o:?}"
         );
         assert!(o.saddr_v6 > o.family && o.daddr_v6 > o.family, "{o:?}");
@@ -308,6 +329,14 @@ mod tests {
         let r = retrans_args(&btf, true);
         assert!(r.skb_seq != NO_OFFSET && r.skb_seq > 0, "{r:?}");
         assert_eq!(r.has_err, 1);
+        let r = reset_args(&btf, true);
+        assert!(
+            r.skb_head != NO_OFFSET
+                && r.skb_network_header != NO_OFFSET
+                && r.skb_transport_header != NO_OFFSET
+                && r.skb_network_header != r.skb_transport_header,
+            "{r:?}"
+        );
         for row in HOOKS.iter().filter(|h| h.btf.is_some()) {
             prepare(&btf, row).unwrap();
         }
@@ -328,9 +357,10 @@ mod tests {
         let sources = [
             include_str!("../../../tracer-ebpf/src/state_btf.rs"),
             include_str!("../../../tracer-ebpf/src/retrans_btf.rs"),
+            include_str!("../../../tracer-ebpf/src/reset_btf.rs"),
         ];
         let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
-        assert_eq!(forms.len(), sources.len());
+        assert_eq!(forms.len(), 4);
         for form in forms {
             let src = sources
                 .iter()

@@ -221,6 +221,18 @@ impl Probe {
         if let Some(args) = &retrans_args {
             loader.override_global(names::RETRANS_ARGS, args, true);
         }
+        let reset_args = match (&btf, &sock_off, wants.resets) {
+            (Ok(btf), Ok(_), true) => {
+                let has_reason = offsets
+                    .iter()
+                    .any(|(g, o)| *g == names::SEND_RESET_TP && o.reason != ABSENT);
+                Some(forms::reset_args(btf, has_reason))
+            }
+            _ => None,
+        };
+        if let Some(args) = &reset_args {
+            loader.override_global(names::RESET_ARGS, args, true);
+        }
         let cong_off = match (&btf, wants.retrans) {
             (Ok(btf), true) => cong_offsets(btf),
             (Err(e), true) => Err(e.clone()),

@@ -204,7 +204,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SEND_RESET_TP,
         },
         need: Need::Resets,
-        btf: None,
+        btf: Some(BtfForm {
+            program: "tcp_send_reset_btf",
+            nested: "tcp_send_reset_btf_nested",
+            tracepoint: "tcp_send_reset",
+        }),
         // 6.x: sockaddr blobs; older: ports and addresses as elsewhere.
         // `skbaddr`: the namespace of a reset sent for no socket.
         layouts: &[
@@ -236,7 +240,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::RECV_RESET_TP,
         },
         need: Need::Resets,
-        btf: None,
+        btf: Some(BtfForm {
+            program: "tcp_receive_reset_btf",
+            nested: "tcp_receive_reset_btf_nested",
+            tracepoint: "tcp_receive_reset",
+        }),
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {
