@@ -1,11 +1,14 @@
 //! tcptrace's kernel programs.
 //!
 //! Each program is thin: it reads the fields an event needs, at offsets user
-//! space took from this kernel's tracefs format files, into a
-//! [`WireEvent`](tracer_common::WireEvent) and submits it to one ring buffer
-//! without waking the reader (user space drains on a short timer). One file
-//! per hook family; each program's row in `tracer/src/hooks/table.rs` says
-//! where it attaches and which fields it needs.
+//! space took from this kernel's tracefs format files (classic
+//! tracepoints) or BTF (the `_btf` files: BTF tracepoints, which get the
+//! kernel's own pointers), into a [`WireEvent`](tracer_common::WireEvent)
+//! and submits it to its CPU's ring buffer without waking the reader (user
+//! space drains on a short timer). One file per hook family and form; each
+//! program's row in `tracer/src/hooks/table.rs` says where it attaches and
+//! which fields it needs. A BTF program has a second on the same hook for
+//! the events the kernel skips it for (`nested.rs`).
 //!
 //! Every record carries the socket's network namespace (`netns.rs`, from
 //! BTF offsets user space resolved).

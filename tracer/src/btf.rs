@@ -139,9 +139,6 @@ impl Btf {
         Some((word(0), members))
     }
 
-    /// Byte offset of `member` in the struct or union named `ty`, looking
-    /// through anonymous struct and union members. `None` if either is
-    /// unknown to this kernel.
     /// The id of the typedef called `name` (the BTF tracepoint
     /// `btf_trace_<name>` types are typedefs).
     pub fn typedef_id(&self, name: &str) -> Option<u32> {
@@ -155,6 +152,9 @@ impl Btf {
         })
     }
 
+    /// Byte offset of `member` in the struct or union named `ty`, looking
+    /// through anonymous struct and union members. `None` if either is
+    /// unknown to this kernel.
     pub fn member_offset(&self, ty: &str, member: &str) -> Option<u32> {
         self.member_path_offset(ty, &[member])
     }
