@@ -108,8 +108,7 @@ pub struct WireEvent {
     pub errno: u16,
     /// RESET_SENT: the kernel's reset reason (`enum sk_rst_reason`), or
     /// [`NO_REASON`] when the kernel has none (before 6.10). STATE:
-    /// [`FROM_NESTED`] when the second state program sent it. RETRANS:
-    /// [`FROM_NESTED`] when the second retransmit program sent it.
+    /// [`FROM_NESTED`] when the second state program sent it.
     pub reason: u16,
     /// One of [`kind`].
     pub kind: u8,

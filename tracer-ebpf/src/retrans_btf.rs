@@ -16,7 +16,7 @@
 //! from the flow's state transitions.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use tracer_common::{FROM_NESTED, NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, hook, kind};
+use tracer_common::{NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
@@ -46,7 +46,7 @@ fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
     nested::begin(nested::RETRANS, hit(&ctx));
-    done(hook::RETRANSMIT_SKB, try_retrans(&ctx, false))
+    done(hook::RETRANSMIT_SKB, try_retrans(&ctx))
 }
 
 /// The same retransmit, when the kernel skipped `tcp_retransmit_skb_btf`
@@ -56,12 +56,10 @@ pub fn tcp_retransmit_skb_btf_nested(ctx: BtfTracePointContext) -> u32 {
     if !nested::skipped(nested::RETRANS, hit(&ctx)) {
         return 0;
     }
-    done(hook::RETRANSMIT_SKB, try_retrans(&ctx, true))
+    done(hook::RETRANSMIT_SKB, try_retrans(&ctx))
 }
 
-/// `nested`: called from the second program (its records say so, see
-/// [`FROM_NESTED`]).
-fn try_retrans(ctx: &BtfTracePointContext, nested: bool) -> Outcome {
+fn try_retrans(ctx: &BtfTracePointContext) -> Outcome {
     let sk: *const u8 = ctx.arg(0);
     let skb: *const u8 = ctx.arg(1);
     if sk.is_null() {
@@ -80,9 +78,6 @@ fn try_retrans(ctx: &BtfTracePointContext, nested: bool) -> Outcome {
     ev.skaddr = sk as u64;
     ev.state = at::<u8>(sk, btf_sock::offsets().state);
     ev.errno = (err.unsigned_abs() & 0xffff) as u16;
-    if nested {
-        ev.reason = FROM_NESTED;
-    }
     // Sent even without its congestion state, segment count or
     // namespace, which are then unknown.
     let cg = congestion(ev.skaddr);
