@@ -199,7 +199,7 @@ impl Pipeline {
                 self.view.on_counters(&c, &mut self.out)
             }
             Input::Tick(now) => {
-                self.engine.advance(now);
+                self.engine.tick(now);
                 self.outcomes();
                 if !self.out.done() {
                     self.view

@@ -184,12 +184,26 @@ impl Engine {
         }
     }
 
-    /// Moves time forward without an event (the live source's timer, or
-    /// the end of a replay): resolves connects that waited in vain for an
-    /// errno and lets closed flows go.
+    /// Moves time forward without an event (the end of a replay or run):
+    /// resolves connects that waited in vain for an errno and lets closed
+    /// flows go.
     pub fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         self.sweep(self.now_ns);
+    }
+
+    /// [`Self::advance`] for the live source's timer: sweeps at most every
+    /// [`SWEEP_EVERY_NS`], as events do. The live loop ticks after every
+    /// drain (100 times a second in a storm), and a sweep walks the table
+    /// of error reports waiting for their connect (up to 65 536 in a storm
+    /// of resets): sweeping on every tick took a quarter of tcptrace's time
+    /// in a RST storm and stalled the reader long enough for the kernel's
+    /// rings to fill.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        if self.now_ns >= self.last_sweep_ns.saturating_add(SWEEP_EVERY_NS) {
+            self.sweep(self.now_ns);
+        }
     }
 
     /// Current state of a live socket.

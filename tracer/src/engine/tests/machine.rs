@@ -60,6 +60,28 @@ fn a_reset_after_close_counts_on_the_closed_flow() {
     );
 }
 
+/// The live timer sweeps at most every `SWEEP_EVERY_NS` (events the
+/// same); the end of input sweeps whenever it comes.
+#[test]
+fn the_timer_sweeps_at_most_every_interval() {
+    use TcpState::*;
+    let mut e = Engine::new(Config {
+        linger_ns: 1_000,
+        ..Config::default()
+    });
+    let c = owner(1, "c");
+    e.process(&state(100, 1, tuple(1, 80), c, SynSent, Established));
+    e.process(&state(200, 1, tuple(1, 80), c, LastAck, Close));
+    // No sweep yet: the first is due 100 ms after time 0.
+    e.tick(200 + 1_000);
+    assert_eq!(e.flows().count(), 1, "swept before its interval");
+    e.tick(100 + config::SWEEP_EVERY_NS);
+    assert_eq!(e.flows().count(), 0, "not swept once due");
+    e.process(&state(300, 2, tuple(2, 80), c, LastAck, Close));
+    e.advance(300 + config::SWEEP_EVERY_NS + 1_000);
+    assert_eq!(e.flows().count(), 0, "the end of input sweeps at once");
+}
+
 #[test]
 fn census_with_inferred_time_wait_and_linger() {
     use TcpState::*;
