@@ -22,7 +22,7 @@ use aya::{
     maps::{MapData, PerCpuArray},
     programs::TracePoint,
 };
-use tracer_common::{ABSENT, hook, names};
+use tracer_common::{ABSENT, TpOffsets, hook, names};
 
 use crate::{btf::Btf, event::TcpState, filter::Filter, tracefs};
 pub use connect::ConnectPlan;
@@ -209,27 +209,28 @@ impl Probe {
         if let Ok(s) = &sock_off {
             loader.override_global(names::SOCK_OFF, s, true);
         }
-        let retrans_args = match (&btf, &sock_off, wants.retrans) {
-            (Ok(btf), Ok(_), true) => {
-                let has_err = offsets
-                    .iter()
-                    .any(|(g, o)| *g == names::RETRANS_TP && o.err != ABSENT);
-                Some(forms::retrans_args(btf, has_err))
-            }
-            _ => None,
+        // Whether this kernel's classic record of `global`'s tracepoint has
+        // a field: the BTF tracepoint passes the same value as an argument
+        // exactly when it does.
+        let has = |global: &str, field: fn(&TpOffsets) -> u16| {
+            offsets
+                .iter()
+                .any(|(g, o)| *g == global && field(o) != ABSENT)
+        };
+        let (retrans_args, reset_args) = match (&btf, &sock_off) {
+            (Ok(btf), Ok(_)) => (
+                wants
+                    .retrans
+                    .then(|| forms::retrans_args(btf, has(names::RETRANS_TP, |o| o.err))),
+                wants
+                    .resets
+                    .then(|| forms::reset_args(btf, has(names::SEND_RESET_TP, |o| o.reason))),
+            ),
+            _ => (None, None),
         };
         if let Some(args) = &retrans_args {
             loader.override_global(names::RETRANS_ARGS, args, true);
         }
-        let reset_args = match (&btf, &sock_off, wants.resets) {
-            (Ok(btf), Ok(_), true) => {
-                let has_reason = offsets
-                    .iter()
-                    .any(|(g, o)| *g == names::SEND_RESET_TP && o.reason != ABSENT);
-                Some(forms::reset_args(btf, has_reason))
-            }
-            _ => None,
-        };
         if let Some(args) = &reset_args {
             loader.override_global(names::RESET_ARGS, args, true);
         }
