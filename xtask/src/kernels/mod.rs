@@ -49,7 +49,11 @@ const PER_PLAN: &[&str] = &["flows"];
 /// about 220 s in all). The agent's tests that meet the kernel, Prometheus
 /// against `RetransSegs` and the unit's capability set under Debian's
 /// `perf_event_paranoid`, still run there.
+/// The classic-tracepoint variants of tests whose default here is the BTF
+/// form (`--hook-type tracepoint`) run on the host only too: every guest
+/// has BTF, and `check` there loads and attaches both forms of every hook.
 const HOST_ONLY: &[&str] = &[
+    "_classic_tracepoint",
     "agent_rsyslog",
     "agent_series",
     "agent_stalled",
@@ -57,9 +61,12 @@ const HOST_ONLY: &[&str] = &[
     "agent_deploy_rsyslog",
     "agent_deploy_systemd",
 ];
-/// A VM that has not finished by then is stopped and counted as failed
-/// (6.12, the slower, took about 20 minutes alone).
-const VM_LIMIT: Duration = Duration::from_secs(35 * 60);
+/// A VM that has not finished by then is stopped and counted as failed.
+/// The guests run under emulation and slow down with the host: 20 to 24
+/// minutes side by side on a quiet host, 31 and over 35 on a busy one
+/// (2026-11-30, the storm baselines 20 % slower); a hung guest is caught
+/// sooner by [`SILENCE_LIMIT`].
+const VM_LIMIT: Duration = Duration::from_secs(45 * 60);
 /// A run that prints nothing (not even the kernel's console) this long is
 /// hung: the slowest test binary under emulation prints within a few
 /// minutes.
