@@ -167,7 +167,9 @@ impl Tracer {
             gate,
             stderr,
         };
-        let ready = wait_until(Duration::from_secs(20), || {
+        // Start-up loads and verifies a dozen programs: seconds under an
+        // emulated guest's one CPU on a busy host (20 s was not enough once).
+        let ready = wait_until(Duration::from_secs(60), || {
             t.stderr().contains("watching") || t.child.try_wait().ok().flatten().is_some()
         });
         assert!(
