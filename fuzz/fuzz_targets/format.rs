@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer::{hooks::table::HOOKS, tracefs::Format};
+use tracer::{hooks::HOOKS, tracefs::Format};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -35,7 +35,7 @@ pub mod kind {
 }
 
 /// Which kernel program fired: one id per program, the `id` column of
-/// the hook table (`tracer::hooks::table::HOOKS`). Carried in
+/// the hook table (`tracer::hooks::HOOKS`). Carried in
 /// [`WireEvent::hook`] and used as the index of the per-hook
 /// [`names::UNREADABLE`] counters.
 pub mod hook {

@@ -4,7 +4,7 @@
 //!
 //! match-tracepoint: sock:inet_sk_error_report (since 5.15; no socket
 //! address: user space matches by tuple). The fields it needs and reads are
-//! its row of the hook table (`tracer/src/hooks/table.rs`).
+//! its row of the hook table (`tracer/src/hooks/rows.rs`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{IPPROTO_TCP, TpOffsets, hook, kind};

@@ -6,7 +6,7 @@
 //! kernel's own pointers), into a [`WireEvent`](tracer_common::WireEvent)
 //! and submits it to its CPU's ring buffer without waking the reader (user
 //! space drains on a short timer). One file per hook family and form; each
-//! program's row in `tracer/src/hooks/table.rs` says where it attaches and
+//! program's row in `tracer/src/hooks/rows.rs` says where it attaches and
 //! which fields it needs. A BTF program has a second on the same hook for
 //! the events the kernel skips it for (`nested.rs`).
 //!

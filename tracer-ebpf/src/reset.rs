@@ -9,7 +9,7 @@
 //!   socket).
 //! match-tracepoint: tcp:tcp_receive_reset
 //! The fields each needs and reads are their rows of the hook table
-//! (`tracer/src/hooks/table.rs`).
+//! (`tracer/src/hooks/rows.rs`).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::{ABSENT, NO_REASON, TpOffsets, hook, kind};

@@ -11,7 +11,7 @@
 //! match-tracepoint: tcp:tcp_retransmit_synack (`skaddr` is the listener,
 //!   `req` the request socket, which user space never sees as a flow).
 //! The fields each needs and reads are their rows of the hook table
-//! (`tracer/src/hooks/table.rs`). `retrans_btf.rs` is the first on the
+//! (`tracer/src/hooks/rows.rs`). `retrans_btf.rs` is the first on the
 //! BTF tracepoint, which user space prefers where the kernel allows it.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};

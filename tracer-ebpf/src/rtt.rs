@@ -9,7 +9,7 @@
 //! `tp->srtt_us >> 3`; `skaddr` only in newer kernels: 6.1 has none, and
 //! its samples are matched to their socket by tuple, see [`track`]). The
 //! fields it needs and reads are its row of the hook table
-//! (`tracer/src/hooks/table.rs`).
+//! (`tracer/src/hooks/rows.rs`).
 
 use core::mem::MaybeUninit;
 

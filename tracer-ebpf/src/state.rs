@@ -4,7 +4,7 @@
 //!
 //! match-tracepoint: sock:inet_sock_set_state (since Linux 4.16); the
 //! fields it needs and reads are its row of the hook table
-//! (`tracer/src/hooks/table.rs`). Offsets come from the format file through
+//! (`tracer/src/hooks/rows.rs`). Offsets come from the format file through
 //! `STATE_TP`.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};

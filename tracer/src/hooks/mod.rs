@@ -1,7 +1,7 @@
 //! Loading the kernel programs and attaching them: the embedded object, the
 //! privilege check and locked-memory limit, the tracefs offsets handed over
 //! as globals, and the hook plan. Which programs exist, what needs them and
-//! what they read is the one table of hooks ([`table::HOOKS`]); the connect
+//! what they read is the one table of hooks ([`rows::HOOKS`]); the connect
 //! plan tries its rows in turn ([`connect`]). The loaded [`Probe`] also
 //! reports the kernel's per-hook count of unreadable fields.
 
@@ -14,6 +14,7 @@ mod object_check;
 pub mod privileges;
 pub mod ring_fill;
 pub mod rings;
+mod rows;
 pub mod table;
 
 use anyhow::{Context as _, Result, bail};
@@ -29,7 +30,8 @@ pub use connect::ConnectPlan;
 pub use forms::Form;
 use globals::{cong_offsets, own_pid_namespace, skb_segs_offset, syscall_offsets};
 pub use globals::{kernel_filter, netns_offsets};
-pub use table::{Attach, BtfForm, HOOKS, Hook, Need};
+pub use rows::HOOKS;
+pub use table::{Attach, BtfForm, Hook, Need};
 
 /// Default size of the kernel's event ring buffer: at a storm's 700 000
 /// events/s (96 bytes each with the ring's header) about 60 ms of events,

@@ -9,9 +9,9 @@
 
 use std::fmt;
 
-use tracer_common::{ABSENT, TP_OFFSET_MASK, TpOffsets, hook, names};
+use tracer_common::{ABSENT, TP_OFFSET_MASK, TpOffsets};
 
-use super::{ConnectPlan, Wants};
+use super::{ConnectPlan, Wants, rows::HOOKS};
 use crate::tracefs::{Format, TpField};
 
 /// Where a program attaches.
@@ -110,7 +110,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    const fn new(required: &'static [TpField], optional: &'static [TpField]) -> Self {
+    pub(super) const fn new(required: &'static [TpField], optional: &'static [TpField]) -> Self {
         Self { required, optional }
     }
 
@@ -118,228 +118,6 @@ impl Layout {
         self.required.iter().chain(self.optional).copied()
     }
 }
-
-use TpField as F;
-
-/// Addresses and family of the TCP tracepoints, read when present (older
-/// kernels lack `family` and store IPv4 v4-mapped in the v6 fields).
-const FLOW_OPTIONAL: &[TpField] = &[F::Family, F::Saddr, F::Daddr, F::SaddrV6, F::DaddrV6];
-/// Ports and socket of the TCP tracepoints.
-const FLOW: &[TpField] = &[F::Sport, F::Dport, F::Skaddr];
-
-/// Every program of the kernel object, in attach order.
-pub const HOOKS: &[Hook] = &[
-    Hook {
-        id: hook::STATE,
-        program: "inet_sock_set_state",
-        attach: Attach::Tracepoint {
-            group: "sock",
-            name: "inet_sock_set_state",
-            offsets: names::STATE_TP,
-        },
-        need: Need::Always,
-        btf: Some(BtfForm {
-            program: "inet_sock_set_state_btf",
-            nested: "inet_sock_set_state_btf_nested",
-            tracepoint: "inet_sock_set_state",
-        }),
-        layouts: &[Layout::new(
-            &[F::Skaddr, F::Sport, F::Dport, F::Oldstate, F::Newstate],
-            &[
-                F::Protocol,
-                F::Family,
-                F::Saddr,
-                F::Daddr,
-                F::SaddrV6,
-                F::DaddrV6,
-            ],
-        )],
-    },
-    Hook {
-        id: hook::RETRANSMIT_SKB,
-        program: "tcp_retransmit_skb",
-        attach: Attach::Tracepoint {
-            group: "tcp",
-            name: "tcp_retransmit_skb",
-            offsets: names::RETRANS_TP,
-        },
-        need: Need::Retrans,
-        btf: Some(BtfForm {
-            program: "tcp_retransmit_skb_btf",
-            nested: "tcp_retransmit_skb_btf_nested",
-            tracepoint: "tcp_retransmit_skb",
-        }),
-        layouts: &[Layout::new(
-            FLOW,
-            &[
-                F::Newstate,
-                F::Err,
-                F::Skbaddr,
-                F::Family,
-                F::Saddr,
-                F::Daddr,
-                F::SaddrV6,
-                F::DaddrV6,
-            ],
-        )],
-    },
-    Hook {
-        id: hook::RETRANSMIT_SYNACK,
-        program: "tcp_retransmit_synack",
-        attach: Attach::Tracepoint {
-            group: "tcp",
-            name: "tcp_retransmit_synack",
-            offsets: names::SYNACK_TP,
-        },
-        need: Need::Retrans,
-        btf: None,
-        layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
-    },
-    Hook {
-        id: hook::SEND_RESET,
-        program: "tcp_send_reset",
-        attach: Attach::Tracepoint {
-            group: "tcp",
-            name: "tcp_send_reset",
-            offsets: names::SEND_RESET_TP,
-        },
-        need: Need::Resets,
-        btf: Some(BtfForm {
-            program: "tcp_send_reset_btf",
-            nested: "tcp_send_reset_btf_nested",
-            tracepoint: "tcp_send_reset",
-        }),
-        // 6.x: sockaddr blobs; older: ports and addresses as elsewhere.
-        // `skbaddr`: the namespace of a reset sent for no socket.
-        layouts: &[
-            Layout::new(
-                &[F::SaSaddr, F::SaDaddr],
-                &[F::Skaddr, F::Newstate, F::Reason, F::Skbaddr],
-            ),
-            Layout::new(
-                FLOW,
-                &[
-                    F::Newstate,
-                    F::Reason,
-                    F::Skbaddr,
-                    F::Family,
-                    F::Saddr,
-                    F::Daddr,
-                    F::SaddrV6,
-                    F::DaddrV6,
-                ],
-            ),
-        ],
-    },
-    Hook {
-        id: hook::RECEIVE_RESET,
-        program: "tcp_receive_reset",
-        attach: Attach::Tracepoint {
-            group: "tcp",
-            name: "tcp_receive_reset",
-            offsets: names::RECV_RESET_TP,
-        },
-        need: Need::Resets,
-        btf: Some(BtfForm {
-            program: "tcp_receive_reset_btf",
-            nested: "tcp_receive_reset_btf_nested",
-            tracepoint: "tcp_receive_reset",
-        }),
-        layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
-    },
-    Hook {
-        id: hook::ERROR_REPORT,
-        program: "inet_sk_error_report",
-        attach: Attach::Tracepoint {
-            group: "sock",
-            name: "inet_sk_error_report",
-            offsets: names::ERROR_TP,
-        },
-        need: Need::Errors,
-        btf: None,
-        layouts: &[Layout::new(
-            &[F::Error, F::Protocol, F::Sport, F::Dport],
-            FLOW_OPTIONAL,
-        )],
-    },
-    Hook {
-        id: hook::PROBE,
-        program: "tcp_probe",
-        attach: Attach::Tracepoint {
-            group: "tcp",
-            name: "tcp_probe",
-            offsets: names::PROBE_TP,
-        },
-        need: Need::Rtt,
-        btf: None,
-        // Newer kernels name the socket (`skaddr`); older ones (6.1) only
-        // its addresses, as sockaddr blobs: the program then finds the
-        // socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`).
-        layouts: &[
-            Layout::new(&[F::Skaddr, F::Srtt, F::Sport, F::Dport], &[F::Family]),
-            Layout::new(
-                &[F::SaSaddr, F::SaDaddr, F::Srtt, F::Sport, F::Dport],
-                &[F::Family, F::Skaddr],
-            ),
-        ],
-    },
-    Hook {
-        id: hook::FEXIT_V4_CONNECT,
-        program: "fexit_tcp_v4_connect",
-        attach: Attach::Fexit("tcp_v4_connect"),
-        need: Need::Connect(ConnectPlan::Fexit),
-        btf: None,
-        layouts: &[],
-    },
-    Hook {
-        id: hook::FEXIT_V6_CONNECT,
-        program: "fexit_tcp_v6_connect",
-        attach: Attach::Fexit("tcp_v6_connect"),
-        need: Need::Connect(ConnectPlan::Fexit),
-        btf: None,
-        layouts: &[],
-    },
-    Hook {
-        id: hook::KPROBE_CONNECT,
-        program: "kprobe_tcp_connect",
-        attach: Attach::Kprobe(&["tcp_v4_connect", "tcp_v6_connect"]),
-        need: Need::Connect(ConnectPlan::Kprobe),
-        btf: None,
-        layouts: &[],
-    },
-    Hook {
-        id: hook::KRETPROBE_CONNECT,
-        program: "kretprobe_tcp_connect",
-        attach: Attach::Kretprobe(&["tcp_v4_connect", "tcp_v6_connect"]),
-        need: Need::Connect(ConnectPlan::Kprobe),
-        btf: None,
-        layouts: &[],
-    },
-    Hook {
-        id: hook::CONNECT_ENTER,
-        program: "sys_enter_connect",
-        attach: Attach::Tracepoint {
-            group: "syscalls",
-            name: "sys_enter_connect",
-            offsets: names::CONNECT_ENTER_TP,
-        },
-        need: Need::Connect(ConnectPlan::Syscalls),
-        btf: None,
-        layouts: &[Layout::new(&[F::Uservaddr], &[])],
-    },
-    Hook {
-        id: hook::CONNECT_EXIT,
-        program: "sys_exit_connect",
-        attach: Attach::Tracepoint {
-            group: "syscalls",
-            name: "sys_exit_connect",
-            offsets: names::CONNECT_EXIT_TP,
-        },
-        need: Need::Connect(ConnectPlan::Syscalls),
-        btf: None,
-        layouts: &[Layout::new(&[F::Ret], &[])],
-    },
-];
 
 /// Why a tracepoint's format does not suit its program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,6 +244,8 @@ mod tests {
     use std::{collections::HashSet, fs, path::PathBuf};
 
     use super::*;
+    use TpField as F;
+    use tracer_common::hook;
 
     fn fixtures() -> Vec<(String, String, String, String)> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/formats");
