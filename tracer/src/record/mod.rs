@@ -14,9 +14,10 @@
 //! {"type":"seeds","ts_ns":..,"seeds":[{"tuple":{..},"state":"LISTEN","owner":{..}}],"coming":[..]}
 //! ```
 //!
-//! A `seeds` line holds the sockets that existed before the recording
+//! `seeds` lines hold the sockets that existed before the recording
 //! started (read from `/proc`), where the live run took them in, so that
-//! replay knows the owners of old listeners as live did. A `cgroup` line
+//! replay knows the owners of old listeners as live did (several lines in
+//! a row on a host with many sockets, see [`SEEDS_PER_LINE`]). A `cgroup` line
 //! (`{"type":"cgroup","id":..,"path":"/system.slice/x.service"}`) names
 //! a cgroup before the first event whose owner is in it (`task.cgroup`;
 //! 0 or absent: unknown).
@@ -173,24 +174,53 @@ pub struct SeedsLine {
     pub coming: Vec<Tuple>,
 }
 
+/// Seeds in one `seeds` line: about 150 bytes each (up to 500 with IPv6
+/// addresses and an owner), so a line stays well under replay's limit of
+/// a MiB per line. A host with 9 866 sockets made a 1.5 MB line, which
+/// replay then refused as damaged.
+pub const SEEDS_PER_LINE: usize = 1024;
+
 impl SeedsLine {
-    pub fn new(s: &Seeds) -> Self {
-        let mut coming: Vec<Tuple> = s.coming.iter().copied().collect();
-        // The same recording for the same seeds, whatever the hash order.
-        coming.sort_by_key(|t| (t.netns, t.laddr, t.lport, t.raddr, t.rport));
-        Self {
-            ts_ns: s.now_ns,
-            seeds: s
-                .seeds
-                .iter()
-                .map(|&(tuple, state, owner)| SeedLine {
-                    tuple,
-                    state,
-                    owner,
-                })
-                .collect(),
-            coming,
+    /// `s` as lines of at most [`SEEDS_PER_LINE`] seeds (one line when
+    /// there are none). Each carries the tuples of `coming` that its own
+    /// seeds have (the only ones the engine looks up), so that replaying
+    /// the lines one after the other seeds what the whole did.
+    pub fn split(s: &Seeds) -> Vec<Self> {
+        let mut lines: Vec<Self> = s
+            .seeds
+            .chunks(SEEDS_PER_LINE)
+            .map(|chunk| {
+                let mut coming: Vec<Tuple> = chunk
+                    .iter()
+                    .map(|(t, _, _)| *t)
+                    .filter(|t| s.coming.contains(t))
+                    .collect();
+                // The same recording for the same seeds, whatever the
+                // hash order.
+                coming.sort_by_key(|t| (t.netns, t.laddr, t.lport, t.raddr, t.rport));
+                coming.dedup();
+                Self {
+                    ts_ns: s.now_ns,
+                    seeds: chunk
+                        .iter()
+                        .map(|&(tuple, state, owner)| SeedLine {
+                            tuple,
+                            state,
+                            owner,
+                        })
+                        .collect(),
+                    coming,
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            lines.push(Self {
+                ts_ns: s.now_ns,
+                seeds: Vec::new(),
+                coming: Vec::new(),
+            });
         }
+        lines
     }
 
     pub fn seeds(self) -> Seeds {

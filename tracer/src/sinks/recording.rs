@@ -81,7 +81,11 @@ impl Recorder {
             Rec::Rtt { ts_ns, sock, rtt } => {
                 line(b, &Line::Rtt(RttLine::new(ts_ns, self.sock(sock), rtt)));
             }
-            Rec::Seeds(s) => line(b, &Line::Seeds(SeedsLine::new(s))),
+            Rec::Seeds(s) => {
+                for l in SeedsLine::split(s) {
+                    line(b, &Line::Seeds(l));
+                }
+            }
             _ => {}
         }
     }

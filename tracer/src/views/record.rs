@@ -116,4 +116,73 @@ mod tests {
             );
         }
     }
+
+    /// A host with many sockets: the seeds go out in several lines, each
+    /// short enough for replay (one 1.5 MB line of 9 866 seeds was refused
+    /// as damaged), and replay takes every seed in, with the `coming`
+    /// tuples that concern them.
+    #[test]
+    fn many_seeds_are_split_into_lines_replay_takes() {
+        const N: u16 = 3000;
+        let seeds = (0..N)
+            .map(|i| {
+                (
+                    tuple(10_000 + i, 40_000),
+                    Established,
+                    Some(owner(77, "a-long-name-xx")),
+                )
+            })
+            .collect();
+        let coming = [tuple(10_005, 40_000), tuple(9, 9)].into_iter().collect();
+        let inputs = [
+            Input::Start(Start {
+                clock: Clock::with_offset(1_795_348_800_000_000_000),
+                ts_ns: 1,
+                ..Start::default()
+            }),
+            Input::Seeds(Box::new(Seeds {
+                seeds,
+                coming,
+                now_ns: 2,
+            })),
+            Input::End(5),
+        ];
+        let record = |replayed: Option<&[u8]>| {
+            let (out, recording) = capture(Mode::Recording { binary: true }, None);
+            let view = Record {
+                wants: Wants::FLOWS,
+            };
+            let mut p = Pipeline::with_output(Box::new(view), Filter::default(), out);
+            match replayed {
+                Some(r) => replay_into(r, &mut p).unwrap(),
+                None => inputs.clone().into_iter().for_each(|i| p.push(i)),
+            }
+            p.finish().unwrap();
+            recording.text()
+        };
+        let seeds_lines = |rec: &str| -> Vec<serde_json::Value> {
+            rec.lines()
+                .filter(|l| l.starts_with("{\"type\":\"seeds\""))
+                .map(|l| {
+                    assert!(l.len() < 1 << 20, "a seeds line of {} bytes", l.len());
+                    serde_json::from_str(l).unwrap()
+                })
+                .collect()
+        };
+        let first = record(None);
+        let lines = seeds_lines(&first);
+        assert_eq!(
+            lines.len(),
+            usize::from(N).div_ceil(crate::record::SEEDS_PER_LINE)
+        );
+        let again = record(Some(first.as_bytes()));
+        let relines = seeds_lines(&again);
+        let count = |ls: &[serde_json::Value], k: &str| -> usize {
+            ls.iter().map(|l| l[k].as_array().unwrap().len()).sum()
+        };
+        assert_eq!(count(&relines, "seeds"), usize::from(N));
+        // Only the coming tuple that is a seed's.
+        assert_eq!(count(&relines, "coming"), 1);
+        assert_eq!(relines, lines);
+    }
 }
