@@ -88,7 +88,7 @@ fn check_reports_the_hook_plan() {
         assert!(allowed("fexit"), "{v:#}");
     }
 
-    // Both forms of the state and retransmit hooks are tried; runs use the
+    // Both forms of the state, retransmit and RTT hooks are tried; runs use the
     // BTF tracepoint wherever the kernel has BTF (this host, Debian's 6.1
     // and 6.12), and the classic one attaches too (the fallback; on 6.1
     // that needs its stack well under 512 bytes, as that verifier rounds
@@ -97,6 +97,7 @@ fn check_reports_the_hook_plan() {
     for (tracepoint, key) in [
         ("sock:inet_sock_set_state", "state_hook"),
         ("tcp:tcp_retransmit_skb", "retransmit_hook"),
+        ("tcp:tcp_probe", "rtt_hook"),
     ] {
         assert!(hook_ok(tracepoint), "{v:#}");
         if v["btf"] == true {
@@ -113,7 +114,8 @@ fn check_reports_the_hook_plan() {
     assert!(text.contains("plan") && text.contains("connect:"), "{text}");
     assert!(
         text.contains("sock:inet_sock_set_state: from ")
-            && text.contains("tcp:tcp_retransmit_skb: from "),
+            && text.contains("tcp:tcp_retransmit_skb: from ")
+            && text.contains("tcp:tcp_probe: from "),
         "{text}"
     );
     // Every hook of the plan attached here: no FAIL, and one verdict line

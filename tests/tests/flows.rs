@@ -509,3 +509,89 @@ fn bulk_flow_rtt_matches_ss() {
     );
     eprintln!("rtt: tcptrace median bucket {bucket:?} µs, ss srtt±rttvar [{lo:.0}, {hi:.0}] µs");
 }
+
+/// Both forms of the RTT hook take the same samples: two tracers, one on
+/// the BTF tracepoint, one on the classic `tcp:tcp_probe` (which on 6.1
+/// finds the socket by its tuple), watch one bulk transfer; the kernel
+/// calls both programs for every segment a socket receives, so each
+/// socket's sample count must be the same in both, exactly, and neither
+/// may lose any. The sockets stay open until both tracers have stopped
+/// (a closed socket's histogram goes with it).
+#[test]
+fn rtt_samples_are_the_same_from_both_hook_forms() {
+    require_root();
+    let ns = NetNs::new("rttforms");
+    ns.small_segments();
+    let port = unique_port();
+    let port_arg = port.to_string();
+    let start = |form: &'static str| {
+        Tracer::start(&[
+            "hist",
+            "--rtt",
+            "--per-flow",
+            "--json",
+            "--port",
+            &port_arg,
+            "--hook-type",
+            form,
+        ])
+    };
+    let btf = start("tp_btf");
+    let classic = start("tracepoint");
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    const BYTES: usize = 8 << 20;
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+    let worker = ns.spawn("tt-rttforms", move || {
+        let l = TcpListener::bind(server).unwrap();
+        let mut c = TcpStream::connect(server).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut total = 0;
+            while total < BYTES {
+                total += s.read(&mut buf).unwrap();
+            }
+            s
+        });
+        let chunk = vec![1u8; 64 << 10];
+        for _ in 0..BYTES / chunk.len() {
+            c.write_all(&chunk).unwrap();
+        }
+        let s = reader.join().unwrap();
+        sent_tx.send(()).unwrap();
+        close_rx.recv().unwrap();
+        drop((c, s, l));
+    });
+    sent_rx.recv().unwrap();
+    // The last ACKs (delayed by at most 200 ms) in before the tracers stop.
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = |recs: &[Value], form: &str| -> BTreeMap<String, u64> {
+        let (lost, _) = tracer::lost(recs, "");
+        assert_eq!(lost, 0, "{form} lost samples: {recs:#?}");
+        of_type(recs, "hist")
+            .into_iter()
+            .map(|h| {
+                let flow = format!("{}->{}", h["lport"], h["rport"]);
+                (flow, h["count"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let btf_recs = btf.stop();
+    let classic_recs = classic.stop();
+    close_tx.send(()).unwrap();
+    worker.join().unwrap();
+    let (b, c) = (
+        counts(&btf_recs, "tp_btf"),
+        counts(&classic_recs, "tracepoint"),
+    );
+    // Both sockets of the flow: the server's data segments (5 734 here,
+    // 1 500-byte ones), the client's ACKs (148: one per many segments).
+    assert_eq!(b.len(), 2, "{btf_recs:#?}");
+    assert!(
+        b.values().all(|&n| n > 0) && b.values().sum::<u64>() >= 1000,
+        "{b:?}"
+    );
+    assert_eq!(b, c, "samples per socket, tp_btf against tracepoint");
+    eprintln!("rtt samples per socket, both forms: {b:?}");
+}

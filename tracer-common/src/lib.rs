@@ -203,6 +203,7 @@ pub mod names {
     pub const SOCK_OFF: &str = "SOCK_OFF";
     pub const RETRANS_ARGS: &str = "RETRANS_ARGS";
     pub const RESET_ARGS: &str = "RESET_ARGS";
+    pub const PROBE_ARGS: &str = "PROBE_ARGS";
     pub const CONG_OFF: &str = "CONG_OFF";
     pub const PIDNS: &str = "PIDNS";
     pub const SEND_RESET_TP: &str = "SEND_RESET_TP";
@@ -232,6 +233,8 @@ mod pod {
     unsafe impl aya::Pod for super::RetransArgs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ResetArgs {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbeArgs {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CongOffsets {}
     // SAFETY: as above.

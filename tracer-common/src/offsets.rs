@@ -272,6 +272,29 @@ impl ResetArgs {
     };
 }
 
+/// What the BTF RTT program needs besides [`SockOffsets`], from the
+/// running kernel's BTF (global [`names::PROBE_ARGS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeArgs {
+    /// `tcp_sk(sk)->srtt_us` (u32, eight times the smoothed RTT in µs,
+    /// as the classic record's `srtt` is `srtt_us >> 3`): bytes from the
+    /// `struct sock`.
+    pub srtt_us: u32,
+    /// `TCP_SKB_CB(skb)->seq` of the segment that came in ([`NO_OFFSET`]
+    /// when unknown), for the nested program's comparison.
+    pub skb_seq: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ProbeArgs>() == 8);
+
+impl ProbeArgs {
+    pub const ABSENT: Self = Self {
+        srtt_us: NO_OFFSET,
+        skb_seq: NO_OFFSET,
+    };
+}
+
 /// The PID namespace pids are reported in: the nsfs device and inode of
 /// tcptrace's own (`stat /proc/self/ns/pid`). All zero when tcptrace runs
 /// in the initial namespace, where the kernel's pids are already ours;

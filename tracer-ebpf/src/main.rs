@@ -32,6 +32,7 @@ mod reset_btf;
 mod retrans;
 mod retrans_btf;
 mod rtt;
+mod rtt_btf;
 mod sockaddr;
 mod span;
 mod state;

@@ -36,7 +36,8 @@ pub const STATE: u32 = 0;
 pub const RETRANS: u32 = 1;
 pub const SEND_RESET: u32 = 2;
 pub const RECEIVE_RESET: u32 = 3;
-const PAIRS: u32 = 4;
+pub const PROBE: u32 = 4;
+const PAIRS: u32 = 5;
 
 /// Per CPU and pair: the event the first program last began to handle.
 #[map(name = "LAST_HIT")]

@@ -119,6 +119,13 @@ fn try_probe(ctx: &TracePointContext) -> Outcome {
         }
     };
     let srtt = field::<u32>(ctx, off.srtt)?;
+    record(sk, srtt);
+    Ok(())
+}
+
+/// Adds a sample of `srtt` µs to the histogram of socket `sk`.
+#[inline(always)]
+pub fn record(sk: u64, srtt: u32) {
     let slot = log2_slot(u64::from(srtt), RTT_SLOTS);
     match RTT.get_ptr_mut(sk) {
         Some(h) => {
@@ -151,5 +158,4 @@ fn try_probe(ctx: &TracePointContext) -> Outcome {
             let _ = RTT.insert(sk, h, 0);
         }
     }
-    Ok(())
 }

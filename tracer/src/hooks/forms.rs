@@ -1,6 +1,6 @@
 //! The two forms of a hook that has a BTF tracepoint program besides its
 //! classic one: state transitions (every connection of the host),
-//! retransmits and resets. The BTF form, `tp_btf/<tracepoint>`, where this kernel
+//! retransmits, resets and RTT samples (every segment received). The BTF form, `tp_btf/<tracepoint>`, where this kernel
 //! allows it: cheaper per event (no record filled before the program
 //! runs), and skipped only when this very program is already running on
 //! the CPU, those few handled by its second program; else the classic
@@ -13,7 +13,7 @@ use std::fmt;
 use anyhow::{Context as _, Result, bail};
 use aya::{Btf as AyaBtf, Ebpf, programs::BtfTracePoint};
 use tracer_common::{
-    KERNEL_OFFSET_MASK, NO_OFFSET, ResetArgs, RetransArgs, SKB_OFFSET_MASK, SockOffsets,
+    KERNEL_OFFSET_MASK, NO_OFFSET, ProbeArgs, ResetArgs, RetransArgs, SKB_OFFSET_MASK, SockOffsets,
 };
 
 use super::{
@@ -134,15 +134,36 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
 /// and whether the tracepoint passes `err` (its classic record has the
 /// field exactly when it does).
 pub fn retrans_args(btf: &Btf, has_err: bool) -> RetransArgs {
-    let seq = btf
-        .member_offset("sk_buff", "cb")
-        .zip(btf.member_offset("tcp_skb_cb", "seq"))
-        .map(|(cb, seq)| cb + seq)
-        .filter(|off| off + 4 <= SKB_OFFSET_MASK + 1);
     RetransArgs {
-        skb_seq: seq.unwrap_or(NO_OFFSET),
+        skb_seq: skb_seq(btf),
         has_err: u32::from(has_err),
     }
+}
+
+/// What the BTF RTT program needs besides the socket's offsets: where
+/// `tcp_sock.srtt_us` is (required) and a segment's first sequence number
+/// (optional, as for [`retrans_args`]).
+pub fn probe_args(btf: &Btf) -> Result<ProbeArgs, String> {
+    let srtt_us = btf
+        .member_offset("tcp_sock", "srtt_us")
+        .ok_or("BTF has no tcp_sock.srtt_us")?;
+    if srtt_us + 4 > KERNEL_OFFSET_MASK + 1 {
+        return Err(format!("tcp_sock.srtt_us at +{srtt_us} is out of reach"));
+    }
+    Ok(ProbeArgs {
+        srtt_us,
+        skb_seq: skb_seq(btf),
+    })
+}
+
+/// `TCP_SKB_CB(skb)->seq`: bytes from the `struct sk_buff`, or
+/// [`NO_OFFSET`].
+fn skb_seq(btf: &Btf) -> u32 {
+    btf.member_offset("sk_buff", "cb")
+        .zip(btf.member_offset("tcp_skb_cb", "seq"))
+        .map(|(cb, seq)| cb + seq)
+        .filter(|off| off + 4 <= SKB_OFFSET_MASK + 1)
+        .unwrap_or(NO_OFFSET)
 }
 
 /// BTF that holds, at `id`, a typedef called `name`, and before it
@@ -337,6 +358,13 @@ mod tests {
                 && r.skb_network_header != r.skb_transport_header,
             "{r:?}"
         );
+        // srtt_us lies in the tcp_sock, past the sock and the inet and
+        // connection socks around it.
+        let p = probe_args(&btf).unwrap();
+        assert!(
+            p.srtt_us > o.sport && p.skb_seq == retrans_args(&btf, true).skb_seq,
+            "{p:?}"
+        );
         for row in HOOKS.iter().filter(|h| h.btf.is_some()) {
             prepare(&btf, row).unwrap();
         }
@@ -358,9 +386,10 @@ mod tests {
             include_str!("../../../tracer-ebpf/src/state_btf.rs"),
             include_str!("../../../tracer-ebpf/src/retrans_btf.rs"),
             include_str!("../../../tracer-ebpf/src/reset_btf.rs"),
+            include_str!("../../../tracer-ebpf/src/rtt_btf.rs"),
         ];
         let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
-        assert_eq!(forms.len(), 4);
+        assert_eq!(forms.len(), 5);
         for form in forms {
             let src = sources
                 .iter()

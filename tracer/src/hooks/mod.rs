@@ -236,6 +236,14 @@ impl Probe {
         if let Some(args) = &reset_args {
             loader.override_global(names::RESET_ARGS, args, true);
         }
+        let probe_args = match (&btf, wants.rtt) {
+            (Ok(btf), true) => forms::probe_args(btf),
+            (Err(e), true) => Err(e.clone()),
+            (_, false) => Err("not wanted".into()),
+        };
+        if let Ok(args) = &probe_args {
+            loader.override_global(names::PROBE_ARGS, args, true);
+        }
         let cong_off = match (&btf, wants.retrans) {
             (Ok(btf), true) => cong_offsets(btf),
             (Err(e), true) => Err(e.clone()),
@@ -249,9 +257,10 @@ impl Probe {
         let prepared: Vec<(u8, Result<forms::Prepared, String>)> = Hook::wanted(&wants)
             .filter(|h| h.btf.is_some())
             .map(|h| {
-                let p = match (&btf, &sock_off) {
-                    (Ok(btf), Ok(_)) => forms::prepare(btf, h),
-                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                let p = match (&btf, &sock_off, &probe_args) {
+                    (_, _, Err(e)) if h.id == hook::PROBE => Err(e.clone()),
+                    (Ok(btf), Ok(_), _) => forms::prepare(btf, h),
+                    (Err(e), _, _) | (_, Err(e), _) => Err(e.clone()),
                 };
                 (h.id, p)
             })

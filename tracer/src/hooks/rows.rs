@@ -161,10 +161,15 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::PROBE_TP,
         },
         need: Need::Rtt,
-        btf: None,
+        btf: Some(BtfForm {
+            program: "tcp_probe_btf",
+            nested: "tcp_probe_btf_nested",
+            tracepoint: "tcp_probe",
+        }),
         // Newer kernels name the socket (`skaddr`); older ones (6.1) only
-        // its addresses, as sockaddr blobs: the program then finds the
-        // socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`).
+        // its addresses, as sockaddr blobs: the classic program then finds
+        // the socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`). The
+        // BTF form gets the socket itself.
         layouts: &[
             Layout::new(&[F::Skaddr, F::Srtt, F::Sport, F::Dport], &[F::Family]),
             Layout::new(

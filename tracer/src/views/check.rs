@@ -199,6 +199,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             "hooks": hooks,
             "state_hook": form(tracer_common::hook::STATE),
             "retransmit_hook": form(tracer_common::hook::RETRANSMIT_SKB),
+            "rtt_hook": form(tracer_common::hook::PROBE),
             "connect_plan": plan,
             "connect_plans": plans,
             "core_ok": ok,
