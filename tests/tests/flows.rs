@@ -177,8 +177,8 @@ fn check_handshakes(rec: &TempFile, port: u16, blind: u64) {
     }
 }
 
-/// A connect to a closed port: ECONNREFUSED for the connecting thread, and
-/// the RST it received (and, since 6.10, the one the kernel sent for no
+/// A connect to a closed port: ECONNREFUSED for the connecting thread (and
+/// the kernel's error report of it), and the RST it received (and, since 6.10, the one the kernel sent for no
 /// socket), from the BTF tracepoints (the default here).
 #[test]
 fn refused_connect_reports_errno_and_received_reset() {
@@ -211,6 +211,21 @@ fn refused_connect(hook_type: Option<&str>) {
     // Every event of the attempt fired before connect() returned: what is
     // in the ring now is drained and written when tcptrace stops.
     t.stop();
+
+    // The kernel's error report for the socket (tp_btf or classic
+    // `sock:inet_sk_error_report`, as `hook_type` says), as recorded.
+    let errors: Vec<Value> = std::fs::read_to_string(rec.path())
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event"] == "sock_error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        (&errors[0]["errno"], &errors[0]["tuple"]["rport"]),
+        (&libc::ECONNREFUSED.into(), &port.into()),
+        "{errors:#?}"
+    );
 
     let connects = replay(&rec, &["connect"]);
     assert_eq!(connects.len(), 1, "{connects:#?}");

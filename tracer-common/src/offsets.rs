@@ -170,8 +170,9 @@ pub struct NetnsOffsets {
 const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 16);
 
 /// Where the BTF programs (`tp_btf/inet_sock_set_state`,
-/// `tp_btf/tcp_retransmit_skb`, `tp_btf/tcp_send_reset` and
-/// `tp_btf/tcp_receive_reset`, which get the `struct sock *` rather than a
+/// `tp_btf/tcp_retransmit_skb`, `tp_btf/tcp_send_reset`,
+/// `tp_btf/tcp_receive_reset`, `tp_btf/tcp_probe` and
+/// `tp_btf/inet_sk_error_report`, which get the `struct sock *` rather than a
 /// record) find what the classic tracepoints' records hold: byte offsets from the socket, resolved from
 /// the running kernel's BTF by user space and handed over in the global
 /// [`names::SOCK_OFF`]. Byte order as in the kernel: the ports are network
@@ -201,9 +202,11 @@ pub struct SockOffsets {
     /// one port field that timewait and request sockets share with full
     /// ones).
     pub num: u32,
+    /// `sk->sk_err` (int, the error an error report tells the owner).
+    pub err: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 40);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 44);
 
 impl SockOffsets {
     /// Nothing known: the BTF state program is not used.
@@ -218,6 +221,7 @@ impl SockOffsets {
         daddr_v6: NO_OFFSET,
         state: NO_OFFSET,
         num: NO_OFFSET,
+        err: NO_OFFSET,
     };
 }
 

@@ -24,6 +24,7 @@ mod btf_sock;
 mod connect;
 mod emit;
 mod error;
+mod error_btf;
 mod global;
 mod nested;
 mod netns;

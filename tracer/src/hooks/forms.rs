@@ -1,6 +1,7 @@
 //! The two forms of a hook that has a BTF tracepoint program besides its
 //! classic one: state transitions (every connection of the host),
-//! retransmits, resets and RTT samples (every segment received). The BTF form, `tp_btf/<tracepoint>`, where this kernel
+//! retransmits, resets, RTT samples (every segment received) and socket
+//! errors. The BTF form, `tp_btf/<tracepoint>`, where this kernel
 //! allows it: cheaper per event (no record filled before the program
 //! runs), and skipped only when this very program is already running on
 //! the CPU, those few handled by its second program; else the classic
@@ -125,6 +126,7 @@ pub fn sock_offsets(btf: &Btf) -> Result<SockOffsets, String> {
         daddr_v6: common("skc_v6_daddr")?,
         state: common("skc_state")?,
         num: common("skc_num")?,
+        err: at("sock", &["sk_err"])?,
     })
 }
 
@@ -387,9 +389,10 @@ mod tests {
             include_str!("../../../tracer-ebpf/src/retrans_btf.rs"),
             include_str!("../../../tracer-ebpf/src/reset_btf.rs"),
             include_str!("../../../tracer-ebpf/src/rtt_btf.rs"),
+            include_str!("../../../tracer-ebpf/src/error_btf.rs"),
         ];
         let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
-        assert_eq!(forms.len(), 5);
+        assert_eq!(forms.len(), 6);
         for form in forms {
             let src = sources
                 .iter()

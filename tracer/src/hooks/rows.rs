@@ -146,7 +146,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::ERROR_TP,
         },
         need: Need::Errors,
-        btf: None,
+        btf: Some(BtfForm {
+            program: "inet_sk_error_report_btf",
+            nested: "inet_sk_error_report_btf_nested",
+            tracepoint: "inet_sk_error_report",
+        }),
         layouts: &[Layout::new(
             &[F::Error, F::Protocol, F::Sport, F::Dport],
             FLOW_OPTIONAL,

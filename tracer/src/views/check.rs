@@ -200,6 +200,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             "state_hook": form(tracer_common::hook::STATE),
             "retransmit_hook": form(tracer_common::hook::RETRANSMIT_SKB),
             "rtt_hook": form(tracer_common::hook::PROBE),
+            "error_hook": form(tracer_common::hook::ERROR_REPORT),
             "connect_plan": plan,
             "connect_plans": plans,
             "core_ok": ok,
