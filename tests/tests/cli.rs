@@ -88,15 +88,16 @@ fn check_reports_the_hook_plan() {
         assert!(allowed("fexit"), "{v:#}");
     }
 
-    // Both forms of the state, retransmit, RTT and error hooks are tried;
-    // runs use the BTF tracepoint wherever the kernel has BTF (this host,
-    // Debian's 6.1 and 6.12), and the classic one attaches too (the
-    // fallback; on 6.1 that needs its stack well under 512 bytes, as that
-    // verifier rounds every frame up to 32).
+    // Both forms of the state, retransmit (data and SYN-ACK), RTT and error
+    // hooks are tried; runs use the BTF tracepoint wherever the kernel has
+    // BTF (this host, Debian's 6.1 and 6.12), and the classic one attaches
+    // too (the fallback; on 6.1 that needs its stack well under 512 bytes,
+    // as that verifier rounds every frame up to 32).
     let hook_ok = |name: &str| hooks.iter().any(|h| h["hook"] == name && h["ok"] == true);
     for (tracepoint, key) in [
         ("sock:inet_sock_set_state", "state_hook"),
         ("tcp:tcp_retransmit_skb", "retransmit_hook"),
+        ("tcp:tcp_retransmit_synack", "synack_hook"),
         ("tcp:tcp_probe", "rtt_hook"),
         ("sock:inet_sk_error_report", "error_hook"),
     ] {

@@ -321,6 +321,17 @@ fn same_listener_in_two_namespaces() {
 /// change no BPF program saw).
 #[test]
 fn synack_retransmits_leave_no_syn_recv_row() {
+    synack_retransmits(None);
+}
+
+/// The same from the classic tracepoints, the form kernels without BTF get.
+#[test]
+fn synack_retransmits_leave_no_syn_recv_row_classic_tracepoint() {
+    synack_retransmits(Some("tracepoint"));
+}
+
+/// `hook_type`: `--hook-type` (`None`: tcptrace's own choice).
+fn synack_retransmits(hook_type: Option<&str>) {
     require_root();
     let ns = NetNs::new("synack");
     let netns = inode(&ns);
@@ -345,8 +356,18 @@ fn synack_retransmits_leave_no_syn_recv_row() {
     });
     let early_l = rx.recv().unwrap();
     let path = ns_path(&ns);
-    let top = Tracer::start(&["top", "--json", "--interval", "0.2", "--netns", &path]);
-    let retrans = Tracer::start(&["retrans", "--json", "--netns", &path]);
+    let with_form = |args: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        v.extend(["--netns".to_string(), path.clone()]);
+        if let Some(h) = hook_type {
+            v.extend(["--hook-type".to_string(), h.to_string()]);
+        }
+        v
+    };
+    let start =
+        |args: Vec<String>| Tracer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let top = start(with_form(&["top", "--json", "--interval", "0.2"]));
+    let retrans = start(with_form(&["retrans", "--json"]));
     let states = Ftrace::start(
         "sock/inet_sock_set_state",
         &format!("sport == {early} || dport == {early} || sport == {late} || dport == {late}"),

@@ -38,7 +38,8 @@ pub const SEND_RESET: u32 = 2;
 pub const RECEIVE_RESET: u32 = 3;
 pub const PROBE: u32 = 4;
 pub const ERROR_REPORT: u32 = 5;
-const PAIRS: u32 = 6;
+pub const SYNACK: u32 = 6;
+const PAIRS: u32 = 7;
 
 /// Per CPU and pair: the event the first program last began to handle.
 #[map(name = "LAST_HIT")]

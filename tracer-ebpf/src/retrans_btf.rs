@@ -1,6 +1,7 @@
-//! Retransmissions from the BTF tracepoint: the same records as
-//! `retrans.rs`'s `tcp_retransmit_skb`, read from the socket and buffer
-//! the kernel hands over instead of the classic record, and skipped only
+//! Retransmissions from the BTF tracepoints: the same records as
+//! `retrans.rs`'s `tcp_retransmit_skb` and `tcp_retransmit_synack`, read
+//! from the socket and buffer (or request socket) the kernel hands over
+//! instead of the classic record, and skipped only
 //! when this very program is already running on the CPU (the classic
 //! program shares one per-CPU guard with every kprobe and tracepoint
 //! program on the host: 128-177 of 445 000 retransmits skipped in the
@@ -14,13 +15,22 @@
 //! flow as `btf_sock.rs` says, state = sk->sk_state, err = err. No task:
 //! retransmits come mostly from softirq, and user space names the owner
 //! from the flow's state transitions.
+//!
+//! match-btf-tracepoint: tcp_retransmit_synack
+//! match-proto: TP_PROTO(const struct sock *sk, const struct request_sock *req)
+//! Fields: family = sk->sk_family (the listener's), sport =
+//! ireq->ir_num, dport = ntohs(ireq->ir_rmt_port), addresses =
+//! ireq->ir_loc_addr/ir_rmt_addr (v6: ir_v6_loc_addr/ir_v6_rmt_addr),
+//! where `ir_*` name the request socket's `sock_common` members
+//! (skc_num, skc_dport, skc_rcv_saddr, skc_daddr, ...): the offsets of
+//! `SOCK_OFF` read them as they read a full socket's.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, done, submit, want, wanted},
+    emit::{Outcome, Skip, TCP_SYN_RECV, done, submit, want, wanted},
     global::Global,
     nested, netns,
     retrans::{congestion, segs_at},
@@ -89,4 +99,52 @@ fn try_retrans(ctx: &BtfTracePointContext) -> Outcome {
     let ns = netns::set(&mut ev, netns::of_btf_sock(sk));
     submit(&ev);
     cg.map(drop).and(ns)
+}
+
+/// This call's SYN-ACK, for [`nested`]: the request socket's pairs.
+#[inline(always)]
+fn synack_hit(ctx: &BtfTracePointContext) -> nested::Hit {
+    btf_sock::hit(ctx.arg(1), 0)
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack_btf(ctx: BtfTracePointContext) -> u32 {
+    nested::begin(nested::SYNACK, synack_hit(&ctx));
+    done(hook::RETRANSMIT_SYNACK, try_synack(&ctx))
+}
+
+/// The same SYN-ACK, when the kernel skipped `tcp_retransmit_synack_btf`
+/// for it (see `nested.rs`).
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack_btf_nested(ctx: BtfTracePointContext) -> u32 {
+    if !nested::skipped(nested::SYNACK, synack_hit(&ctx)) {
+        return 0;
+    }
+    done(hook::RETRANSMIT_SYNACK, try_synack(&ctx))
+}
+
+fn try_synack(ctx: &BtfTracePointContext) -> Outcome {
+    let sk: *const u8 = ctx.arg(0);
+    let req: *const u8 = ctx.arg(1);
+    if sk.is_null() || req.is_null() {
+        return Err(Skip::Unreadable);
+    }
+    let o = btf_sock::offsets();
+    let family = at::<u16>(sk, o.family);
+    let sport = at::<u16>(req, o.num);
+    let dport = u16::from_be(at::<u16>(req, o.dport));
+    want(wanted(family, sport, dport))?;
+    let mut ev = btf_sock::flow_event(
+        req,
+        (sport, dport, family),
+        kind::RETRANS,
+        hook::RETRANSMIT_SYNACK,
+    );
+    // The listener: a request socket's namespace is its listener's.
+    ev.skaddr = sk as u64;
+    ev.state = TCP_SYN_RECV;
+    ev.segs = 1;
+    let ns = netns::set(&mut ev, netns::of_btf_sock(sk));
+    submit(&ev);
+    ns
 }

@@ -392,7 +392,7 @@ mod tests {
             include_str!("../../../tracer-ebpf/src/error_btf.rs"),
         ];
         let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
-        assert_eq!(forms.len(), 6);
+        assert_eq!(forms.len(), 7);
         for form in forms {
             let src = sources
                 .iter()

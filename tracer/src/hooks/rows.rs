@@ -82,7 +82,11 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SYNACK_TP,
         },
         need: Need::Retrans,
-        btf: None,
+        btf: Some(BtfForm {
+            program: "tcp_retransmit_synack_btf",
+            nested: "tcp_retransmit_synack_btf_nested",
+            tracepoint: "tcp_retransmit_synack",
+        }),
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {

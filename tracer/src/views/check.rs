@@ -199,6 +199,7 @@ pub fn run(json_out: bool) -> Result<bool> {
             "hooks": hooks,
             "state_hook": form(tracer_common::hook::STATE),
             "retransmit_hook": form(tracer_common::hook::RETRANSMIT_SKB),
+            "synack_hook": form(tracer_common::hook::RETRANSMIT_SYNACK),
             "rtt_hook": form(tracer_common::hook::PROBE),
             "error_hook": form(tracer_common::hook::ERROR_REPORT),
             "connect_plan": plan,
