@@ -15,12 +15,12 @@
 //! and namespace 0 (user space matches an error to its connect by tuple,
 //! as it does for the classic record), and the task that was running.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::programs::BtfTracePointContext;
 use tracer_common::{IPPROTO_TCP, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, done, set_task, submit, want, wanted},
+    emit::{Outcome, Skip, set_task, submit, want, wanted},
     nested,
 };
 
@@ -31,20 +31,13 @@ fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(sk, at::<i32>(sk, btf_sock::offsets().err) as u32)
 }
 
-#[btf_tracepoint(function = "inet_sk_error_report")]
-pub fn inet_sk_error_report_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::ERROR_REPORT, hit(&ctx));
-    done(hook::ERROR_REPORT, try_error(&ctx))
-}
-
-/// The same error, when the kernel skipped `inet_sk_error_report_btf` for
-/// it (see `nested.rs`).
-#[btf_tracepoint(function = "inet_sk_error_report")]
-pub fn inet_sk_error_report_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::ERROR_REPORT, hit(&ctx)) {
-        return 0;
-    }
-    done(hook::ERROR_REPORT, try_error(&ctx))
+nested::btf_pair! {
+    tracepoint: "inet_sk_error_report",
+    programs: (inet_sk_error_report_btf, inet_sk_error_report_btf_nested),
+    pair: nested::ERROR_REPORT,
+    hook: hook::ERROR_REPORT,
+    hit: hit,
+    work: try_error,
 }
 
 fn try_error(ctx: &BtfTracePointContext) -> Outcome {

@@ -80,3 +80,55 @@ pub fn skipped(pair: u32, hit: Hit) -> bool {
     }
     true
 }
+
+/// The two programs of a BTF hook: `$first` notes the event (its [`Hit`],
+/// from `$hit`) and handles it; `$second`, attached after it, handles it
+/// only when the first was skipped for it. `$work` and `$work_nested`
+/// handle an event (closures over the context; the state hook's marks
+/// its second program's records). Both report to `emit::done` under
+/// `$hook`. User space names the two programs in its hook table
+/// (`tracer/src/hooks/rows.rs`).
+macro_rules! btf_pair {
+    (
+        tracepoint: $tp:tt,
+        programs: ($first:ident, $second:ident),
+        pair: $pair:expr,
+        hook: $hook:expr,
+        hit: $hit:expr,
+        work: $work:expr,
+        work_nested: $work_nested:expr $(,)?
+    ) => {
+        #[aya_ebpf::macros::btf_tracepoint(function = $tp)]
+        pub fn $first(ctx: aya_ebpf::programs::BtfTracePointContext) -> u32 {
+            $crate::nested::begin($pair, ($hit)(&ctx));
+            $crate::emit::done($hook, ($work)(&ctx))
+        }
+
+        #[aya_ebpf::macros::btf_tracepoint(function = $tp)]
+        pub fn $second(ctx: aya_ebpf::programs::BtfTracePointContext) -> u32 {
+            if !$crate::nested::skipped($pair, ($hit)(&ctx)) {
+                return 0;
+            }
+            $crate::emit::done($hook, ($work_nested)(&ctx))
+        }
+    };
+    (
+        tracepoint: $tp:tt,
+        programs: ($first:ident, $second:ident),
+        pair: $pair:expr,
+        hook: $hook:expr,
+        hit: $hit:expr,
+        work: $work:expr $(,)?
+    ) => {
+        $crate::nested::btf_pair! {
+            tracepoint: $tp,
+            programs: ($first, $second),
+            pair: $pair,
+            hook: $hook,
+            hit: $hit,
+            work: $work,
+            work_nested: $work,
+        }
+    };
+}
+pub(crate) use btf_pair;

@@ -19,14 +19,12 @@
 //! reset goes back to its sender); state = sk->sk_state; reason = reason.
 //! No task: user space names the owner from the flow.
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_kernel, macros::btf_tracepoint, programs::BtfTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
 use tracer_common::{AF_INET, AF_INET6, NO_OFFSET, NO_REASON, ResetArgs, WireEvent, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, addr_v4, bare_event, done, submit, want, wanted},
+    emit::{Outcome, Skip, addr_v4, bare_event, submit, want, wanted},
     global::Global,
     nested, netns,
 };
@@ -77,34 +75,22 @@ fn send_hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(sk, 0)
 }
 
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::SEND_RESET, send_hit(&ctx));
-    done(hook::SEND_RESET, try_send(&ctx))
+nested::btf_pair! {
+    tracepoint: "tcp_send_reset",
+    programs: (tcp_send_reset_btf, tcp_send_reset_btf_nested),
+    pair: nested::SEND_RESET,
+    hook: hook::SEND_RESET,
+    hit: send_hit,
+    work: try_send,
 }
 
-/// The same reset, when the kernel skipped `tcp_send_reset_btf` for it.
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::SEND_RESET, send_hit(&ctx)) {
-        return 0;
-    }
-    done(hook::SEND_RESET, try_send(&ctx))
-}
-
-#[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn tcp_receive_reset_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::RECEIVE_RESET, btf_sock::hit(ctx.arg(0), 0));
-    done(hook::RECEIVE_RESET, try_recv(&ctx))
-}
-
-/// The same reset, when the kernel skipped `tcp_receive_reset_btf` for it.
-#[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn tcp_receive_reset_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::RECEIVE_RESET, btf_sock::hit(ctx.arg(0), 0)) {
-        return 0;
-    }
-    done(hook::RECEIVE_RESET, try_recv(&ctx))
+nested::btf_pair! {
+    tracepoint: "tcp_receive_reset",
+    programs: (tcp_receive_reset_btf, tcp_receive_reset_btf_nested),
+    pair: nested::RECEIVE_RESET,
+    hook: hook::RECEIVE_RESET,
+    hit: |ctx: &BtfTracePointContext| btf_sock::hit(ctx.arg(0), 0),
+    work: try_recv,
 }
 
 /// The flow of a reset sent for no socket: the answered segment's,

@@ -25,12 +25,12 @@
 //! (skc_num, skc_dport, skc_rcv_saddr, skc_daddr, ...): the offsets of
 //! `SOCK_OFF` read them as they read a full socket's.
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::programs::BtfTracePointContext;
 use tracer_common::{NO_OFFSET, RetransArgs, SKB_OFFSET_MASK, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, TCP_SYN_RECV, done, submit, want, wanted},
+    emit::{Outcome, Skip, TCP_SYN_RECV, submit, want, wanted},
     global::Global,
     nested, netns,
     retrans::{congestion, segs_at},
@@ -53,20 +53,13 @@ fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(ctx.arg(0), seq)
 }
 
-#[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::RETRANS, hit(&ctx));
-    done(hook::RETRANSMIT_SKB, try_retrans(&ctx))
-}
-
-/// The same retransmit, when the kernel skipped `tcp_retransmit_skb_btf`
-/// for it (see `nested.rs`).
-#[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::RETRANS, hit(&ctx)) {
-        return 0;
-    }
-    done(hook::RETRANSMIT_SKB, try_retrans(&ctx))
+nested::btf_pair! {
+    tracepoint: "tcp_retransmit_skb",
+    programs: (tcp_retransmit_skb_btf, tcp_retransmit_skb_btf_nested),
+    pair: nested::RETRANS,
+    hook: hook::RETRANSMIT_SKB,
+    hit: hit,
+    work: try_retrans,
 }
 
 fn try_retrans(ctx: &BtfTracePointContext) -> Outcome {
@@ -107,20 +100,13 @@ fn synack_hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(ctx.arg(1), 0)
 }
 
-#[btf_tracepoint(function = "tcp_retransmit_synack")]
-pub fn tcp_retransmit_synack_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::SYNACK, synack_hit(&ctx));
-    done(hook::RETRANSMIT_SYNACK, try_synack(&ctx))
-}
-
-/// The same SYN-ACK, when the kernel skipped `tcp_retransmit_synack_btf`
-/// for it (see `nested.rs`).
-#[btf_tracepoint(function = "tcp_retransmit_synack")]
-pub fn tcp_retransmit_synack_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::SYNACK, synack_hit(&ctx)) {
-        return 0;
-    }
-    done(hook::RETRANSMIT_SYNACK, try_synack(&ctx))
+nested::btf_pair! {
+    tracepoint: "tcp_retransmit_synack",
+    programs: (tcp_retransmit_synack_btf, tcp_retransmit_synack_btf_nested),
+    pair: nested::SYNACK,
+    hook: hook::RETRANSMIT_SYNACK,
+    hit: synack_hit,
+    work: try_synack,
 }
 
 fn try_synack(ctx: &BtfTracePointContext) -> Outcome {

@@ -15,14 +15,12 @@
 //! The socket is the kernel's own pointer, on every kernel (6.1's classic
 //! record has no `skaddr`; this program needs no tuple map).
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_kernel, macros::btf_tracepoint, programs::BtfTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
 use tracer_common::{KERNEL_OFFSET_MASK, NO_OFFSET, ProbeArgs, SKB_OFFSET_MASK, hook};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, done, want, wanted},
+    emit::{Outcome, Skip, want, wanted},
     global::Global,
     nested, rtt,
 };
@@ -46,20 +44,13 @@ fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(ctx.arg(0), seq)
 }
 
-#[btf_tracepoint(function = "tcp_probe")]
-pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::PROBE, hit(&ctx));
-    done(hook::PROBE, try_probe(&ctx))
-}
-
-/// The same sample, when the kernel skipped `tcp_probe_btf` for it (see
-/// `nested.rs`).
-#[btf_tracepoint(function = "tcp_probe")]
-pub fn tcp_probe_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::PROBE, hit(&ctx)) {
-        return 0;
-    }
-    done(hook::PROBE, try_probe(&ctx))
+nested::btf_pair! {
+    tracepoint: "tcp_probe",
+    programs: (tcp_probe_btf, tcp_probe_btf_nested),
+    pair: nested::PROBE,
+    hook: hook::PROBE,
+    hit: hit,
+    work: try_probe,
 }
 
 fn try_probe(ctx: &BtfTracePointContext) -> Outcome {

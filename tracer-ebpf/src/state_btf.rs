@@ -22,12 +22,12 @@
 //! `_nested`, handles those the kernel skipped this one for (see
 //! `nested.rs`).
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::programs::BtfTracePointContext;
 use tracer_common::{FROM_NESTED, IPPROTO_TCP, hook, kind};
 
 use crate::{
     btf_sock::{self, at},
-    emit::{Outcome, Skip, done, want, wanted},
+    emit::{Outcome, Skip, want, wanted},
     nested, netns,
     state::{Gate, finish},
 };
@@ -41,20 +41,14 @@ fn hit(ctx: &BtfTracePointContext) -> nested::Hit {
     btf_sock::hit(ctx.arg(0), ((old as u32 & 0xff) << 8) | (new as u32 & 0xff))
 }
 
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
-    nested::begin(nested::STATE, hit(&ctx));
-    done(hook::STATE, try_state(&ctx, false))
-}
-
-/// The same transition, when the kernel skipped `inet_sock_set_state_btf`
-/// for it (see `nested.rs`).
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn inet_sock_set_state_btf_nested(ctx: BtfTracePointContext) -> u32 {
-    if !nested::skipped(nested::STATE, hit(&ctx)) {
-        return 0;
-    }
-    done(hook::STATE, try_state(&ctx, true))
+nested::btf_pair! {
+    tracepoint: "inet_sock_set_state",
+    programs: (inet_sock_set_state_btf, inet_sock_set_state_btf_nested),
+    pair: nested::STATE,
+    hook: hook::STATE,
+    hit: hit,
+    work: |ctx| try_state(ctx, false),
+    work_nested: |ctx| try_state(ctx, true),
 }
 
 /// `nested`: called from the second program (its records say so, see

@@ -394,13 +394,13 @@ mod tests {
         let forms: Vec<BtfForm> = HOOKS.iter().filter_map(|h| h.btf).collect();
         assert_eq!(forms.len(), 7);
         for form in forms {
-            let src = sources
-                .iter()
-                .find(|s| s.contains(&format!("pub fn {}(", form.program)))
-                .unwrap_or_else(|| panic!("no program {}", form.program));
-            assert!(src.contains(&format!("pub fn {}(", form.nested)));
-            let attr = format!("#[btf_tracepoint(function = \"{}\")]", form.tracepoint);
-            assert_eq!(src.matches(&attr).count(), 2, "{attr}");
+            // A pair is one `nested::btf_pair!` invocation.
+            let pair = format!(
+                "tracepoint: \"{}\",\n    programs: ({}, {}),",
+                form.tracepoint, form.program, form.nested
+            );
+            let n: usize = sources.iter().map(|s| s.matches(&pair).count()).sum();
+            assert_eq!(n, 1, "{pair}");
         }
     }
 }
