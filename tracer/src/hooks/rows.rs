@@ -11,6 +11,19 @@ use crate::tracefs::TpField;
 
 use TpField as F;
 
+/// The BTF form of the hook on `tracepoint`: its two kernel programs are
+/// named after it (`nested::btf_pair!` in tracer-ebpf), `<tracepoint>_btf`
+/// and `<tracepoint>_btf_nested`.
+macro_rules! btf_form {
+    ($tp:literal) => {
+        Some(BtfForm {
+            program: concat!($tp, "_btf"),
+            nested: concat!($tp, "_btf_nested"),
+            tracepoint: $tp,
+        })
+    };
+}
+
 /// Addresses and family of the TCP tracepoints, read when present (older
 /// kernels lack `family` and store IPv4 v4-mapped in the v6 fields).
 const FLOW_OPTIONAL: &[TpField] = &[F::Family, F::Saddr, F::Daddr, F::SaddrV6, F::DaddrV6];
@@ -28,11 +41,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::STATE_TP,
         },
         need: Need::Always,
-        btf: Some(BtfForm {
-            program: "inet_sock_set_state_btf",
-            nested: "inet_sock_set_state_btf_nested",
-            tracepoint: "inet_sock_set_state",
-        }),
+        btf: btf_form!("inet_sock_set_state"),
         layouts: &[Layout::new(
             &[F::Skaddr, F::Sport, F::Dport, F::Oldstate, F::Newstate],
             &[
@@ -54,11 +63,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::RETRANS_TP,
         },
         need: Need::Retrans,
-        btf: Some(BtfForm {
-            program: "tcp_retransmit_skb_btf",
-            nested: "tcp_retransmit_skb_btf_nested",
-            tracepoint: "tcp_retransmit_skb",
-        }),
+        btf: btf_form!("tcp_retransmit_skb"),
         layouts: &[Layout::new(
             FLOW,
             &[
@@ -82,11 +87,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SYNACK_TP,
         },
         need: Need::Retrans,
-        btf: Some(BtfForm {
-            program: "tcp_retransmit_synack_btf",
-            nested: "tcp_retransmit_synack_btf_nested",
-            tracepoint: "tcp_retransmit_synack",
-        }),
+        btf: btf_form!("tcp_retransmit_synack"),
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {
@@ -98,11 +99,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::SEND_RESET_TP,
         },
         need: Need::Resets,
-        btf: Some(BtfForm {
-            program: "tcp_send_reset_btf",
-            nested: "tcp_send_reset_btf_nested",
-            tracepoint: "tcp_send_reset",
-        }),
+        btf: btf_form!("tcp_send_reset"),
         // 6.x: sockaddr blobs; older: ports and addresses as elsewhere.
         // `skbaddr`: the namespace of a reset sent for no socket.
         layouts: &[
@@ -134,11 +131,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::RECV_RESET_TP,
         },
         need: Need::Resets,
-        btf: Some(BtfForm {
-            program: "tcp_receive_reset_btf",
-            nested: "tcp_receive_reset_btf_nested",
-            tracepoint: "tcp_receive_reset",
-        }),
+        btf: btf_form!("tcp_receive_reset"),
         layouts: &[Layout::new(FLOW, FLOW_OPTIONAL)],
     },
     Hook {
@@ -150,11 +143,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::ERROR_TP,
         },
         need: Need::Errors,
-        btf: Some(BtfForm {
-            program: "inet_sk_error_report_btf",
-            nested: "inet_sk_error_report_btf_nested",
-            tracepoint: "inet_sk_error_report",
-        }),
+        btf: btf_form!("inet_sk_error_report"),
         layouts: &[Layout::new(
             &[F::Error, F::Protocol, F::Sport, F::Dport],
             FLOW_OPTIONAL,
@@ -169,11 +158,7 @@ pub const HOOKS: &[Hook] = &[
             offsets: names::PROBE_TP,
         },
         need: Need::Rtt,
-        btf: Some(BtfForm {
-            program: "tcp_probe_btf",
-            nested: "tcp_probe_btf_nested",
-            tracepoint: "tcp_probe",
-        }),
+        btf: btf_form!("tcp_probe"),
         // Newer kernels name the socket (`skaddr`); older ones (6.1) only
         // its addresses, as sockaddr blobs: the classic program then finds
         // the socket by tuple (`tracer_common::rtt_mode::BY_TUPLE`). The

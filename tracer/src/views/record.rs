@@ -53,6 +53,15 @@ mod tests {
         views::states::States,
     };
 
+    /// The start of a run at time 1.
+    fn start() -> Input {
+        Input::Start(Start {
+            clock: Clock::with_offset(1_795_348_800_000_000_000),
+            ts_ns: 1,
+            ..Start::default()
+        })
+    }
+
     /// A listener from before the recording started owns what it accepts
     /// during it, in replay as it did live: the recording carries the seeds.
     #[test]
@@ -65,11 +74,7 @@ mod tests {
         };
         let child = tuple(8080, 40000);
         let inputs = [
-            Input::Start(Start {
-                clock: Clock::with_offset(1_795_348_800_000_000_000),
-                ts_ns: 1,
-                ..Start::default()
-            }),
+            start(),
             Input::Seeds(Box::new(Seeds {
                 seeds: vec![(listener, Listen, Some(server))],
                 coming: Default::default(),
@@ -135,11 +140,7 @@ mod tests {
             .collect();
         let coming = [tuple(10_005, 40_000), tuple(9, 9)].into_iter().collect();
         let inputs = [
-            Input::Start(Start {
-                clock: Clock::with_offset(1_795_348_800_000_000_000),
-                ts_ns: 1,
-                ..Start::default()
-            }),
+            start(),
             Input::Seeds(Box::new(Seeds {
                 seeds,
                 coming,
