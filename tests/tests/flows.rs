@@ -600,13 +600,16 @@ fn rtt_samples_are_the_same_from_both_hook_forms() {
         counts(&btf_recs, "tp_btf"),
         counts(&classic_recs, "tracepoint"),
     );
-    // Both sockets of the flow: the server's data segments (5 734 here,
-    // 1 500-byte ones), the client's ACKs (148: one per many segments).
+    assert_eq!(b, c, "samples per socket, tp_btf against tracepoint");
+    // Both sockets of the flow took samples: the one receiving data (5 734
+    // on this host, 804 on the 6.12 guest, where the receive path
+    // coalesces more segments per call) and the one receiving ACKs (148,
+    // 127). Enough that equality above is not the equality of two
+    // near-empty maps.
     assert_eq!(b.len(), 2, "{btf_recs:#?}");
     assert!(
-        b.values().all(|&n| n > 0) && b.values().sum::<u64>() >= 1000,
+        b.values().all(|&n| n >= 20) && b.values().sum::<u64>() >= 200,
         "{b:?}"
     );
-    assert_eq!(b, c, "samples per socket, tp_btf against tracepoint");
     eprintln!("rtt samples per socket, both forms: {b:?}");
 }
