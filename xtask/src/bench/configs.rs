@@ -80,6 +80,8 @@ pub const CONFIGS: &[Config] = &[
     c("bpftrace states printf",  Bpftrace("states-printf.bt"),         States,  STORM | IDLE),
     c("bpftrace retrans count",  Bpftrace("retrans-count.bt"),         Retrans, LOSS),
     c("bpftrace retrans printf", Bpftrace("retrans-printf.bt"),        Retrans, LOSS),
+    c("bpftrace empty program",  Bpftrace("states-empty.bt"),          Summary, STORM),
+    c("bpftrace clock read",     Bpftrace("states-clock.bt"),          Summary, STORM),
     c("libbpf-tools tcpstates",  Tcpstates,                            States,  STORM | STEADY | IDLE),
     c("floor reserve+submit",    Floor,                                Summary, STORM),
 ];

@@ -14,6 +14,9 @@ use super::{
 /// The peer every ratio is against, and the floor.
 const COUNT: &str = "bpftrace states count";
 const FLOOR: &str = "floor reserve+submit";
+/// The fixed cost of a program under bpf_stats, and of one clock read.
+const EMPTY: &str = "bpftrace empty program";
+const CLOCK: &str = "bpftrace clock read";
 /// Views with a goal: kernel ns per state event ≤ `MAX_RATIO` × `COUNT`.
 const GOAL_VIEWS: [&str; 2] = ["tcptrace states", "tcptrace retrans"];
 const MAX_RATIO: f64 = 2.0;
@@ -127,7 +130,7 @@ pub fn markdown(runs: &[Run], s: &mut String) {
     }
     let _ = writeln!(
         s,
-        "\n## Kernel cost per event\n\nMeasured by the kernel itself: with BPF run-time statistics on (`BPF_ENABLE_STATS`, the kernel's `bpf_stats_enabled`), every program counts the time it runs. Each configuration's programs are found through its process's fds (`/proc/PID/fdinfo`: `prog_id`, `run_time_ns`, `run_cnt`, `recursion_misses`); the sum of their `run_time_ns` from attached to drained is divided by the state transitions the workload made (the same denominator for every configuration). The VM's noise (other builds on the host, the storm's own rate) hardly moves it, unlike the slowdown. `{COUNT}` is `bench/peers/states-count.bt`; `{FLOOR}` is `bench/peers/floor.bpf.c`: reserve and submit a 96-byte record per transition, no field read, no filter (it runs on every transition of the host, so its runs per event may exceed 1).\n"
+        "\n## Kernel cost per event\n\nMeasured by the kernel itself: with BPF run-time statistics on (`BPF_ENABLE_STATS`, the kernel's `bpf_stats_enabled`), every program counts the time it runs. Each configuration's programs are found through its process's fds (`/proc/PID/fdinfo`: `prog_id`, `run_time_ns`, `run_cnt`, `recursion_misses`); the sum of their `run_time_ns` from attached to drained is divided by the state transitions the workload made (the same denominator for every configuration). The VM's noise (other builds on the host, the storm's own rate) hardly moves it, unlike the slowdown. `{COUNT}` is `bench/peers/states-count.bt`; `{FLOOR}` is `bench/peers/floor.bpf.c`: reserve and submit a 96-byte record per transition, no field read, no filter (it runs on every transition of the host, so its runs per event may exceed 1). `{EMPTY}` (`bench/peers/states-empty.bt`) is a program that does nothing: what bpf_stats charges any program per run (it times each run with the kernel's clock); `{CLOCK}` (`states-clock.bt`) adds one `bpf_ktime_get_ns`.\n"
     );
     let _ = writeln!(
         s,
@@ -150,6 +153,57 @@ pub fn markdown(runs: &[Run], s: &mut String) {
             x.progs
         );
     }
+    for b in bounds(&c) {
+        let _ = writeln!(
+            s,
+            "\n{}: a record costs at least {:.0} ns here = {:.2}x `{COUNT}`: the floor's {:.0} (one program, reserve, submit) and a timestamp ({:.0} - {:.0} for the empty program = {:.0}), and a second program of the nested pair ({:.0}, the empty program's), before a field is read.",
+            b.workload,
+            b.ns,
+            b.ratio,
+            b.floor,
+            b.clock,
+            b.empty,
+            b.clock - b.empty,
+            b.empty,
+        );
+    }
+}
+
+/// What a design of two programs per event (the nested pair), a
+/// timestamp and a record per event cannot cost less than, per storm:
+/// the floor, plus a clock read over the empty program, plus the empty
+/// program once more for the second program.
+pub struct Bound {
+    pub workload: String,
+    pub floor: f64,
+    pub empty: f64,
+    pub clock: f64,
+    pub ns: f64,
+    /// `ns` over `COUNT`.
+    pub ratio: f64,
+}
+
+fn bounds(c: &[Cost]) -> Vec<Bound> {
+    c.iter()
+        .filter(|x| x.config == COUNT)
+        .filter_map(|k| {
+            let w = &k.workload;
+            let (floor, empty, clock) = (
+                of(c, w, FLOOR)?.ns,
+                of(c, w, EMPTY)?.ns,
+                of(c, w, CLOCK)?.ns,
+            );
+            let ns = floor + clock;
+            (k.ns > 0.0).then(|| Bound {
+                workload: w.clone(),
+                floor,
+                empty,
+                clock,
+                ns,
+                ratio: ns / k.ns,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -196,5 +250,23 @@ mod tests {
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].met, Some(true));
         assert!(g[0].measured.contains("1.90x"), "{}", g[0].measured);
+    }
+
+    #[test]
+    fn the_design_bound_is_the_floor_and_a_clock_read() {
+        let runs = [
+            run(COUNT, 0, 114_000),
+            run(FLOOR, 0, 162_000),
+            run(EMPTY, 0, 61_000),
+            run(CLOCK, 0, 105_000),
+        ];
+        let b = bounds(&costs(&runs));
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].ns, 267.0);
+        assert!((b[0].ratio - 267.0 / 114.0).abs() < 1e-9);
+        let mut s = String::new();
+        markdown(&runs, &mut s);
+        assert!(s.contains("at least 267 ns here = 2.34x"), "{s}");
+        assert!(s.contains("(105 - 61 for the empty program = 44)"), "{s}");
     }
 }
