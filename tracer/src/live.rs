@@ -190,7 +190,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
         };
         if Instant::now() >= slow_at {
             slow_at = Instant::now() + SLOW_EVERY;
-            check_lost(&mut src, &mut p, &probe);
+            check_lost(&mut src, &mut p, &probe, false);
             if let Some(used) = &mut src.fill_high {
                 p.push(Input::Ring {
                     used: std::mem::take(used),
@@ -218,7 +218,7 @@ async fn run_async(mut p: Pipeline, mut opts: RunOptions) -> Result<()> {
     if !p.done() {
         drain(&mut src, &mut p, true);
     }
-    check_lost(&mut src, &mut p, &probe);
+    check_lost(&mut src, &mut p, &probe, true);
     read_rtt(&mut src, &mut p);
     counters::source::push(counters.as_ref(), &mut p, true);
     if src.decode_errors > 0 {

@@ -9,6 +9,7 @@ pub mod connect;
 pub mod forms;
 mod globals;
 mod misses;
+pub use misses::Nested;
 #[cfg(test)]
 mod object_check;
 pub mod privileges;
@@ -431,8 +432,9 @@ impl Probe {
 }
 
 /// Events the kernel skipped because one of our programs was already
-/// running on that CPU (see [`misses`]).
-pub fn nested_misses(probe: &Probe) -> u64 {
+/// running on that CPU, and those the nested programs made up for (see
+/// [`misses`]).
+pub fn nested_misses(probe: &Probe) -> Nested {
     misses::recursion_misses(&probe.bpf)
 }
 

@@ -3,6 +3,8 @@
 //! as it goes; the kernel's lost counters and RTT map, each pushed through
 //! the pipeline's door.
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -12,7 +14,7 @@ use crate::{
     cgroups,
     engine::flows::Rtt,
     event::{Clock, Event, EventKind, TcpState},
-    hooks::{self, Probe, ring_fill::RingFill},
+    hooks::{self, Nested, Probe, ring_fill::RingFill},
     pipeline::{Input, Pipeline},
     record::lost,
     stderr, wire,
@@ -38,6 +40,11 @@ const IN_FLIGHT_NS: u64 = 5_000_000;
 /// program's records (about 1 in 1 000 in a storm).
 const RECENT: usize = 1024;
 
+/// How long the last look at the nested-event counters waits for the
+/// catches of the misses it saw: a catch trails its miss by under a
+/// microsecond unless the CPU is taken away in between.
+const CATCH_GRACE: Duration = Duration::from_millis(10);
+
 /// One of the kernel's rings, watched for the programs' rare wakeups, with
 /// its next record read ahead (to merge the rings in time order).
 pub(super) struct Ring {
@@ -59,8 +66,11 @@ pub(super) struct Source {
     pub(super) rings: Vec<Ring>,
     pub(super) lost: PerCpuArray<MapData, u64>,
     pub(super) lost_seen: u64,
-    /// Kernel recursion misses at start-up and reported so far.
+    /// Kernel recursion misses not made up for, at start-up and reported
+    /// so far.
     pub(super) nested_seen: u64,
+    /// The last look at the nested-event counters (see [`Nested::lost`]).
+    nested_look: Nested,
     /// Events whose fields the kernel would not let us read, reported so far.
     pub(super) unreadable_seen: u64,
     pub(super) rtt: Option<BpfHashMap<MapData, u64, RttHist>>,
@@ -108,11 +118,13 @@ impl Source {
                 })
             })
             .collect::<Result<_>>()?;
+        let nested_look = hooks::nested_misses(probe);
         Ok(Self {
             rings,
             lost: probe.take_lost()?,
             lost_seen: 0,
-            nested_seen: hooks::nested_misses(probe),
+            nested_seen: nested_look.lost(nested_look),
+            nested_look,
             unreadable_seen: 0,
             rtt: if rtt { Some(probe.take_rtt()?) } else { None },
             decode_errors: 0,
@@ -303,12 +315,20 @@ pub(super) fn drain(src: &mut Source, p: &mut Pipeline, last: bool) -> usize {
 /// Reports events lost since the last look: those the kernel could not
 /// queue (ring full), those it skipped because one of our programs was
 /// already running on that CPU, and those with fields our programs could
-/// not read.
-pub(super) fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe) {
+/// not read. The `last` look waits [`CATCH_GRACE`] for the catches of its
+/// own misses, as no later look will (see [`Nested::lost`]).
+pub(super) fn check_lost(src: &mut Source, p: &mut Pipeline, probe: &Probe, last: bool) {
     let total = hooks::lost_total(&src.lost);
     let full = total.saturating_sub(src.lost_seen);
     src.lost_seen = src.lost_seen.max(total);
-    let nested_total = hooks::nested_misses(probe);
+    let look = hooks::nested_misses(probe);
+    let nested_total = if last {
+        std::thread::sleep(CATCH_GRACE);
+        hooks::nested_misses(probe).lost(look)
+    } else {
+        look.lost(src.nested_look)
+    };
+    src.nested_look = look;
     let nested = nested_total.saturating_sub(src.nested_seen);
     src.nested_seen = src.nested_seen.max(nested_total);
     // Layout drift shows up as a number: fields a program needed and
