@@ -327,14 +327,14 @@ impl Running {
                         // Not the closing `summary` record: its `segs` is
                         // the run's total (counting it doubled the sum).
                         events += 1;
-                        segs += field(&l, "\"segs\":").map_or(1, |v| number(v).max(1));
+                        segs += segments(&l, field(&l, "\"segs\":"));
                     }
                 }
             }
             Kind::Tcptrace(_) => {
                 for l in lines.filter(|l| !l.is_empty() && !l.starts_with("TIME")) {
                     events += 1;
-                    segs += l.split_whitespace().last().map_or(1, |v| number(v).max(1));
+                    segs += segments(&l, l.split_whitespace().last());
                 }
             }
             Kind::Bpftrace(script) if script.ends_with("count.bt") => {
@@ -383,6 +383,18 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// The leading decimal number of `s` (0 if none).
+/// The segments a tcptrace retransmit line says were sent, from its
+/// `segs` value: none for a failed attempt (nothing left the host, and
+/// the kernel's `RetransSegs` does not count it; the line says `failed`),
+/// at least one otherwise (a line without a count is one segment).
+fn segments(line: &str, segs: Option<&str>) -> u64 {
+    // JSON: a `failed` key; text: `0 failed:ERRNO` ends the line.
+    if line.contains("\"failed\":") || segs.is_some_and(|v| v.starts_with("failed:")) {
+        return 0;
+    }
+    segs.map_or(1, |v| number(v).max(1))
+}
+
 fn number(s: &str) -> u64 {
     let s = s.trim_start();
     let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -392,6 +404,23 @@ fn number(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_retransmit_sent_no_segment() {
+        let json =
+            r#"{"type":"retrans","state":"ESTABLISHED","kind":"rto","segs":0,"failed":"EBUSY"}"#;
+        assert_eq!(segments(json, field(json, "\"segs\":")), 0);
+        let json = r#"{"type":"retrans","state":"ESTABLISHED","kind":"rto","segs":3}"#;
+        assert_eq!(segments(json, field(json, "\"segs\":")), 3);
+        let text = "10:00:00.000 1 x 10.0.0.1:1 10.0.0.2:2 ESTABLISHED  rto    0 failed:EBUSY";
+        assert_eq!(segments(text, text.split_whitespace().last()), 0);
+        let text = "10:00:00.000 1 x 10.0.0.1:1 10.0.0.2:2 ESTABLISHED  rto    2";
+        assert_eq!(segments(text, text.split_whitespace().last()), 2);
+        assert_eq!(segments("x -", Some("-")), 1);
+        // A process may be called anything.
+        let text = "10:00:00.000 1 failed 10.0.0.1:1 10.0.0.2:2 ESTABLISHED  rto    2";
+        assert_eq!(segments(text, text.split_whitespace().last()), 2);
+    }
 
     #[test]
     fn numbers_and_fields() {
