@@ -121,11 +121,25 @@ pub fn done(hook: u8, outcome: Outcome) -> u32 {
         && let Some(counts) = UNREADABLE.get_ptr_mut(0)
         && u32::from(hook) < hook::SLOTS
     {
-        // SAFETY: this CPU's value, no concurrent writer on this CPU; the
-        // index is checked just above.
-        unsafe { (*counts)[usize::from(hook)] += 1 };
+        // SAFETY: this CPU's value; the index is checked just above.
+        bump(unsafe { &raw mut (*counts)[usize::from(hook)] });
     }
     0
+}
+
+/// Adds one to a per-CPU counter in one instruction (an atomic add). A
+/// plain `+= 1` is a load, an add and a store: a program nested in
+/// another on the same CPU (a BTF hook's second program, called from an
+/// interrupt while the first counts) can bump the counter in between,
+/// and the outer store then writes its increment over the inner one.
+/// The intrinsic, as the BPF target has no compare-and-swap and so no
+/// `AtomicU64::fetch_add`; its result unused, LLVM emits the plain
+/// `lock +=` every kernel with BPF has.
+#[inline(always)]
+fn bump(n: *mut u64) {
+    use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
+    // SAFETY: `n` points at a map value (8-aligned), alive for the run.
+    unsafe { atomic_xadd::<u64, u64, { Relaxed }>(n, 1) };
 }
 
 /// Whether a transition into `newstate` is wanted at all.
@@ -287,8 +301,7 @@ pub fn submit(ev: &WireEvent) {
         }
         None => {
             if let Some(n) = LOST.get_ptr_mut(0) {
-                // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-                unsafe { *n += 1 };
+                bump(n);
             }
         }
     }

@@ -19,6 +19,9 @@
 //! `UNREADABLE` per-CPU array, which `tcptrace check` reports.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the counters (see `emit::bump`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod btf_sock;
 mod connect;
