@@ -72,9 +72,10 @@ fn fin_storm(ns: &NetNs, port: u16) -> u64 {
     })
 }
 
-/// A FIN storm on both CPUs while `tcptrace states --json` watches with
-/// its default ring: every transition a BPF program could see is printed once
-/// and none is reported lost, whatever the kernel skipped. On this
+/// A FIN storm on both CPUs while `tcptrace states --json` watches (a
+/// release build with its default ring): every transition a BPF program
+/// could see is printed once and none is reported lost, whatever the
+/// kernel skipped. On this
 /// machine's kernel the bench's FIN storm made it skip 1 264 of 1.5
 /// million before the second program; here, in ten runs with the second
 /// program keyed on the transition, the first was skipped 0 to 582 times
@@ -82,9 +83,14 @@ fn fin_storm(ns: &NetNs, port: u16) -> u64 {
 /// first program's work instead, it once lost 30 of 31: the kernel counts
 /// the program as running before its first instruction and after its
 /// last.) A debug build's user space reads the ring several times slower
-/// than a storm fills it (13 316 of 60 004 lost in the ring once here, the
-/// release build none): against one, the test holds it to the sum
-/// (printed + reported lost == made), not to zero.
+/// than a storm fills it (13 316 of 60 004 lost in the ring once here,
+/// 26 090 to 33 594 of 100 012 in the 6.1 guest; the release build none):
+/// against one, the rings hold the whole storm. Holding a debug build to
+/// printed + reported lost == made instead failed in about one run in
+/// six in the 6.1 guest, by one too many: a loss is counted per record the
+/// kernel could not queue, and the second program's rare repeat (see
+/// tracer-ebpf/src/nested.rs) is a record too; when one of its two copies
+/// is lost, the reader cannot drop the other.
 #[test]
 fn a_storm_on_every_cpu_loses_no_transition() {
     require_root();
@@ -100,14 +106,15 @@ fn a_storm_on_every_cpu_loses_no_transition() {
     // An output queue for the whole storm: this test's own reader (JSON
     // parsed by a debug build) is slower than tcptrace, and what a slow
     // reader makes tcptrace drop (and report) is another test's subject.
-    let t = Tracer::start(&[
-        "states",
-        "--json",
-        "--output-queue",
-        "128M",
-        "--port",
-        &port.to_string(),
-    ]);
+    // So are the rings a debug build overflows: there they hold the storm
+    // (10.4 MB of records; 32 MiB, 16 a CPU on two).
+    let port_arg = port.to_string();
+    let mut args = vec!["states", "--json", "--output-queue", "128M"];
+    if !tracer::optimised() {
+        args.extend(["--ring-size", "32M"]);
+    }
+    args.extend(["--port", &port_arg]);
+    let t = Tracer::start(&args);
     let started = Instant::now();
     let conns = fin_storm(&ns, port);
     let took = started.elapsed();
@@ -137,16 +144,14 @@ fn a_storm_on_every_cpu_loses_no_transition() {
     eprintln!(
         "storm of {conns} connections in {took:?}: {made} transitions, {blind} where BPF does not run; {printed} printed, {lost} reported lost; the kernel skipped {skipped} program runs"
     );
-    if tracer::optimised() {
-        assert_eq!(
-            lost, 0,
-            "tcptrace lost transitions: {sources:?}; {}",
-            f.stderr
-        );
-    }
     assert!(
         !sources.iter().any(|s| s.contains("kernel-nested")),
         "transitions the kernel skipped were lost: {sources:?}"
+    );
+    assert_eq!(
+        lost, 0,
+        "tcptrace lost transitions: {sources:?}; {}",
+        f.stderr
     );
     // Every transition once: none missing, and none twice (the second
     // program sends a transition again when a nested one lands in its
@@ -154,8 +159,7 @@ fn a_storm_on_every_cpu_loses_no_transition() {
     // reader drops such a repeat: 2 in 100 012 once in the 6.1 guest
     // before it did).
     assert_eq!(
-        printed + lost,
-        expected,
+        printed, expected,
         "{made} transitions made, {blind} where no BPF program runs; {printed} printed, lost {sources:?}, {skipped} runs skipped by the kernel"
     );
 }
