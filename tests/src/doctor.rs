@@ -2,8 +2,9 @@
 //! the fault happen in the namespace while it watches, and read what it
 //! found (the `finding` records and the exit status).
 
-use std::time::Duration;
+use std::{process::ExitStatus, time::Duration};
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::{NetNs, Tracer, tracer::of_type};
@@ -40,6 +41,20 @@ impl Session {
     /// Waits for the session to end by itself and reads its report.
     pub fn report(self) -> Report {
         let (status, records) = self.tracer.wait_exit(Duration::from_secs(self.secs + 60));
+        Report::of_run(status, records)
+    }
+
+    /// Ends the session now, as Ctrl-C does, and reads its report: for a
+    /// fault whose end the test waits for, so that the session has seen
+    /// all of it whatever it took (its `secs` are then only a cap).
+    pub fn stop(self) -> Report {
+        let (status, records) = self.tracer.stop_with(Signal::SIGINT);
+        Report::of_run(status, records)
+    }
+}
+
+impl Report {
+    fn of_run(status: ExitStatus, records: Vec<Value>) -> Self {
         let code = status.code().expect("tcptrace doctor killed by a signal");
         let findings: Vec<Value> = of_type(&records, "finding").into_iter().cloned().collect();
         let verdicts = of_type(&records, "doctor");
@@ -56,9 +71,7 @@ impl Session {
             verdict,
         }
     }
-}
 
-impl Report {
     /// The findings of one playbook.
     pub fn of(&self, playbook: &str) -> Vec<&Value> {
         self.findings
