@@ -75,11 +75,10 @@ fn fin_storm(ns: &NetNs, port: u16) -> u64 {
 /// A FIN storm on both CPUs while `tcptrace states --json` watches (a
 /// release build with its default ring): every transition a BPF program
 /// could see is printed once and none is reported lost, whatever the
-/// kernel skipped. On this
-/// machine's kernel the bench's FIN storm made it skip 1 264 of 1.5
-/// million before the second program; here, in ten runs with the second
-/// program keyed on the transition, the first was skipped 0 to 582 times
-/// and every one was made up for. (Keyed on a flag raised around the
+/// kernel skipped. On this machine's kernel the bench's FIN storm made it
+/// skip 1 264 of 1.5 million before the second program; here, in ten runs
+/// with the second program keyed on the transition, the first was skipped
+/// 0 to 582 times and every one was made up for. (Keyed on a flag raised around the
 /// first program's work instead, it once lost 30 of 31: the kernel counts
 /// the program as running before its first instruction and after its
 /// last.) A debug build's user space reads the ring several times slower

@@ -121,8 +121,9 @@ pub fn done(hook: u8, outcome: Outcome) -> u32 {
         && let Some(counts) = UNREADABLE.get_ptr_mut(0)
         && u32::from(hook) < hook::SLOTS
     {
-        // SAFETY: this CPU's value; the index is checked just above.
-        bump(unsafe { &raw mut (*counts)[usize::from(hook)] });
+        // SAFETY: this CPU's value, a map value alive for the run; the
+        // index is checked just above.
+        unsafe { bump(&raw mut (*counts)[usize::from(hook)]) };
     }
     0
 }
@@ -135,10 +136,13 @@ pub fn done(hook: u8, outcome: Outcome) -> u32 {
 /// The intrinsic, as the BPF target has no compare-and-swap and so no
 /// `AtomicU64::fetch_add`; its result unused, LLVM emits the plain
 /// `lock +=` every kernel with BPF has.
+///
+/// # Safety
+/// `n` points at an 8-aligned `u64` that lives for the run (a map value).
 #[inline(always)]
-fn bump(n: *mut u64) {
+unsafe fn bump(n: *mut u64) {
     use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
-    // SAFETY: `n` points at a map value (8-aligned), alive for the run.
+    // SAFETY: as the caller promises.
     unsafe { atomic_xadd::<u64, u64, { Relaxed }>(n, 1) };
 }
 
@@ -301,7 +305,8 @@ pub fn submit(ev: &WireEvent) {
         }
         None => {
             if let Some(n) = LOST.get_ptr_mut(0) {
-                bump(n);
+                // SAFETY: this CPU's value of the map, alive for the run.
+                unsafe { bump(n) };
             }
         }
     }
